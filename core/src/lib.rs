@@ -1,0 +1,20 @@
+//! The offline core of ohassist: enterprise and visit records as Automerge documents in a
+//! SQLite store, with field-level merge, conflicts, validation and the Table 1 status.
+//!
+//! Layers, innermost first (each only uses the ones above it in this list):
+//! - [`model`], [`credit_code`], [`validate`], [`status`]: record types and pure rules;
+//! - [`doc`]: records as Automerge documents — genesis, diff writes, conflicts (no I/O);
+//! - [`sqlite`]: the one way to open a SQLite database, with numbered migrations;
+//! - [`store`]: the device's store — documents, index tables, outbox, meta.
+
+pub mod credit_code;
+pub mod doc;
+pub mod error;
+pub mod model;
+pub mod sqlite;
+pub mod status;
+pub mod sync;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, Reason, Result, ValidationError};

@@ -1,0 +1,541 @@
+//! The device's offline store: every record as an Automerge document in one SQLite file,
+//! index tables for list screens, an outbox of unacknowledged changes and a meta table.
+//!
+//! Every write is one `IMMEDIATE` transaction that saves the document, rebuilds its index
+//! row and queues its new changes, so a crash at any point leaves the old or the new
+//! state, never a mix. Writers take a `&Transaction`, readers a `&Connection`.
+
+mod index;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use automerge::{ActorId, Change, ChangeHash};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value as Json;
+
+use crate::doc::{now_ms, to_json, Author, Conflict, Document, HistoryEntry};
+use crate::error::{Error, Reason, Result, ValidationError};
+use crate::model::{new_item_id, Enterprise, RecordKind, Visit, SCHEMA_VERSION};
+use crate::status::{self, Table1Status};
+use crate::{credit_code, validate};
+
+pub use index::{EnterpriseFilter, EnterpriseSummary, VisitFilter, VisitSummary};
+
+/// A record as read from the store, with its version for a later edit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<T> {
+    pub id: String,
+    /// The document heads this record was read at: pass it back to `update_*`.
+    pub version: Vec<String>,
+    pub record: T,
+    pub has_conflicts: bool,
+    /// Changes not yet acknowledged by a server.
+    pub pending_sync: bool,
+}
+
+/// A queued local change, as the sync client sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxChange {
+    pub seq: i64,
+    pub doc_id: String,
+    pub kind: RecordKind,
+    pub hash: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The offline store. Cheap to share between threads (`Send + Sync`); one connection,
+/// behind a mutex, serialises writers.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    device_id: String,
+    /// A fresh actor for every open: an actor id is never reused, not even after the file
+    /// is restored from a backup that predates changes this actor already sent.
+    actor: ActorId,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).field("device_id", &self.device_id).finish()
+    }
+}
+
+/// Today's date for validation, lenient towards any time zone (UTC+14 at most), so a
+/// visit recorded just after midnight in China is never "in the future".
+fn today() -> time::Date {
+    (time::OffsetDateTime::now_utc() + time::Duration::hours(14)).date()
+}
+
+fn heads_string(heads: &[ChangeHash]) -> String {
+    let mut h: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+    h.sort();
+    h.join(",")
+}
+
+fn parse_heads(version: &[String]) -> Result<Vec<ChangeHash>> {
+    version
+        .iter()
+        .map(|h| {
+            h.parse::<ChangeHash>()
+                .map_err(|_| ValidationError::new("version", Reason::Malformed(format!("'{h}' is not a change hash"))).into())
+        })
+        .collect()
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and a device id) on first use.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let conn = crate::sqlite::open(&path, &schema::SCHEMA)?;
+        let device_id = match meta_get(&conn, "device_id")? {
+            Some(id) => id,
+            None => {
+                let id = new_item_id();
+                meta_set(&conn, "device_id", &id)?;
+                id
+            }
+        };
+        Ok(Store { conn: Mutex::new(conn), path, device_id, actor: ActorId::random() })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-written transaction behind
+        // (it rolls back on drop), so a poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The user every new change is attributed to (set at login).
+    pub fn set_user(&self, user_id: &str) -> Result<()> {
+        meta_set(&self.conn(), "user_id", user_id)
+    }
+
+    pub fn author(&self) -> Result<Author> {
+        let user = meta_get(&self.conn(), "user_id")?.unwrap_or_default();
+        Ok(Author { user, device: self.device_id.clone() })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        meta_get(&self.conn(), key)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        meta_set(&self.conn(), key, value)
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// Runs `f` in one immediate transaction.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    // ---- enterprises ------------------------------------------------------------------
+
+    /// Registers an enterprise. Its id is its (normalised) credit code. If the store
+    /// already holds that code, nothing is written and [`Error::AlreadyExists`] names the
+    /// existing record to open instead.
+    pub fn create_enterprise(&self, mut enterprise: Enterprise) -> Result<String> {
+        enterprise.credit_code = credit_code::normalise(&enterprise.credit_code);
+        enterprise.schema_version = SCHEMA_VERSION;
+        validate::enterprise(&enterprise)?;
+        let id = enterprise.credit_code.clone();
+        let author = self.author()?;
+        self.write(|tx| {
+            if load(tx, &id)?.is_some() {
+                return Err(Error::AlreadyExists { id: id.clone() });
+            }
+            let mut doc = Document::genesis(RecordKind::Enterprise, &id);
+            let genesis = doc.changes_since(&[]);
+            let old = doc.json(None);
+            let change = doc.write_diff(&self.actor, &author, &old, &to_json(&enterprise))?;
+            save(tx, &doc, genesis.into_iter().chain(change))?;
+            Ok(id.clone())
+        })
+    }
+
+    pub fn get_enterprise(&self, id: &str) -> Result<Record<Enterprise>> {
+        self.get(RecordKind::Enterprise, id)
+    }
+
+    /// The id of the enterprise with this credit code, if the store holds it.
+    pub fn find_enterprise(&self, code: &str) -> Result<Option<String>> {
+        let code = credit_code::normalise(code);
+        Ok(self
+            .conn()
+            .query_row("SELECT id FROM enterprises WHERE credit_code = ?1", [code], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Saves `enterprise` as edited from the record read at `version`: only the fields
+    /// that differ from that version are written (see [`Document::write_from_base`]).
+    pub fn update_enterprise(&self, id: &str, enterprise: &Enterprise, version: &[String]) -> Result<Record<Enterprise>> {
+        let mut e = enterprise.clone();
+        e.credit_code = credit_code::normalise(&e.credit_code);
+        if e.credit_code != id {
+            return Err(ValidationError::new("credit_code", Reason::Immutable).into());
+        }
+        validate::enterprise(&e)?;
+        self.update(RecordKind::Enterprise, id, &e, version)
+    }
+
+    /// Reads, changes with `f` and saves, in one transaction.
+    pub fn edit_enterprise(&self, id: &str, f: impl FnOnce(&mut Enterprise)) -> Result<Record<Enterprise>> {
+        self.edit(RecordKind::Enterprise, id, |e: &mut Enterprise| {
+            let code = e.credit_code.clone();
+            f(e);
+            if e.credit_code != code {
+                return Err(ValidationError::new("credit_code", Reason::Immutable).into());
+            }
+            validate::enterprise(e).map_err(Error::from)
+        })
+    }
+
+    pub fn list_enterprises(&self, filter: &EnterpriseFilter) -> Result<Vec<EnterpriseSummary>> {
+        index::list_enterprises(&self.conn(), filter)
+    }
+
+    // ---- visits -----------------------------------------------------------------------
+
+    /// Records a new visit under a random id. The enterprise must be in the store; an
+    /// empty county code is taken from it.
+    pub fn create_visit(&self, mut visit: Visit) -> Result<String> {
+        visit.enterprise_id = credit_code::normalise(&visit.enterprise_id);
+        visit.schema_version = SCHEMA_VERSION;
+        validate::credit_code_field("enterprise_id", &visit.enterprise_id)?;
+        let author = self.author()?;
+        let id = new_item_id();
+        self.write(|tx| {
+            let enterprise: Enterprise = load(tx, &visit.enterprise_id)?
+                .ok_or_else(|| Error::NotFound(visit.enterprise_id.clone()))?
+                .read()?;
+            if visit.county_code.is_empty() {
+                visit.county_code = enterprise.county.code.clone();
+            }
+            validate::visit(&visit, today())?;
+            let mut doc = Document::genesis(RecordKind::Visit, &id);
+            let genesis = doc.changes_since(&[]);
+            let old = doc.json(None);
+            let change = doc.write_diff(&self.actor, &author, &old, &to_json(&visit))?;
+            save(tx, &doc, genesis.into_iter().chain(change))?;
+            Ok(id.clone())
+        })
+    }
+
+    pub fn get_visit(&self, id: &str) -> Result<Record<Visit>> {
+        self.get(RecordKind::Visit, id)
+    }
+
+    pub fn update_visit(&self, id: &str, visit: &Visit, version: &[String]) -> Result<Record<Visit>> {
+        let current: Visit = self.get(RecordKind::Visit, id)?.record;
+        check_visit_identity(&current, visit)?;
+        validate::visit(visit, today())?;
+        self.update(RecordKind::Visit, id, visit, version)
+    }
+
+    pub fn edit_visit(&self, id: &str, f: impl FnOnce(&mut Visit)) -> Result<Record<Visit>> {
+        self.edit(RecordKind::Visit, id, |v: &mut Visit| {
+            let before = v.clone();
+            f(v);
+            check_visit_identity(&before, v)?;
+            validate::visit(v, today()).map_err(Error::from)
+        })
+    }
+
+    /// Marks a visit deleted. It stays in the store, recoverable with [`Store::restore_visit`],
+    /// and syncs as deleted.
+    pub fn delete_visit(&self, id: &str) -> Result<Record<Visit>> {
+        self.edit(RecordKind::Visit, id, |v: &mut Visit| {
+            v.deleted = true;
+            Ok(())
+        })
+    }
+
+    pub fn restore_visit(&self, id: &str) -> Result<Record<Visit>> {
+        self.edit(RecordKind::Visit, id, |v: &mut Visit| {
+            v.deleted = false;
+            Ok(())
+        })
+    }
+
+    pub fn list_visits(&self, filter: &VisitFilter) -> Result<Vec<VisitSummary>> {
+        index::list_visits(&self.conn(), filter)
+    }
+
+    // ---- conflicts, history, status -----------------------------------------------------
+
+    /// The conflicts of one record.
+    pub fn conflicts(&self, id: &str) -> Result<Vec<Conflict>> {
+        let conn = self.conn();
+        Ok(load(&conn, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?.conflicts())
+    }
+
+    /// Every record that has conflicts: `(kind, id)`.
+    pub fn conflicted_records(&self) -> Result<Vec<(RecordKind, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT kind, id FROM documents WHERE has_conflicts = 1 ORDER BY updated_at DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, id) = row?;
+            out.push((RecordKind::parse(&kind).expect("CHECK constraint"), id));
+        }
+        Ok(out)
+    }
+
+    /// Settles the conflict at `path` (dotted) of record `id` with `value`.
+    pub fn resolve_conflict(&self, id: &str, path: &str, value: &Json) -> Result<()> {
+        let author = self.author()?;
+        let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+        self.write(|tx| {
+            let mut doc = load(tx, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let change = doc.resolve(&self.actor, &author, &segments, value)?;
+            // The chosen value must still make a valid record.
+            match doc.kind() {
+                RecordKind::Enterprise => validate::enterprise(&doc.read()?)?,
+                RecordKind::Visit => validate::visit(&doc.read()?, today())?,
+            }
+            save(tx, &doc, [change])
+        })
+    }
+
+    pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+        let conn = self.conn();
+        Ok(load(&conn, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?.history())
+    }
+
+    /// Table 1's columns for an enterprise in `year`, from the visits the store holds.
+    pub fn table1_status(&self, enterprise_id: &str, year: i32) -> Result<Table1Status> {
+        let enterprise = self.get_enterprise(enterprise_id)?.record;
+        let visits = self.visits_of(enterprise_id)?;
+        Ok(status::table1_status(&enterprise, &visits, year))
+    }
+
+    /// Every visit of an enterprise, deleted ones included (status functions skip them).
+    pub fn visits_of(&self, enterprise_id: &str) -> Result<Vec<Visit>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?;
+        let ids: Vec<String> = stmt.query_map([enterprise_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        ids.iter()
+            .map(|id| load(&conn, id)?.ok_or_else(|| Error::NotFound(id.clone()))?.read())
+            .collect()
+    }
+
+    // ---- sync bookkeeping -----------------------------------------------------------------
+
+    /// The oldest `limit` unacknowledged local changes.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT seq, doc_id, kind, hash, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(OutboxChange {
+                seq: r.get(0)?,
+                doc_id: r.get(1)?,
+                kind: RecordKind::parse(&r.get::<_, String>(2)?).unwrap_or(RecordKind::Visit),
+                hash: r.get(3)?,
+                bytes: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn outbox_len(&self) -> Result<usize> {
+        let n: i64 = self.conn().query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    /// Drops acknowledged changes from the outbox (unknown hashes are ignored).
+    pub fn acknowledge(&self, hashes: &[String]) -> Result<()> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE hash = ?1")?;
+            for h in hashes {
+                stmt.execute([h])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Merges changes received from a server into the record `(kind, id)`, creating it
+    /// if new. All or nothing: a change that does not decode, or a result that is not a
+    /// valid record of that kind, applies nothing.
+    pub fn apply_remote(&self, kind: RecordKind, id: &str, changes: &[Vec<u8>]) -> Result<()> {
+        self.apply_remote_batch(&[(kind, id.to_string(), changes.to_vec())])
+    }
+
+    /// [`Store::apply_remote`] for many records in one transaction.
+    pub fn apply_remote_batch(&self, batch: &[(RecordKind, String, Vec<Vec<u8>>)]) -> Result<()> {
+        self.write(|tx| {
+            for (kind, id, changes) in batch {
+                let mut doc = match load(tx, id)? {
+                    Some(doc) if doc.kind() == *kind => doc,
+                    Some(_) => {
+                        return Err(Error::CorruptDocument { id: id.clone(), reason: "record kind differs".into() })
+                    }
+                    None => Document::genesis(*kind, id),
+                };
+                let decoded = changes
+                    .iter()
+                    .map(|b| {
+                        Change::from_bytes(b.clone())
+                            .map_err(|e| Error::CorruptDocument { id: id.clone(), reason: e.to_string() })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                doc.apply_changes(decoded)?;
+                match kind {
+                    RecordKind::Enterprise => drop(doc.read::<Enterprise>()?),
+                    RecordKind::Visit => drop(doc.read::<Visit>()?),
+                }
+                save(tx, &doc, [])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The heads of every document: what the store holds, for a sync.
+    pub fn all_heads(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id, heads FROM documents")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, heads) = row?;
+            out.push((id, heads.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()));
+        }
+        Ok(out)
+    }
+
+    /// `PRAGMA integrity_check` plus a load of every document.
+    pub fn check(&self) -> Result<()> {
+        let conn = self.conn();
+        crate::sqlite::integrity_check(&conn)?;
+        let mut stmt = conn.prepare("SELECT id FROM documents")?;
+        let ids: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for id in ids {
+            load(&conn, &id)?;
+        }
+        Ok(())
+    }
+
+    // ---- shared plumbing --------------------------------------------------------------------
+
+    fn get<T: DeserializeOwned>(&self, kind: RecordKind, id: &str) -> Result<Record<T>> {
+        let conn = self.conn();
+        let doc = load(&conn, id)?.filter(|d| d.kind() == kind).ok_or_else(|| Error::NotFound(id.to_string()))?;
+        record_of(&conn, &doc)
+    }
+
+    fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        new: &T,
+        version: &[String],
+    ) -> Result<Record<T>> {
+        let base = parse_heads(version)?;
+        let author = self.author()?;
+        self.write(|tx| {
+            let mut doc = load(tx, id)?.filter(|d| d.kind() == kind).ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let change = doc.write_from_base(&self.actor, &author, &base, new)?;
+            save(tx, &doc, change)?;
+            record_of(tx, &doc)
+        })
+    }
+
+    fn edit<T: Serialize + DeserializeOwned + Clone>(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        f: impl FnOnce(&mut T) -> Result<()>,
+    ) -> Result<Record<T>> {
+        let author = self.author()?;
+        self.write(|tx| {
+            let mut doc = load(tx, id)?.filter(|d| d.kind() == kind).ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let old: T = doc.read()?;
+            let mut new = old.clone();
+            f(&mut new)?;
+            let change = doc.write_diff(&self.actor, &author, &to_json(&old), &to_json(&new))?;
+            save(tx, &doc, change)?;
+            record_of(tx, &doc)
+        })
+    }
+}
+
+fn check_visit_identity(before: &Visit, after: &Visit) -> Result<()> {
+    if credit_code::normalise(&after.enterprise_id) != before.enterprise_id {
+        return Err(ValidationError::new("enterprise_id", Reason::Immutable).into());
+    }
+    Ok(())
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn load(conn: &Connection, id: &str) -> Result<Option<Document>> {
+    let row: Option<(String, Vec<u8>)> = conn
+        .prepare_cached("SELECT kind, bytes FROM documents WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((kind, bytes)) = row else { return Ok(None) };
+    let kind = RecordKind::parse(&kind).ok_or_else(|| Error::CorruptDocument { id: id.into(), reason: format!("kind {kind}") })?;
+    Document::load(kind, id, &bytes).map(Some)
+}
+
+/// Saves the document, rebuilds its index row and queues `local` changes in the outbox.
+fn save(tx: &Transaction<'_>, doc: &Document, local: impl IntoIterator<Item = Change>) -> Result<()> {
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO documents (id, kind, bytes, heads, has_conflicts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
+             has_conflicts = excluded.has_conflicts, updated_at = excluded.updated_at",
+    )?
+    .execute(params![doc.id(), doc.kind().as_str(), doc.save(), heads_string(&doc.heads()), doc.has_conflicts(), now])?;
+    index::reindex(tx, doc)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO outbox (doc_id, kind, hash, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING",
+    )?;
+    for mut change in local {
+        stmt.execute(params![doc.id(), doc.kind().as_str(), change.hash().to_string(), change.bytes().as_ref(), now])?;
+    }
+    Ok(())
+}
+
+fn record_of<T: DeserializeOwned>(conn: &Connection, doc: &Document) -> Result<Record<T>> {
+    let pending: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE doc_id = ?1)")?
+        .query_row([doc.id()], |r| r.get(0))?;
+    let mut version: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
+    version.sort();
+    Ok(Record {
+        id: doc.id().to_string(),
+        version,
+        record: doc.read()?,
+        has_conflicts: doc.has_conflicts(),
+        pending_sync: pending,
+    })
+}

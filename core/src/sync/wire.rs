@@ -1,0 +1,178 @@
+//! The sync wire format, shared by the phone's client and the county server. These are
+//! the only serialised public types of the protocol; `docs/sync-protocol.md` describes
+//! them and `docs/adr/0002-sync-wire-format.md` says why they look like this.
+//!
+//! Bodies are CBOR (change bytes travel as byte strings, not base64), gzip-compressed
+//! (`Content-Encoding: gzip`), with the protocol version in every request body and in
+//! the `X-Ohassist-Protocol` header.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::RecordKind;
+
+/// The protocol version this code speaks. The server refuses other versions with
+/// `protocol_version` (HTTP 426).
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_HEADER: &str = "x-ohassist-protocol";
+pub const CONTENT_TYPE: &str = "application/cbor";
+
+/// Largest request body the server accepts, compressed and uncompressed.
+pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
+/// Most changes in one push.
+pub const MAX_PUSH_CHANGES: usize = 5_000;
+/// Largest single change.
+pub const MAX_CHANGE_BYTES: usize = 1024 * 1024;
+/// The byte budget of one pull page (the server may send one item over it).
+pub const PULL_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// One Automerge change of one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireChange {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A whole saved document (first sync): smaller than its changes one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireDocument {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// `POST /api/v1/sync/push`: a batch of the outbox, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub protocol: u32,
+    pub changes: Vec<WireChange>,
+}
+
+/// The server holds every change of the request (newly or already): the client may drop
+/// them from its outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// Hashes (hex) of the request's changes that the server now holds.
+    pub acknowledged: Vec<String>,
+    /// How many of them were new to the server.
+    pub new: u32,
+}
+
+/// `POST /api/v1/sync/pull`: what changed in the caller's scope after `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub protocol: u32,
+    /// The feed position the client holds everything up to; 0 for a first sync.
+    pub cursor: u64,
+    /// Opaque continuation of a first sync in progress, from the previous page.
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// Whole documents (a first sync sends these).
+    pub documents: Vec<WireDocument>,
+    /// Changes after the cursor, in feed order, the caller's own pushes left out.
+    pub changes: Vec<WireChange>,
+    /// Store this when the page is applied; send it with the next pull.
+    pub cursor: u64,
+    /// Send with the next pull while a first sync is in progress.
+    pub page_token: Option<String>,
+    /// More pages wait: pull again at once.
+    pub more: bool,
+}
+
+/// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub device_id: String,
+    #[serde(default)]
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user_id: String,
+    pub display_name: String,
+    /// `inspector`, `supervisor` or `admin`.
+    pub role: String,
+    /// Administrative division code of the user's org unit (county, city or province).
+    pub org_unit: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// Every error answer, in JSON, whatever the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable: `malformed_body`, `invalid_change`, `out_of_scope`, `too_large`,
+    /// `protocol_version`, `unauthorized`, `forbidden`, `invalid_record`, `rate_limited`, …
+    pub code: String,
+    /// For a person, in Chinese.
+    pub message: String,
+    /// The same in English.
+    pub message_en: String,
+    /// The offending field or document, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Encodes a body: CBOR, then gzip.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    use std::io::Write;
+    let mut cbor = Vec::new();
+    ciborium::into_writer(value, &mut cbor).expect("wire types serialise");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&cbor).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+/// Why a body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body is larger than {limit} bytes once decompressed")]
+    TooLarge { limit: usize },
+    #[error("body is not valid gzip: {0}")]
+    Compression(std::io::Error),
+    #[error("body is not valid CBOR for this message: {0}")]
+    Cbor(String),
+}
+
+/// Decodes a gzip-compressed CBOR body, refusing to inflate past `limit` bytes.
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8], limit: usize) -> Result<T, DecodeError> {
+    use std::io::Read;
+    let mut cbor = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut cbor)
+        .map_err(DecodeError::Compression)?;
+    if cbor.len() > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    ciborium::from_reader(cbor.as_slice()).map_err(|e| DecodeError::Cbor(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_bombs() {
+        let req = PushRequest {
+            protocol: PROTOCOL_VERSION,
+            changes: vec![WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![0u8; 100_000] }],
+        };
+        let body = encode(&req);
+        assert!(body.len() < 2_000, "zeros compress: {}", body.len());
+        assert_eq!(decode::<PushRequest>(&body, 200_000).unwrap(), req);
+        assert!(matches!(decode::<PushRequest>(&body, 50_000), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(decode::<PushRequest>(b"not gzip", 1000), Err(DecodeError::Compression(_))));
+        let not_cbor_message = encode(&"a string");
+        assert!(matches!(decode::<PushRequest>(&not_cbor_message, 1000), Err(DecodeError::Cbor(_))));
+    }
+}
