@@ -508,7 +508,7 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, out: 
         path.push(key.clone());
         if all.len() > 1 {
             // get_all lists values in op order; the visible one (the winner) is the last.
-            let values = all
+            let values: Vec<ConflictValue> = all
                 .iter()
                 .rev()
                 .map(|(v, id)| ConflictValue {
@@ -518,7 +518,11 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, out: 
                     op: op_string(id),
                 })
                 .collect();
-            out.push(Conflict { path: path.clone(), values });
+            // Two devices that wrote the same value (both registering one enterprise, say)
+            // do not disagree: that is not a conflict anybody must settle.
+            if values.iter().any(|v| v.value != values[0].value) {
+                out.push(Conflict { path: path.clone(), values });
+            }
         }
         if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key.as_str()) {
             collect_conflicts(doc, &child, path, out);

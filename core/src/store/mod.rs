@@ -164,8 +164,7 @@ impl Store {
             }
             let mut doc = Document::genesis(RecordKind::Enterprise, &id);
             let genesis = doc.changes_since(&[]);
-            let old = doc.json(None);
-            let change = doc.write_diff(&self.actor, &author, &old, &to_json(&enterprise))?;
+            let change = doc.write_diff(&self.actor, &author, &creation_base::<Enterprise>(), &to_json(&enterprise))?;
             save(tx, &doc, genesis.into_iter().chain(change))?;
             Ok(id.clone())
         })
@@ -232,8 +231,7 @@ impl Store {
             validate::visit(&visit, today())?;
             let mut doc = Document::genesis(RecordKind::Visit, &id);
             let genesis = doc.changes_since(&[]);
-            let old = doc.json(None);
-            let change = doc.write_diff(&self.actor, &author, &old, &to_json(&visit))?;
+            let change = doc.write_diff(&self.actor, &author, &creation_base::<Visit>(), &to_json(&visit))?;
             save(tx, &doc, genesis.into_iter().chain(change))?;
             Ok(id.clone())
         })
@@ -477,6 +475,17 @@ impl Store {
     }
 }
 
+/// What a new record is diffed against: its defaults, so a field left at its default is
+/// not written (and cannot conflict with another phone's value), except the schema
+/// version, which every document carries.
+fn creation_base<T: Default + Serialize>() -> Json {
+    let mut base = to_json(&T::default());
+    if let Some(map) = base.as_object_mut() {
+        map.remove("schema_version");
+    }
+    base
+}
+
 fn check_visit_identity(before: &Visit, after: &Visit) -> Result<()> {
     if credit_code::normalise(&after.enterprise_id) != before.enterprise_id {
         return Err(ValidationError::new("enterprise_id", Reason::Immutable).into());
@@ -539,3 +548,6 @@ fn record_of<T: DeserializeOwned>(conn: &Connection, doc: &Document) -> Result<R
         pending_sync: pending,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! Store behaviour through its public API, on real SQLite files.
+
+use serde_json::json;
+
+use super::*;
+use crate::model::*;
+
+pub(crate) const CODE: &str = "91350100M000100Y43";
+
+pub(crate) fn enterprise() -> Enterprise {
+    let mut e = Enterprise {
+        credit_code: CODE.into(),
+        name: "闽侯县某石材有限公司".into(),
+        county: County { code: "350121".into(), name: "闽侯县".into() },
+        industry: Some(Industry::BuildingMaterials),
+        size: Some(SizeClass::Small),
+        ..Default::default()
+    };
+    e.add_year(2025);
+    e
+}
+
+pub(crate) fn visit() -> Visit {
+    Visit { enterprise_id: CODE.into(), visit_date: "2025-05-20".into(), ..Default::default() }
+}
+
+fn open(dir: &tempfile::TempDir, name: &str) -> Store {
+    let s = Store::open(dir.path().join(name)).unwrap();
+    s.set_user(name).unwrap();
+    s
+}
+
+/// Hands every change `from` has queued to `to`, as a server would.
+fn send(from: &Store, to: &Store) {
+    let out = from.outbox(usize::MAX).unwrap();
+    for c in &out {
+        to.apply_remote(c.kind, &c.doc_id, &[c.bytes.clone()]).unwrap();
+    }
+}
+
+#[test]
+fn create_get_and_list_an_enterprise() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let id = s.create_enterprise(Enterprise { credit_code: " 91350100m000100y43 ".into(), ..enterprise() }).unwrap();
+    assert_eq!(id, CODE);
+    let r = s.get_enterprise(&id).unwrap();
+    assert_eq!(r.record, enterprise());
+    assert!(r.pending_sync && !r.has_conflicts);
+    let list = s.list_enterprises(&EnterpriseFilter { query: Some("石材".into()), ..Default::default() }).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].years, vec![2025]);
+    assert!(s.list_enterprises(&EnterpriseFilter { year: Some(2024), ..Default::default() }).unwrap().is_empty());
+    assert_eq!(s.list_enterprises(&EnterpriseFilter { query: Some("913501".into()), ..Default::default() }).unwrap().len(), 1);
+}
+
+#[test]
+fn registering_a_known_credit_code_offers_the_existing_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    let before = s.outbox_len().unwrap();
+    match s.create_enterprise(Enterprise { name: "另一个名字".into(), ..enterprise() }) {
+        Err(Error::AlreadyExists { id }) => assert_eq!(id, CODE),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(s.outbox_len().unwrap(), before, "nothing written");
+    assert_eq!(s.find_enterprise("91350100m000100y43").unwrap().as_deref(), Some(CODE));
+}
+
+#[test]
+fn invalid_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let err = s.create_enterprise(Enterprise { credit_code: "91350100M000100Y44".into(), ..enterprise() }).unwrap_err();
+    assert!(matches!(err, Error::Invalid(ValidationError { ref field, .. }) if field == "credit_code"), "{err}");
+    assert!(s.list_enterprises(&EnterpriseFilter::default()).unwrap().is_empty());
+    s.create_enterprise(enterprise()).unwrap();
+    let id = s.create_visit(visit()).unwrap();
+    let before = s.get_visit(&id).unwrap();
+    let err = s
+        .edit_visit(&id, |v| {
+            v.notes = "ok".into();
+            v.training.sessions.insert(
+                new_item_id(),
+                TrainingSession { audience: Some(TrainingAudience::Workers), attendees: -5, ..Default::default() },
+            );
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("attendees must not be negative"), "{err}");
+    assert_eq!(s.get_visit(&id).unwrap(), before, "the valid part of the edit was not applied either");
+    let err = s.edit_visit(&id, |v| v.enterprise_id = "91110000600037341L".into()).unwrap_err();
+    assert!(matches!(err, Error::Invalid(ValidationError { reason: Reason::Immutable, .. })));
+    assert!(matches!(s.create_visit(Visit { enterprise_id: "91110000600037341L".into(), ..visit() }), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn visit_takes_its_county_from_the_enterprise_and_lists_by_county() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    let id = s.create_visit(visit()).unwrap();
+    assert_eq!(s.get_visit(&id).unwrap().record.county_code, "350121");
+    let list = s.list_visits(&VisitFilter { county_code: Some("350121".into()), ..Default::default() }).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].enterprise_name, "闽侯县某石材有限公司");
+    assert!(list[0].pending_sync);
+    assert!(s.list_visits(&VisitFilter { county_code: Some("350102".into()), ..Default::default() }).unwrap().is_empty());
+}
+
+#[test]
+fn deleting_a_visit_is_a_recoverable_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    let id = s.create_visit(visit()).unwrap();
+    s.delete_visit(&id).unwrap();
+    assert!(s.list_visits(&VisitFilter::default()).unwrap().is_empty());
+    let all = s.list_visits(&VisitFilter { include_deleted: true, ..Default::default() }).unwrap();
+    assert!(all[0].deleted);
+    s.restore_visit(&id).unwrap();
+    assert_eq!(s.list_visits(&VisitFilter::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn outbox_is_drained_by_acknowledgement_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    let out = s.outbox(100).unwrap();
+    assert_eq!(out.len(), 2, "genesis and the first edit");
+    s.acknowledge(&[out[0].hash.clone()]).unwrap();
+    assert_eq!(s.outbox_len().unwrap(), 1);
+    assert!(s.get_enterprise(CODE).unwrap().pending_sync);
+    s.acknowledge(&[out[1].hash.clone(), "unknown".into()]).unwrap();
+    assert!(!s.get_enterprise(CODE).unwrap().pending_sync);
+}
+
+#[test]
+fn two_offline_registrations_of_one_enterprise_become_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir, "a");
+    let b = open(&dir, "b");
+    let mut ea = enterprise();
+    ea.contact.person = "张三".into();
+    ea.add_year(2024);
+    a.create_enterprise(ea).unwrap();
+    let mut eb = enterprise();
+    eb.address = "闽侯县上街镇".into();
+    eb.add_year(2026);
+    eb.name = "闽侯某石材厂".into();
+    b.create_enterprise(eb).unwrap();
+    send(&a, &b);
+    send(&b, &a);
+    let ra = a.get_enterprise(CODE).unwrap();
+    let rb = b.get_enterprise(CODE).unwrap();
+    assert_eq!(ra.record, rb.record);
+    assert_eq!(ra.version, rb.version);
+    let e = ra.record;
+    assert_eq!(e.contact.person, "张三", "a's nested field survives");
+    assert_eq!(e.address, "闽侯县上街镇", "b's field survives");
+    assert_eq!(e.years(), vec![2024, 2025, 2026], "both keyed additions survive");
+    let conflicts = a.conflicts(CODE).unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].path_string(), "name");
+    let names: Vec<_> = conflicts[0].values.iter().map(|v| v.value.as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&"闽侯县某石材有限公司".to_string()) && names.contains(&"闽侯某石材厂".to_string()));
+    assert_eq!(a.list_enterprises(&EnterpriseFilter::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_edits_merge_field_by_field_and_same_field_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir, "a");
+    let b = open(&dir, "b");
+    a.create_enterprise(enterprise()).unwrap();
+    let id = a.create_visit(visit()).unwrap();
+    send(&a, &b);
+    let (pa, pb) = (new_item_id(), new_item_id());
+    a.edit_visit(&id, |v| {
+        v.notes = "甲的备注".into();
+        v.management_system.emergency_plan = Some(true);
+        v.hazard_identification.posts.insert(pa.clone(), Post { name: "破碎工".into(), exposed_workers: 4, ..Default::default() });
+    })
+    .unwrap();
+    b.edit_visit(&id, |v| {
+        v.notes = "乙的备注".into();
+        v.management_system.system_established = Some(false);
+        v.hazard_identification.posts.insert(pb.clone(), Post { name: "切割工".into(), exposed_workers: 2, ..Default::default() });
+    })
+    .unwrap();
+    send(&a, &b);
+    send(&b, &a);
+    let va = a.get_visit(&id).unwrap();
+    let vb = b.get_visit(&id).unwrap();
+    assert_eq!(va.record, vb.record);
+    assert!(va.has_conflicts && vb.has_conflicts);
+    let v = &va.record;
+    assert_eq!(v.management_system.emergency_plan, Some(true));
+    assert_eq!(v.management_system.system_established, Some(false));
+    assert_eq!(v.hazard_identification.posts.len(), 2, "both posts survive");
+    let conflicts = b.conflicts(&id).unwrap();
+    assert_eq!(conflicts.len(), 1);
+    let c = &conflicts[0];
+    assert_eq!(c.path, vec!["notes".to_string()]);
+    assert_eq!(c.values[0].value, json!(v.notes), "the visible value is listed first");
+    let authors: Vec<_> = c.values.iter().map(|x| x.author.clone().unwrap().user).collect();
+    assert!(authors.contains(&"a".into()) && authors.contains(&"b".into()), "{authors:?}");
+    assert!(c.values.iter().all(|x| x.time_ms > 0));
+    assert_eq!(a.conflicted_records().unwrap(), vec![(RecordKind::Visit, id.clone())]);
+
+    // An unrelated edit keeps the conflict: nothing is settled by accident.
+    a.edit_visit(&id, |v| v.management_system.archive_five_boxes_one_bag = Some(true)).unwrap();
+    assert_eq!(a.conflicts(&id).unwrap().len(), 1);
+
+    // An explicit choice settles it, everywhere, once synced.
+    a.resolve_conflict(&id, "notes", &json!("合并后的备注")).unwrap();
+    assert!(a.conflicts(&id).unwrap().is_empty());
+    send(&a, &b);
+    assert!(b.conflicts(&id).unwrap().is_empty());
+    assert_eq!(b.get_visit(&id).unwrap().record.notes, "合并后的备注");
+    assert!(matches!(a.resolve_conflict(&id, "notes", &json!("x")), Err(Error::NoSuchConflict { .. })));
+}
+
+#[test]
+fn an_edit_from_a_stale_screen_does_not_overwrite_what_arrived_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir, "a");
+    let b = open(&dir, "b");
+    a.create_enterprise(enterprise()).unwrap();
+    let id = a.create_visit(visit()).unwrap();
+    send(&a, &b);
+    // a's screen loads the visit ...
+    let screen = a.get_visit(&id).unwrap();
+    // ... meanwhile b's edits arrive ...
+    b.edit_visit(&id, |v| {
+        v.management_system.emergency_plan = Some(true);
+        v.notes = "乙".into();
+    })
+    .unwrap();
+    send(&b, &a);
+    // ... and a saves the whole record as the screen had it, plus its own edits.
+    let mut edited = screen.record.clone();
+    edited.chronic_screening = ChronicScreening { consent: true, screened: 12, ..Default::default() };
+    edited.notes = "甲".into();
+    let saved = a.update_visit(&id, &edited, &screen.version).unwrap();
+    assert_eq!(saved.record.management_system.emergency_plan, Some(true), "b's field kept");
+    assert_eq!(saved.record.chronic_screening.screened, 12, "a's field written");
+    let conflicts = a.conflicts(&id).unwrap();
+    assert_eq!(conflicts.len(), 1, "both changed notes: a conflict, not an overwrite");
+    assert_eq!(conflicts[0].path_string(), "notes");
+    send(&a, &b);
+    assert_eq!(b.get_visit(&id).unwrap().record, a.get_visit(&id).unwrap().record);
+}
+
+#[test]
+fn concurrent_delete_and_edit_keep_the_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir, "a");
+    let b = open(&dir, "b");
+    a.create_enterprise(enterprise()).unwrap();
+    let id = a.create_visit(visit()).unwrap();
+    send(&a, &b);
+    a.delete_visit(&id).unwrap();
+    b.edit_visit(&id, |v| v.notes = "删除时仍在编辑".into()).unwrap();
+    send(&a, &b);
+    send(&b, &a);
+    let v = b.get_visit(&id).unwrap().record;
+    assert!(v.deleted);
+    assert_eq!(v.notes, "删除时仍在编辑");
+}
+
+#[test]
+fn status_is_computed_from_the_stored_visits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    let mut v = visit();
+    v.self_inspection.set(ChecklistItem::Declaration, Compliance::Compliant, "");
+    v.training.sessions.insert(
+        new_item_id(),
+        TrainingSession { audience: Some(TrainingAudience::Principal), attendees: 1, organised_by_authority: true, ..Default::default() },
+    );
+    s.create_visit(v).unwrap();
+    let st = s.table1_status(CODE, 2025).unwrap();
+    assert!(st.declared && st.principal_trained && !st.workers_trained);
+    assert_eq!(s.table1_status(CODE, 2024).unwrap(), status::Table1Status::default());
+}
+
+#[test]
+fn history_names_who_changed_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "inspector-7");
+    s.create_enterprise(enterprise()).unwrap();
+    s.edit_enterprise(CODE, |e| e.address = "新地址".into()).unwrap();
+    let h = s.history(CODE).unwrap();
+    assert_eq!(h.len(), 2);
+    assert!(h.iter().all(|e| e.author.user == "inspector-7" && e.author.device == s.device_id()));
+}
+
+#[test]
+fn every_open_uses_a_new_actor_so_a_restored_backup_never_reuses_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    let backup = dir.path().join("backup.db");
+    let server = open(&dir, "server");
+    {
+        let s = Store::open(&path).unwrap();
+        s.create_enterprise(enterprise()).unwrap();
+        send(&s, &server);
+    }
+    std::fs::copy(&path, &backup).unwrap();
+    {
+        let s = Store::open(&path).unwrap();
+        s.edit_enterprise(CODE, |e| e.address = "备份之后".into()).unwrap();
+        send(&s, &server);
+    }
+    // Restore the backup: the edit after it is lost locally but the server has it.
+    std::fs::copy(&backup, &path).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("phone.db-wal"));
+    let s = Store::open(&path).unwrap();
+    s.edit_enterprise(CODE, |e| e.contact.phone = "13800000000".into()).unwrap();
+    // Had the actor been reused, this would be a duplicate sequence number.
+    send(&s, &server);
+    let e = server.get_enterprise(CODE).unwrap().record;
+    assert_eq!((e.address.as_str(), e.contact.phone.as_str()), ("备份之后", "13800000000"));
+}
+
+#[test]
+fn corrupt_document_bytes_give_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    s.create_enterprise(enterprise()).unwrap();
+    s.conn().execute("UPDATE documents SET bytes = x'00112233' WHERE id = ?1", [CODE]).unwrap();
+    assert!(matches!(s.get_enterprise(CODE), Err(Error::CorruptDocument { .. })));
+    assert!(matches!(s.check(), Err(Error::CorruptDocument { .. })));
+    // Remote garbage is refused whole.
+    let err = s.apply_remote(RecordKind::Visit, "v1", &[vec![1, 2, 3]]).unwrap_err();
+    assert!(matches!(err, Error::CorruptDocument { .. }));
+    assert!(s.list_visits(&VisitFilter { include_deleted: true, ..Default::default() }).unwrap().is_empty());
+}
+
+#[test]
+fn a_remote_change_that_makes_an_invalid_record_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    // A change that writes a string where the record has a number.
+    let mut doc = Document::genesis(RecordKind::Visit, "v1");
+    let genesis = doc.changes_since(&[]);
+    let author = Author { user: "x".into(), device: "y".into() };
+    let change = doc
+        .write_diff(&ActorId::random(), &author, &json!({}), &json!({"chronic_screening": {"screened": "many"}}))
+        .unwrap()
+        .unwrap();
+    let bytes: Vec<Vec<u8>> = genesis.into_iter().chain([change]).map(|c| c.raw_bytes().to_vec()).collect();
+    assert!(s.apply_remote(RecordKind::Visit, "v1", &bytes).is_err());
+    assert!(s.all_heads().unwrap().is_empty(), "nothing stored");
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(Store::open(&path).unwrap());
+    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    assert!(matches!(Store::open(&path), Err(Error::DatabaseTooNew { found: 99, .. })));
+}
