@@ -191,7 +191,7 @@ impl Document {
             |tx| diff_obj(tx, &ROOT, old, new),
         );
         let hash = result.map_err(|f| f.error)?.hash;
-        Ok(hash.and_then(|h| self.doc.get_change_by_hash(&h)))
+        Ok(hash.and_then(|_| self.doc.get_last_local_change()))
     }
 
     /// Writes `new` against the record as it was at `base` (the version an editing screen
@@ -384,18 +384,15 @@ fn read_obj(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHa
     match typ {
         ObjType::Map | ObjType::Table => {
             let mut map = Map::new();
-            let keys: Vec<String> = match heads {
-                Some(h) => doc.keys_at(obj, h).collect(),
-                None => doc.keys(obj).collect(),
+            let items = match heads {
+                Some(h) => doc.map_range_at(obj, .., h),
+                None => doc.map_range(obj, ..),
             };
-            for key in keys {
-                let got = match heads {
-                    Some(h) => doc.get_at(obj, key.as_str(), h),
-                    None => doc.get(obj, key.as_str()),
-                };
-                if let Ok(Some((value, id))) = got {
-                    map.insert(key, value_json(doc, &value, &id, heads));
-                }
+            for item in items {
+                let id = item.id();
+                let value: Value<'static> = item.value.into();
+                let json = value_json(doc, &value, &id, heads);
+                map.insert(item.key.into_owned(), json);
             }
             Json::Object(map)
         }
@@ -503,29 +500,35 @@ fn diff_obj<T: Transactable>(tx: &mut T, obj: &ObjId, old: &Json, new: &Json) ->
 }
 
 fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, out: &mut Vec<Conflict>) {
-    for key in doc.keys(obj).collect::<Vec<_>>() {
-        let Ok(all) = doc.get_all(obj, key.as_str()) else { continue };
+    // map_range flags conflicted keys, so only those pay for get_all.
+    let items: Vec<(String, bool, bool, ObjId)> = doc
+        .map_range(obj, ..)
+        .map(|i| (i.key.to_string(), i.conflict, matches!(i.value, automerge::ValueRef::Object(ObjType::Map)), i.id()))
+        .collect();
+    for (key, conflict, is_map, id) in items {
         path.push(key.clone());
-        if all.len() > 1 {
-            // get_all lists values in op order; the visible one (the winner) is the last.
-            let values: Vec<ConflictValue> = all
-                .iter()
-                .rev()
-                .map(|(v, id)| ConflictValue {
-                    value: value_json(doc, v, id, None),
-                    author: None,
-                    time_ms: 0,
-                    op: op_string(id),
-                })
-                .collect();
-            // Two devices that wrote the same value (both registering one enterprise, say)
-            // do not disagree: that is not a conflict anybody must settle.
-            if values.iter().any(|v| v.value != values[0].value) {
-                out.push(Conflict { path: path.clone(), values });
+        if conflict {
+            if let Ok(all) = doc.get_all(obj, key.as_str()) {
+                // get_all lists values in op order; the visible one (the winner) is the last.
+                let values: Vec<ConflictValue> = all
+                    .iter()
+                    .rev()
+                    .map(|(v, id)| ConflictValue {
+                        value: value_json(doc, v, id, None),
+                        author: None,
+                        time_ms: 0,
+                        op: op_string(id),
+                    })
+                    .collect();
+                // Two devices that wrote the same value (both registering one enterprise, say)
+                // do not disagree: that is not a conflict anybody must settle.
+                if values.iter().any(|v| v.value != values[0].value) {
+                    out.push(Conflict { path: path.clone(), values });
+                }
             }
         }
-        if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(obj, key.as_str()) {
-            collect_conflicts(doc, &child, path, out);
+        if is_map {
+            collect_conflicts(doc, &id, path, out);
         }
         path.pop();
     }

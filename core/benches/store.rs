@@ -1,0 +1,236 @@
+//! `cargo bench -p ohassist-core --bench store`: the store's figures, as a table.
+//!
+//! Creates 2,000 enterprises and 10,000 full visits in a real SQLite file, then measures
+//! opening it, listing and filtering, and merging 1,000 remote changes; the peak memory of
+//! an open store is measured in a fresh child process (VmHWM).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use automerge::ActorId;
+use ohassist_core::doc::{to_json, Author, Document};
+use ohassist_core::model::*;
+use ohassist_core::store::{EnterpriseFilter, Store, VisitFilter};
+
+const ENTERPRISES: usize = 2_000;
+const VISITS: usize = 10_000;
+const COUNTIES: usize = 20;
+const OPEN_ONLY: &str = "OHASSIST_BENCH_OPEN_ONLY";
+
+fn credit_code(i: usize) -> String {
+    let first17 = format!("91350100MA{:07}", i);
+    let check = ohassist_core::credit_code::check_character(&first17).unwrap();
+    format!("{first17}{check}")
+}
+
+fn county(i: usize) -> County {
+    County { code: format!("3501{:02}", i % COUNTIES + 1), name: format!("第{}县", i % COUNTIES + 1) }
+}
+
+pub fn full_visit(enterprise: usize, n: usize) -> Visit {
+    let mut v = Visit {
+        enterprise_id: credit_code(enterprise),
+        visit_date: format!("2025-{:02}-{:02}", n % 12 + 1, n % 28 + 1),
+        ..Default::default()
+    };
+    v.inspectors = BTreeMap::from([("u1".to_string(), "张三".to_string()), ("u2".to_string(), "李四".to_string())]);
+    for item in ChecklistItem::ALL {
+        v.self_inspection.set(*item, Compliance::Compliant, "");
+    }
+    for p in 0..3 {
+        let mut post = Post { workplace: "破碎车间".into(), name: format!("岗位{p}"), exposed_workers: 5, ..Default::default() };
+        post.factors.insert(new_item_id(), HazardFactor { category: Some(HazardCategory::Dust), name: "矽尘".into(), deleted: false });
+        post.factors.insert(new_item_id(), HazardFactor { category: Some(HazardCategory::Physical), name: "噪声".into(), deleted: false });
+        v.hazard_identification.posts.insert(new_item_id(), post);
+    }
+    v.management_system = ManagementSystem { system_established: Some(true), emergency_plan: Some(true), archive_five_boxes_one_bag: Some(false), notes: "制度已上墙".into() };
+    for item in NotificationItem::ALL {
+        v.notification.items.insert(item.code().into(), NotificationCheck { status: Some(Compliance::Compliant), suggestion: String::new() });
+    }
+    for a in TrainingAudience::ALL {
+        v.training.sessions.insert(
+            new_item_id(),
+            TrainingSession { date: "2025-01-10".into(), audience: Some(*a), attendees: 12, mode: Some(TrainingMode::OnSite), organised_by_authority: true, topic: "粉尘防护".into(), deleted: false },
+        );
+    }
+    v.remediation.posts.insert(
+        new_item_id(),
+        OverLimitPost { post: "破碎岗".into(), factor: "噪声".into(), measured_value: Some(92.3), limit: Some(85.0), unit: "dB(A)".into(), suggestion: "加装隔声罩".into(), rectification_plan: "三个月内完成".into(), guidance: "现场指导".into(), effect: Some(EffectEvaluation::Improved), deleted: false },
+    );
+    v.chronic_screening = ChronicScreening { consent: true, screened: 30, hypertension_abnormal: 4, diabetes_abnormal: 2, follow_ups: 6 };
+    v.notes = "现场检查发现粉尘浓度较高，已提出整改建议。".into();
+    v
+}
+
+fn enterprise(i: usize) -> Enterprise {
+    let mut e = Enterprise {
+        credit_code: credit_code(i),
+        name: format!("测试企业{i}有限公司"),
+        county: county(i),
+        industry: Some(Industry::ALL[i % Industry::ALL.len()]),
+        size: Some(SizeClass::Small),
+        address: "福建省福州市".into(),
+        ..Default::default()
+    };
+    e.add_year(2025);
+    e
+}
+
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(path) = std::env::var(OPEN_ONLY) {
+        // Child: open the store, list a county, read a visit; report peak memory.
+        let t = Instant::now();
+        let store = Store::open(&path).unwrap();
+        let open = t.elapsed();
+        let list = store.list_visits(&VisitFilter { county_code: Some("350101".into()), ..Default::default() }).unwrap();
+        store.get_visit(&list[0].id).unwrap();
+        println!("{} {} {}", ms(open), peak_rss_kb(), list.len());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let store = Store::open(&path).unwrap();
+    store.set_user("bench").unwrap();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut row = |what: &str, figure: String, target: &str| rows.push((what.into(), figure, target.into()));
+
+    let t = Instant::now();
+    for i in 0..ENTERPRISES {
+        store.create_enterprise(enterprise(i)).unwrap();
+    }
+    let e_total = t.elapsed();
+    row("create 2,000 enterprises", format!("{:.0} ms ({:.2} ms each)", ms(e_total), ms(e_total) / ENTERPRISES as f64), "");
+
+    let mut per_visit = Vec::with_capacity(VISITS);
+    let t = Instant::now();
+    let mut visit_ids = Vec::with_capacity(VISITS);
+    for n in 0..VISITS {
+        let v = full_visit(n % ENTERPRISES, n);
+        let t1 = Instant::now();
+        visit_ids.push(store.create_visit(v).unwrap());
+        per_visit.push(t1.elapsed());
+    }
+    let v_total = t.elapsed();
+    let mut sorted = per_visit.clone();
+    sorted.sort();
+    row(
+        "create 10,000 full visits",
+        format!("{:.0} ms total; median {:.2} ms, p99 {:.2} ms", ms(v_total), ms(median(per_visit)), ms(sorted[sorted.len() * 99 / 100])),
+        "≤ 5 ms per visit",
+    );
+    drop(store);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(dir.path().join("bench.db-wal")).map(|m| m.len()).unwrap_or(0);
+    row("store file size", format!("{:.1} MB", size as f64 / 1e6), "");
+
+    // Open in a fresh process: cold open time and peak memory of an open store.
+    let out = std::process::Command::new(std::env::current_exe().unwrap()).env(OPEN_ONLY, &path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if figures.len() == 3 {
+        row("open the store (fresh process)", format!("{:.1} ms", figures[0]), "≤ 100 ms");
+        row("peak memory: open + list county + read visit", format!("{:.1} MB", figures[1] / 1024.0), "≤ 50 MB");
+    } else {
+        row("open the store (fresh process)", format!("failed: {text}"), "");
+    }
+
+    let store = Store::open(&path).unwrap();
+    let mut opens = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        drop(Store::open(&path).unwrap());
+        opens.push(t.elapsed());
+    }
+    row("open the store (warm, median of 20)", format!("{:.2} ms", ms(median(opens))), "≤ 100 ms");
+
+    let mut lists = Vec::new();
+    let mut n = 0;
+    for c in 0..COUNTIES {
+        let t = Instant::now();
+        n = store.list_visits(&VisitFilter { county_code: Some(format!("3501{:02}", c + 1)), ..Default::default() }).unwrap().len();
+        lists.push(t.elapsed());
+    }
+    row(&format!("list a county's visits ({n} rows)"), format!("{:.2} ms median", ms(median(lists))), "≤ 50 ms");
+    let mut filters = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        store
+            .list_visits(&VisitFilter {
+                county_code: Some("350103".into()),
+                from_date: Some("2025-03-01".into()),
+                to_date: Some("2025-06-30".into()),
+                review_state: Some(ReviewState::Draft),
+                ..Default::default()
+            })
+            .unwrap();
+        filters.push(t.elapsed());
+    }
+    row("filter visits (county + dates + state)", format!("{:.2} ms median", ms(median(filters))), "");
+    let t = Instant::now();
+    let found = store.list_enterprises(&EnterpriseFilter { query: Some("企业19".into()), ..Default::default() }).unwrap().len();
+    row(&format!("search enterprises by name ({found} hits)"), format!("{:.2} ms", ms(t.elapsed())), "");
+    let t = Instant::now();
+    let status = store.table1_status(&credit_code(7), 2025).unwrap();
+    row("Table 1 status of one enterprise (5 visits)", format!("{:.2} ms", ms(t.elapsed())), "");
+    assert!(status.declared);
+
+    // 1,000 remote changes: another phone edits 1,000 of these visits.
+    let author = Author { user: "other".into(), device: "other-phone".into() };
+    let actor = ActorId::random();
+    let remote: Vec<String> = visit_ids.iter().take(1_000).cloned().collect();
+    let mut batch = Vec::new();
+    for id in &remote {
+        let r = store.get_visit(id).unwrap();
+        // Rebuild that phone's copy from this store's document and edit it there.
+        let mut doc = Document::genesis(RecordKind::Visit, id);
+        doc.apply_changes(store_document_changes(&store, id)).unwrap();
+        let mut v = r.record.clone();
+        v.notes = "另一台手机的备注".into();
+        let change = doc.write_diff(&actor, &author, &to_json(&r.record), &to_json(&v)).unwrap().unwrap();
+        batch.push((RecordKind::Visit, id.clone(), vec![change.raw_bytes().to_vec()]));
+    }
+    let t = Instant::now();
+    store.apply_remote_batch(&batch).unwrap();
+    let merge = t.elapsed();
+    row("merge 1,000 remote changes (one transaction)", format!("{:.0} ms ({:.2} ms each)", ms(merge), ms(merge) / 1000.0), "");
+    assert_eq!(store.get_visit(&remote[0]).unwrap().record.notes, "另一台手机的备注");
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    println!("\nohassist-core store benchmark — {} cores, {cpu}, SQLite WAL synchronous=FULL\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("| {:<48} | {:<48} | {:<16} |", "measure", "figure", "target");
+    println!("|{:-<50}|{:-<50}|{:-<18}|", "", "", "");
+    for (what, figure, target) in rows {
+        println!("| {what:<48} | {figure:<48} | {target:<16} |");
+    }
+}
+
+/// The changes of a stored document, as another phone would have received them.
+fn store_document_changes(store: &Store, id: &str) -> Vec<automerge::Change> {
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let bytes: Vec<u8> = conn.query_row("SELECT bytes FROM documents WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    Document::load(RecordKind::Visit, id, &bytes).unwrap().changes_since(&[])
+}
