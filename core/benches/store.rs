@@ -38,26 +38,63 @@ pub fn full_visit(enterprise: usize, n: usize) -> Visit {
         v.self_inspection.set(*item, Compliance::Compliant, "");
     }
     for p in 0..3 {
-        let mut post = Post { workplace: "破碎车间".into(), name: format!("岗位{p}"), exposed_workers: 5, ..Default::default() };
-        post.factors.insert(new_item_id(), HazardFactor { category: Some(HazardCategory::Dust), name: "矽尘".into(), deleted: false });
-        post.factors.insert(new_item_id(), HazardFactor { category: Some(HazardCategory::Physical), name: "噪声".into(), deleted: false });
+        let mut post =
+            Post {
+                workplace: "破碎车间".into(), name: format!("岗位{p}"), exposed_workers: 5, ..Default::default()
+            };
+        post.factors.insert(
+            new_item_id(),
+            HazardFactor { category: Some(HazardCategory::Dust), name: "矽尘".into(), deleted: false },
+        );
+        post.factors.insert(
+            new_item_id(),
+            HazardFactor { category: Some(HazardCategory::Physical), name: "噪声".into(), deleted: false },
+        );
         v.hazard_identification.posts.insert(new_item_id(), post);
     }
-    v.management_system = ManagementSystem { system_established: Some(true), emergency_plan: Some(true), archive_five_boxes_one_bag: Some(false), notes: "制度已上墙".into() };
+    v.management_system = ManagementSystem {
+        system_established: Some(true),
+        emergency_plan: Some(true),
+        archive_five_boxes_one_bag: Some(false),
+        notes: "制度已上墙".into(),
+    };
     for item in NotificationItem::ALL {
-        v.notification.items.insert(item.code().into(), NotificationCheck { status: Some(Compliance::Compliant), suggestion: String::new() });
+        v.notification.items.insert(
+            item.code().into(),
+            NotificationCheck { status: Some(Compliance::Compliant), suggestion: String::new() },
+        );
     }
     for a in TrainingAudience::ALL {
         v.training.sessions.insert(
             new_item_id(),
-            TrainingSession { date: "2025-01-10".into(), audience: Some(*a), attendees: 12, mode: Some(TrainingMode::OnSite), organised_by_authority: true, topic: "粉尘防护".into(), deleted: false },
+            TrainingSession {
+                date: "2025-01-10".into(),
+                audience: Some(*a),
+                attendees: 12,
+                mode: Some(TrainingMode::OnSite),
+                organised_by_authority: true,
+                topic: "粉尘防护".into(),
+                deleted: false,
+            },
         );
     }
     v.remediation.posts.insert(
         new_item_id(),
-        OverLimitPost { post: "破碎岗".into(), factor: "噪声".into(), measured_value: Some(92.3), limit: Some(85.0), unit: "dB(A)".into(), suggestion: "加装隔声罩".into(), rectification_plan: "三个月内完成".into(), guidance: "现场指导".into(), effect: Some(EffectEvaluation::Improved), deleted: false },
+        OverLimitPost {
+            post: "破碎岗".into(),
+            factor: "噪声".into(),
+            measured_value: Some(92.3),
+            limit: Some(85.0),
+            unit: "dB(A)".into(),
+            suggestion: "加装隔声罩".into(),
+            rectification_plan: "三个月内完成".into(),
+            guidance: "现场指导".into(),
+            effect: Some(EffectEvaluation::Improved),
+            deleted: false,
+        },
     );
-    v.chronic_screening = ChronicScreening { consent: true, screened: 30, hypertension_abnormal: 4, diabetes_abnormal: 2, follow_ups: 6 };
+    v.chronic_screening =
+        ChronicScreening { consent: true, screened: 30, hypertension_abnormal: 4, diabetes_abnormal: 2, follow_ups: 6 };
     v.notes = "现场检查发现粉尘浓度较高，已提出整改建议。".into();
     v
 }
@@ -101,7 +138,8 @@ fn main() {
         let t = Instant::now();
         let store = Store::open(&path).unwrap();
         let open = t.elapsed();
-        let list = store.list_visits(&VisitFilter { county_code: Some("350101".into()), ..Default::default() }).unwrap();
+        let list =
+            store.list_visits(&VisitFilter { county_code: Some("350101".into()), ..Default::default() }).unwrap();
         store.get_visit(&list[0].id).unwrap();
         println!("{} {} {}", ms(open), peak_rss_kb(), list.len());
         return;
@@ -118,7 +156,11 @@ fn main() {
         store.create_enterprise(enterprise(i)).unwrap();
     }
     let e_total = t.elapsed();
-    row("create 2,000 enterprises", format!("{:.0} ms ({:.2} ms each)", ms(e_total), ms(e_total) / ENTERPRISES as f64), "");
+    row(
+        "create 2,000 enterprises",
+        format!("{:.0} ms ({:.2} ms each)", ms(e_total), ms(e_total) / ENTERPRISES as f64),
+        "",
+    );
 
     let mut per_visit = Vec::with_capacity(VISITS);
     let t = Instant::now();
@@ -134,7 +176,12 @@ fn main() {
     sorted.sort();
     row(
         "create 10,000 full visits",
-        format!("{:.0} ms total; median {:.2} ms, p99 {:.2} ms", ms(v_total), ms(median(per_visit)), ms(sorted[sorted.len() * 99 / 100])),
+        format!(
+            "{:.0} ms total; median {:.2} ms, p99 {:.2} ms",
+            ms(v_total),
+            ms(median(per_visit)),
+            ms(sorted[sorted.len() * 99 / 100])
+        ),
         "≤ 5 ms per visit",
     );
     drop(store);
@@ -166,7 +213,10 @@ fn main() {
     let mut n = 0;
     for c in 0..COUNTIES {
         let t = Instant::now();
-        n = store.list_visits(&VisitFilter { county_code: Some(format!("3501{:02}", c + 1)), ..Default::default() }).unwrap().len();
+        n = store
+            .list_visits(&VisitFilter { county_code: Some(format!("3501{:02}", c + 1)), ..Default::default() })
+            .unwrap()
+            .len();
         lists.push(t.elapsed());
     }
     row(&format!("list a county's visits ({n} rows)"), format!("{:.2} ms median", ms(median(lists))), "≤ 50 ms");
@@ -186,7 +236,8 @@ fn main() {
     }
     row("filter visits (county + dates + state)", format!("{:.2} ms median", ms(median(filters))), "");
     let t = Instant::now();
-    let found = store.list_enterprises(&EnterpriseFilter { query: Some("企业19".into()), ..Default::default() }).unwrap().len();
+    let found =
+        store.list_enterprises(&EnterpriseFilter { query: Some("企业19".into()), ..Default::default() }).unwrap().len();
     row(&format!("search enterprises by name ({found} hits)"), format!("{:.2} ms", ms(t.elapsed())), "");
     let t = Instant::now();
     let status = store.table1_status(&credit_code(7), 2025).unwrap();
@@ -211,7 +262,11 @@ fn main() {
     let t = Instant::now();
     store.apply_remote_batch(&batch).unwrap();
     let merge = t.elapsed();
-    row("merge 1,000 remote changes (one transaction)", format!("{:.0} ms ({:.2} ms each)", ms(merge), ms(merge) / 1000.0), "");
+    row(
+        "merge 1,000 remote changes (one transaction)",
+        format!("{:.0} ms ({:.2} ms each)", ms(merge), ms(merge) / 1000.0),
+        "",
+    );
     assert_eq!(store.get_visit(&remote[0]).unwrap().record.notes, "另一台手机的备注");
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -220,7 +275,10 @@ fn main() {
         .find(|l| l.starts_with("model name"))
         .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         .unwrap_or_default();
-    println!("\nohassist-core store benchmark — {} cores, {cpu}, SQLite WAL synchronous=FULL\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "\nohassist-core store benchmark — {} cores, {cpu}, SQLite WAL synchronous=FULL\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     println!("| {:<48} | {:<48} | {:<16} |", "measure", "figure", "target");
     println!("|{:-<50}|{:-<50}|{:-<18}|", "", "", "");
     for (what, figure, target) in rows {

@@ -81,19 +81,13 @@ mod tests {
 
     #[test]
     fn refuses_wrong_check_character() {
-        assert_eq!(
-            validate("91350100M000100Y44"),
-            Err(CreditCodeError::CheckCharacter { expected: '3', found: '4' })
-        );
+        assert_eq!(validate("91350100M000100Y44"), Err(CreditCodeError::CheckCharacter { expected: '3', found: '4' }));
     }
 
     #[test]
     fn refuses_letters_outside_the_alphabet() {
         // I, O, S, V and Z are not used by GB 32100.
-        assert_eq!(
-            validate("91350100I000100Y43"),
-            Err(CreditCodeError::Character { position: 9, found: 'I' })
-        );
+        assert_eq!(validate("91350100I000100Y43"), Err(CreditCodeError::Character { position: 9, found: 'I' }));
     }
 
     #[test]

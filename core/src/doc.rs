@@ -335,10 +335,7 @@ pub struct HistoryEntry {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// The JSON form of a record.
@@ -437,7 +434,12 @@ fn scalar_of(value: &Json) -> ScalarValue {
 }
 
 /// Puts a JSON value at `key` of the map `obj`: containers as new objects, filled.
-fn put_json<T: Transactable>(tx: &mut T, obj: &ObjId, key: &str, value: &Json) -> Result<(), automerge::AutomergeError> {
+fn put_json<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: &Json,
+) -> Result<(), automerge::AutomergeError> {
     match value {
         Json::Object(map) => {
             let child = tx.put_object(obj, key, ObjType::Map)?;
@@ -456,7 +458,12 @@ fn put_json<T: Transactable>(tx: &mut T, obj: &ObjId, key: &str, value: &Json) -
     Ok(())
 }
 
-fn insert_json<T: Transactable>(tx: &mut T, list: &ObjId, index: usize, value: &Json) -> Result<(), automerge::AutomergeError> {
+fn insert_json<T: Transactable>(
+    tx: &mut T,
+    list: &ObjId,
+    index: usize,
+    value: &Json,
+) -> Result<(), automerge::AutomergeError> {
     match value {
         Json::Object(map) => {
             let child = tx.insert_object(list, index, ObjType::Map)?;

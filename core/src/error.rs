@@ -10,7 +10,9 @@ use crate::credit_code::CreditCodeError;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
     Required,
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     CreditCode(CreditCodeError),
     CountyCode,
     Negative,
@@ -20,10 +22,17 @@ pub enum Reason {
     /// Screening figures recorded without the enterprise's consent.
     NotConsented,
     /// A count larger than the count it is part of (`of` is that field).
-    Exceeds { of: String },
+    Exceeds {
+        of: String,
+    },
     /// A value outside the field's vocabulary, or of the wrong type.
-    UnknownValue { found: String },
-    OutOfRange { min: i64, max: i64 },
+    UnknownValue {
+        found: String,
+    },
+    OutOfRange {
+        min: i64,
+        max: i64,
+    },
     /// The field may not change after creation (e.g. the credit code of an enterprise).
     Immutable,
     /// Any other malformed input, with the parser's words.

@@ -13,8 +13,8 @@ pub mod error;
 pub mod model;
 pub mod sqlite;
 pub mod status;
-pub mod sync;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use error::{Error, Reason, Result, ValidationError};

@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    ChecklistItem, Compliance, EffectEvaluation, Enterprise, SixOnes, TrainingAudience, Visit,
-};
+use crate::model::{ChecklistItem, Compliance, EffectEvaluation, Enterprise, SixOnes, TrainingAudience, Visit};
 
 /// The computed columns of Table 1 for one enterprise and year.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +47,7 @@ impl Table1Status {
     }
 }
 
-fn visits_of_year<'a>(visits: &'a [Visit], year: i32) -> Vec<&'a Visit> {
+fn visits_of_year(visits: &[Visit], year: i32) -> Vec<&Visit> {
     let mut v: Vec<&Visit> = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).collect();
     v.sort_by(|a, b| a.visit_date.cmp(&b.visit_date));
     v
@@ -61,9 +59,10 @@ fn latest_answer(visits: &[&Visit], item: ChecklistItem) -> Option<Compliance> {
 
 fn trained(visits: &[&Visit], audience: TrainingAudience) -> bool {
     visits.iter().any(|v| {
-        v.training.sessions.values().any(|s| {
-            !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience)
-        })
+        v.training
+            .sessions
+            .values()
+            .any(|s| !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience))
     })
 }
 
@@ -75,11 +74,7 @@ fn governance_completed(enterprise: &Enterprise, visits: &[&Visit]) -> bool {
     if !posts.is_empty() {
         return posts.iter().all(|p| p.effect == Some(EffectEvaluation::Qualified));
     }
-    visits
-        .iter()
-        .rev()
-        .find(|v| v.covers(SixOnes::Remediation))
-        .is_some_and(|v| v.remediation.no_over_limit_posts)
+    visits.iter().rev().find(|v| v.covers(SixOnes::Remediation)).is_some_and(|v| v.remediation.no_over_limit_posts)
 }
 
 /// Table 1's computed columns for `enterprise` in `year`, from its visits (any order; the
@@ -191,7 +186,12 @@ mod tests {
     }
 
     fn session(audience: TrainingAudience, by_authority: bool, attendees: i64) -> TrainingSession {
-        TrainingSession { audience: Some(audience), organised_by_authority: by_authority, attendees, ..Default::default() }
+        TrainingSession {
+            audience: Some(audience),
+            organised_by_authority: by_authority,
+            attendees,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -280,12 +280,7 @@ mod tests {
         let missing = missing_six_ones(&[v], 2025);
         assert_eq!(
             missing,
-            vec![
-                SixOnes::HazardIdentification,
-                SixOnes::ManagementSystem,
-                SixOnes::Notification,
-                SixOnes::Remediation
-            ]
+            vec![SixOnes::HazardIdentification, SixOnes::ManagementSystem, SixOnes::Notification, SixOnes::Remediation]
         );
     }
 
@@ -293,10 +288,14 @@ mod tests {
     fn table2_counts_per_county_and_total() {
         let done = Table1Status { declared: true, workers_trained: true, ..Default::default() };
         let none = Table1Status::default();
-        let (rows, total) = table2([("210102", "和平区", done), ("210103", "沈河区", none), ("210102", "和平区", none)]);
+        let (rows, total) =
+            table2([("210102", "和平区", done), ("210103", "沈河区", none), ("210102", "和平区", none)]);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].county_name.as_str(), rows[0].assisted, rows[0].declared), ("和平区", 2, 1));
         assert_eq!((rows[1].assisted, rows[1].declared), (1, 0));
-        assert_eq!((total.county_name.as_str(), total.assisted, total.declared, total.workers_trained), ("合计", 3, 1, 1));
+        assert_eq!(
+            (total.county_name.as_str(), total.assisted, total.declared, total.workers_trained),
+            ("合计", 3, 1, 1)
+        );
     }
 }

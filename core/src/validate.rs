@@ -161,11 +161,9 @@ pub fn visit(v: &Visit, today: Date) -> Check {
             return err(format!("{field}.unit"), Reason::MissingUnit);
         }
         text(&format!("{field}.unit"), &p.unit, 20, false)?;
-        for (name, value) in [
-            ("suggestion", &p.suggestion),
-            ("rectification_plan", &p.rectification_plan),
-            ("guidance", &p.guidance),
-        ] {
+        for (name, value) in
+            [("suggestion", &p.suggestion), ("rectification_plan", &p.rectification_plan), ("guidance", &p.guidance)]
+        {
             text(&format!("{field}.{name}"), value, MAX_LONG_TEXT, false)?;
         }
     }
@@ -306,10 +304,9 @@ mod tests {
     #[test]
     fn negative_counts_are_refused() {
         let mut v = good_visit();
-        v.hazard_identification.posts.insert(
-            "p1".into(),
-            Post { name: "破碎工".into(), exposed_workers: -3, ..Default::default() },
-        );
+        v.hazard_identification
+            .posts
+            .insert("p1".into(), Post { name: "破碎工".into(), exposed_workers: -3, ..Default::default() });
         assert_eq!(
             field_of(visit(&v, today())),
             ("hazard_identification.posts.p1.exposed_workers".into(), Reason::Negative)
@@ -327,7 +324,12 @@ mod tests {
         let mut v = good_visit();
         v.remediation.posts.insert(
             "r1".into(),
-            OverLimitPost { post: "破碎岗".into(), measured_value: Some(92.5), limit: Some(85.0), ..Default::default() },
+            OverLimitPost {
+                post: "破碎岗".into(),
+                measured_value: Some(92.5),
+                limit: Some(85.0),
+                ..Default::default()
+            },
         );
         assert_eq!(field_of(visit(&v, today())), ("remediation.posts.r1.unit".into(), Reason::MissingUnit));
         v.remediation.posts.get_mut("r1").unwrap().unit = "dB(A)".into();

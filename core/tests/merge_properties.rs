@@ -13,13 +13,34 @@ use serde_json::Value as Json;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Notes { replica: usize, value: u8 },
-    EmergencyPlan { replica: usize, value: bool },
-    AddPost { replica: usize, slot: u8 },
-    PostWorkers { replica: usize, slot: u8, value: u8 },
-    DeletePost { replica: usize, slot: u8 },
+    Notes {
+        replica: usize,
+        value: u8,
+    },
+    EmergencyPlan {
+        replica: usize,
+        value: bool,
+    },
+    AddPost {
+        replica: usize,
+        slot: u8,
+    },
+    PostWorkers {
+        replica: usize,
+        slot: u8,
+        value: u8,
+    },
+    DeletePost {
+        replica: usize,
+        slot: u8,
+    },
     /// Deliver some of `from`'s changes to `to`, in a shuffled order, some twice.
-    Deliver { from: usize, to: usize, pick: Vec<bool>, seed: u64 },
+    Deliver {
+        from: usize,
+        to: usize,
+        pick: Vec<bool>,
+        seed: u64,
+    },
 }
 
 fn op(replicas: usize) -> impl Strategy<Value = Op> {
@@ -62,10 +83,7 @@ fn edit(replica: &mut Replica, edits: &mut Vec<Edit>, path: Vec<&str>, f: impl F
     let old: Visit = replica.doc.read().unwrap();
     let mut new = old.clone();
     f(&mut new);
-    let change = replica
-        .doc
-        .write_diff(&replica.actor, &replica.author, &to_json(&old), &to_json(&new))
-        .unwrap();
+    let change = replica.doc.write_diff(&replica.actor, &replica.author, &to_json(&old), &to_json(&new)).unwrap();
     let Some(change) = change else { return };
     let path: Vec<String> = path.into_iter().map(str::to_string).collect();
     let value = get_path(&to_json(&new), &path).cloned().unwrap();
@@ -99,12 +117,11 @@ fn run(replicas: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Notes { replica, value } => {
                 edit(&mut rs[replica], &mut edits, vec!["notes"], |v| v.notes = format!("note {value}"))
             }
-            Op::EmergencyPlan { replica, value } => edit(
-                &mut rs[replica],
-                &mut edits,
-                vec!["management_system", "emergency_plan"],
-                |v| v.management_system.emergency_plan = Some(value),
-            ),
+            Op::EmergencyPlan { replica, value } => {
+                edit(&mut rs[replica], &mut edits, vec!["management_system", "emergency_plan"], |v| {
+                    v.management_system.emergency_plan = Some(value)
+                })
+            }
             Op::AddPost { replica, slot } => {
                 let id = post_id(slot) + &replica.to_string();
                 let id = id[id.len() - 32..].to_string();
@@ -118,9 +135,12 @@ fn run(replicas: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::PostWorkers { replica, slot, value } => {
                 let visit: Visit = rs[replica].doc.read().unwrap();
                 let Some(id) = visit.hazard_identification.posts.keys().nth(slot as usize).cloned() else { continue };
-                edit(&mut rs[replica], &mut edits, vec!["hazard_identification", "posts", &id, "exposed_workers"], |v| {
-                    v.hazard_identification.posts.get_mut(&id).unwrap().exposed_workers = value as i64
-                })
+                edit(
+                    &mut rs[replica],
+                    &mut edits,
+                    vec!["hazard_identification", "posts", &id, "exposed_workers"],
+                    |v| v.hazard_identification.posts.get_mut(&id).unwrap().exposed_workers = value as i64,
+                )
             }
             Op::DeletePost { replica, slot } => {
                 let visit: Visit = rs[replica].doc.read().unwrap();
@@ -178,9 +198,7 @@ fn run(replicas: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let superseded: HashSet<ChangeHash> = edits.iter().flat_map(|e| e.supersedes.iter().copied()).collect();
     for e in edits.iter().filter(|e| !superseded.contains(&e.hash)) {
         let visible = get_path(&json0, &e.path);
-        let in_conflict = conflicts
-            .iter()
-            .any(|c| c.path == e.path && c.values.iter().any(|v| v.value == e.value));
+        let in_conflict = conflicts.iter().any(|c| c.path == e.path && c.values.iter().any(|v| v.value == e.value));
         prop_assert!(
             visible == Some(&e.value) || in_conflict,
             "edit {:?} = {} is neither visible ({:?}) nor in a conflict",

@@ -100,10 +100,6 @@ impl Enterprise {
 
     /// The years on the list, ascending.
     pub fn years(&self) -> Vec<i32> {
-        self.assistance_years
-            .iter()
-            .filter(|(_, on)| **on)
-            .filter_map(|(y, _)| y.parse().ok())
-            .collect()
+        self.assistance_years.iter().filter(|(_, on)| **on).filter_map(|(y, _)| y.parse().ok()).collect()
     }
 }

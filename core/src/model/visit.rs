@@ -116,10 +116,7 @@ impl SelfInspection {
         self.items.get(item.code())
     }
     pub fn set(&mut self, item: ChecklistItem, result: Compliance, problem: &str) {
-        self.items.insert(
-            item.code().to_string(),
-            CheckResult { result: Some(result), problem: problem.to_string() },
-        );
+        self.items.insert(item.code().to_string(), CheckResult { result: Some(result), problem: problem.to_string() });
     }
 }
 

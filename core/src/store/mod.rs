@@ -79,8 +79,9 @@ fn parse_heads(version: &[String]) -> Result<Vec<ChangeHash>> {
     version
         .iter()
         .map(|h| {
-            h.parse::<ChangeHash>()
-                .map_err(|_| ValidationError::new("version", Reason::Malformed(format!("'{h}' is not a change hash"))).into())
+            h.parse::<ChangeHash>().map_err(|_| {
+                ValidationError::new("version", Reason::Malformed(format!("'{h}' is not a change hash"))).into()
+            })
         })
         .collect()
 }
@@ -185,7 +186,12 @@ impl Store {
 
     /// Saves `enterprise` as edited from the record read at `version`: only the fields
     /// that differ from that version are written (see [`Document::write_from_base`]).
-    pub fn update_enterprise(&self, id: &str, enterprise: &Enterprise, version: &[String]) -> Result<Record<Enterprise>> {
+    pub fn update_enterprise(
+        &self,
+        id: &str,
+        enterprise: &Enterprise,
+        version: &[String],
+    ) -> Result<Record<Enterprise>> {
         let mut e = enterprise.clone();
         e.credit_code = credit_code::normalise(&e.credit_code);
         if e.credit_code != id {
@@ -222,9 +228,8 @@ impl Store {
         let author = self.author()?;
         let id = new_item_id();
         self.write(|tx| {
-            let enterprise: Enterprise = load(tx, &visit.enterprise_id)?
-                .ok_or_else(|| Error::NotFound(visit.enterprise_id.clone()))?
-                .read()?;
+            let enterprise: Enterprise =
+                load(tx, &visit.enterprise_id)?.ok_or_else(|| Error::NotFound(visit.enterprise_id.clone()))?.read()?;
             if visit.county_code.is_empty() {
                 visit.county_code = enterprise.county.code.clone();
             }
@@ -288,7 +293,8 @@ impl Store {
     /// Every record that has conflicts: `(kind, id)`.
     pub fn conflicted_records(&self) -> Result<Vec<(RecordKind, String)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT kind, id FROM documents WHERE has_conflicts = 1 ORDER BY updated_at DESC")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT kind, id FROM documents WHERE has_conflicts = 1 ORDER BY updated_at DESC")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -331,9 +337,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?;
         let ids: Vec<String> = stmt.query_map([enterprise_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        ids.iter()
-            .map(|id| load(&conn, id)?.ok_or_else(|| Error::NotFound(id.clone()))?.read())
-            .collect()
+        ids.iter().map(|id| load(&conn, id)?.ok_or_else(|| Error::NotFound(id.clone()))?.read()).collect()
     }
 
     // ---- sync bookkeeping -----------------------------------------------------------------
@@ -341,7 +345,8 @@ impl Store {
     /// The oldest `limit` unacknowledged local changes.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT seq, doc_id, kind, hash, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT seq, doc_id, kind, hash, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(OutboxChange {
                 seq: r.get(0)?,
@@ -511,7 +516,8 @@ fn load(conn: &Connection, id: &str) -> Result<Option<Document>> {
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((kind, bytes)) = row else { return Ok(None) };
-    let kind = RecordKind::parse(&kind).ok_or_else(|| Error::CorruptDocument { id: id.into(), reason: format!("kind {kind}") })?;
+    let kind = RecordKind::parse(&kind)
+        .ok_or_else(|| Error::CorruptDocument { id: id.into(), reason: format!("kind {kind}") })?;
     Document::load(kind, id, &bytes).map(Some)
 }
 
@@ -523,7 +529,14 @@ fn save(tx: &Transaction<'_>, doc: &Document, local: impl IntoIterator<Item = Ch
          ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
              has_conflicts = excluded.has_conflicts, updated_at = excluded.updated_at",
     )?
-    .execute(params![doc.id(), doc.kind().as_str(), doc.save(), heads_string(&doc.heads()), doc.has_conflicts(), now])?;
+    .execute(params![
+        doc.id(),
+        doc.kind().as_str(),
+        doc.save(),
+        heads_string(&doc.heads()),
+        doc.has_conflicts(),
+        now
+    ])?;
     index::reindex(tx, doc)?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (doc_id, kind, hash, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING",

@@ -14,9 +14,8 @@ mod tests {
 
     /// The schema as SQLite reports it, comparable between two databases.
     pub(crate) fn dump(conn: &rusqlite::Connection) -> Vec<(String, String)> {
-        let mut stmt = conn
-            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name")
-            .unwrap();
+        let mut stmt =
+            conn.prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
     }
 
@@ -27,7 +26,8 @@ mod tests {
         let fresh_schema = dump(&fresh);
         for version in 0..SCHEMA.steps.len() {
             let path = dir.path().join(format!("v{version}.db"));
-            let frozen = Schema { name: SCHEMA.name, application_id: SCHEMA.application_id, steps: &SCHEMA.steps[..version] };
+            let frozen =
+                Schema { name: SCHEMA.name, application_id: SCHEMA.application_id, steps: &SCHEMA.steps[..version] };
             drop(crate::sqlite::open(&path, &frozen).unwrap());
             let upgraded = crate::sqlite::open(&path, &SCHEMA).unwrap();
             assert_eq!(dump(&upgraded), fresh_schema, "upgrade from version {version}");

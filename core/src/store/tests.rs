@@ -34,7 +34,7 @@ fn open(dir: &tempfile::TempDir, name: &str) -> Store {
 fn send(from: &Store, to: &Store) {
     let out = from.outbox(usize::MAX).unwrap();
     for c in &out {
-        to.apply_remote(c.kind, &c.doc_id, &[c.bytes.clone()]).unwrap();
+        to.apply_remote(c.kind, &c.doc_id, std::slice::from_ref(&c.bytes)).unwrap();
     }
 }
 
@@ -51,7 +51,10 @@ fn create_get_and_list_an_enterprise() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].years, vec![2025]);
     assert!(s.list_enterprises(&EnterpriseFilter { year: Some(2024), ..Default::default() }).unwrap().is_empty());
-    assert_eq!(s.list_enterprises(&EnterpriseFilter { query: Some("913501".into()), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(
+        s.list_enterprises(&EnterpriseFilter { query: Some("913501".into()), ..Default::default() }).unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -91,7 +94,10 @@ fn invalid_input_changes_nothing() {
     assert_eq!(s.get_visit(&id).unwrap(), before, "the valid part of the edit was not applied either");
     let err = s.edit_visit(&id, |v| v.enterprise_id = "91110000600037341L".into()).unwrap_err();
     assert!(matches!(err, Error::Invalid(ValidationError { reason: Reason::Immutable, .. })));
-    assert!(matches!(s.create_visit(Visit { enterprise_id: "91110000600037341L".into(), ..visit() }), Err(Error::NotFound(_))));
+    assert!(matches!(
+        s.create_visit(Visit { enterprise_id: "91110000600037341L".into(), ..visit() }),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -105,7 +111,10 @@ fn visit_takes_its_county_from_the_enterprise_and_lists_by_county() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].enterprise_name, "闽侯县某石材有限公司");
     assert!(list[0].pending_sync);
-    assert!(s.list_visits(&VisitFilter { county_code: Some("350102".into()), ..Default::default() }).unwrap().is_empty());
+    assert!(s
+        .list_visits(&VisitFilter { county_code: Some("350102".into()), ..Default::default() })
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -180,13 +189,17 @@ fn concurrent_edits_merge_field_by_field_and_same_field_is_a_conflict() {
     a.edit_visit(&id, |v| {
         v.notes = "甲的备注".into();
         v.management_system.emergency_plan = Some(true);
-        v.hazard_identification.posts.insert(pa.clone(), Post { name: "破碎工".into(), exposed_workers: 4, ..Default::default() });
+        v.hazard_identification
+            .posts
+            .insert(pa.clone(), Post { name: "破碎工".into(), exposed_workers: 4, ..Default::default() });
     })
     .unwrap();
     b.edit_visit(&id, |v| {
         v.notes = "乙的备注".into();
         v.management_system.system_established = Some(false);
-        v.hazard_identification.posts.insert(pb.clone(), Post { name: "切割工".into(), exposed_workers: 2, ..Default::default() });
+        v.hazard_identification
+            .posts
+            .insert(pb.clone(), Post { name: "切割工".into(), exposed_workers: 2, ..Default::default() });
     })
     .unwrap();
     send(&a, &b);
@@ -279,7 +292,12 @@ fn status_is_computed_from_the_stored_visits() {
     v.self_inspection.set(ChecklistItem::Declaration, Compliance::Compliant, "");
     v.training.sessions.insert(
         new_item_id(),
-        TrainingSession { audience: Some(TrainingAudience::Principal), attendees: 1, organised_by_authority: true, ..Default::default() },
+        TrainingSession {
+            audience: Some(TrainingAudience::Principal),
+            attendees: 1,
+            organised_by_authority: true,
+            ..Default::default()
+        },
     );
     s.create_visit(v).unwrap();
     let st = s.table1_status(CODE, 2025).unwrap();

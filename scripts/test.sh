@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of ohassist, as CI does. Installs what a fresh machine lacks.
+#   ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (unit, property with ${PROPTEST_CASES:=1000} cases, crash, end-to-end)"
+export PROPTEST_CASES
+cargo test --workspace --locked
+
+echo
+echo "all tests passed"
