@@ -234,6 +234,14 @@ impl Document {
         Ok(())
     }
 
+    /// Merges a whole saved document (as a first sync sends them) into this one.
+    pub fn merge_saved(&mut self, bytes: &[u8]) -> Result<()> {
+        self.doc
+            .load_incremental(bytes)
+            .map_err(|e| Error::CorruptDocument { id: self.id.clone(), reason: e.to_string() })?;
+        Ok(())
+    }
+
     /// Every change this document holds that is not in `have` (and their dependencies).
     pub fn changes_since(&self, have: &[ChangeHash]) -> Vec<Change> {
         self.doc.get_changes(have)

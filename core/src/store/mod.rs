@@ -36,6 +36,15 @@ pub struct Record<T> {
     pub pending_sync: bool,
 }
 
+/// One page received from a server: whole documents, changes per record, and the meta
+/// keys to set (`Some`) or clear (`None`) with them.
+#[derive(Debug, Clone, Default)]
+pub struct RemotePage {
+    pub documents: Vec<(RecordKind, String, Vec<u8>)>,
+    pub changes: Vec<(RecordKind, String, Vec<Vec<u8>>)>,
+    pub meta: Vec<(String, Option<String>)>,
+}
+
 /// A queued local change, as the sync client sends it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxChange {
@@ -379,20 +388,28 @@ impl Store {
     /// if new. All or nothing: a change that does not decode, or a result that is not a
     /// valid record of that kind, applies nothing.
     pub fn apply_remote(&self, kind: RecordKind, id: &str, changes: &[Vec<u8>]) -> Result<()> {
-        self.apply_remote_batch(&[(kind, id.to_string(), changes.to_vec())])
+        let page = RemotePage { changes: vec![(kind, id.to_string(), changes.to_vec())], ..Default::default() };
+        self.apply_remote_page(&page)
     }
 
     /// [`Store::apply_remote`] for many records in one transaction.
     pub fn apply_remote_batch(&self, batch: &[(RecordKind, String, Vec<Vec<u8>>)]) -> Result<()> {
+        self.apply_remote_page(&RemotePage { changes: batch.to_vec(), ..Default::default() })
+    }
+
+    /// Applies one page a server sent — whole documents, changes, and the sync bookkeeping
+    /// that goes with them — in one transaction: after a crash the store holds the page and
+    /// its cursor, or neither.
+    pub fn apply_remote_page(&self, page: &RemotePage) -> Result<()> {
         self.write(|tx| {
-            for (kind, id, changes) in batch {
-                let mut doc = match load(tx, id)? {
-                    Some(doc) if doc.kind() == *kind => doc,
-                    Some(_) => {
-                        return Err(Error::CorruptDocument { id: id.clone(), reason: "record kind differs".into() })
-                    }
-                    None => Document::genesis(*kind, id),
-                };
+            for (kind, id, bytes) in &page.documents {
+                let mut doc = load_or_genesis(tx, *kind, id)?;
+                doc.merge_saved(bytes)?;
+                check_readable(&doc)?;
+                save(tx, &doc, [])?;
+            }
+            for (kind, id, changes) in &page.changes {
+                let mut doc = load_or_genesis(tx, *kind, id)?;
                 let decoded = changes
                     .iter()
                     .map(|b| {
@@ -401,13 +418,34 @@ impl Store {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 doc.apply_changes(decoded)?;
-                match kind {
-                    RecordKind::Enterprise => drop(doc.read::<Enterprise>()?),
-                    RecordKind::Visit => drop(doc.read::<Visit>()?),
-                }
+                check_readable(&doc)?;
                 save(tx, &doc, [])?;
             }
+            for (key, value) in &page.meta {
+                match value {
+                    Some(v) => meta_set(tx, key, v)?,
+                    None => drop(tx.execute("DELETE FROM meta WHERE key = ?1", [key])?),
+                }
+            }
             Ok(())
+        })
+    }
+
+    /// Queues every change of every record again, for a server that has never seen them
+    /// (the store was pointed at another server). Changes already queued stay queued once.
+    pub fn requeue_all(&self) -> Result<usize> {
+        self.write(|tx| {
+            let ids: Vec<String> = tx
+                .prepare("SELECT id FROM documents ORDER BY updated_at")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let before: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+            for id in ids {
+                let doc = load(tx, &id)?.ok_or_else(|| Error::NotFound(id.clone()))?;
+                queue(tx, &doc, doc.changes_since(&[]))?;
+            }
+            let after: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+            Ok((after - before) as usize)
         })
     }
 
@@ -510,6 +548,23 @@ fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+fn load_or_genesis(conn: &Connection, kind: RecordKind, id: &str) -> Result<Document> {
+    match load(conn, id)? {
+        Some(doc) if doc.kind() == kind => Ok(doc),
+        Some(_) => Err(Error::CorruptDocument { id: id.to_string(), reason: "record kind differs".into() }),
+        None => Ok(Document::genesis(kind, id)),
+    }
+}
+
+/// A remote record must still read as its kind: refuse, whole, what would not.
+fn check_readable(doc: &Document) -> Result<()> {
+    match doc.kind() {
+        RecordKind::Enterprise => drop(doc.read::<Enterprise>()?),
+        RecordKind::Visit => drop(doc.read::<Visit>()?),
+    }
+    Ok(())
+}
+
 fn load(conn: &Connection, id: &str) -> Result<Option<Document>> {
     let row: Option<(String, Vec<u8>)> = conn
         .prepare_cached("SELECT kind, bytes FROM documents WHERE id = ?1")?
@@ -538,10 +593,16 @@ fn save(tx: &Transaction<'_>, doc: &Document, local: impl IntoIterator<Item = Ch
         now
     ])?;
     index::reindex(tx, doc)?;
+    queue(tx, doc, local)
+}
+
+/// Adds changes of `doc` to the outbox (once per hash).
+fn queue(tx: &Transaction<'_>, doc: &Document, changes: impl IntoIterator<Item = Change>) -> Result<()> {
+    let now = now_ms();
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (doc_id, kind, hash, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING",
     )?;
-    for mut change in local {
+    for mut change in changes {
         stmt.execute(params![doc.id(), doc.kind().as_str(), change.hash().to_string(), change.bytes().as_ref(), now])?;
     }
     Ok(())

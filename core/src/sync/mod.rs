@@ -1,4 +1,10 @@
 //! Sync between the device store and the county server: the wire format (shared with the
-//! server) and, with it, the client.
+//! server) and the client.
 
+pub mod client;
 pub mod wire;
+
+pub use client::{
+    login, login_blocking, logout, sync, sync_blocking, CancelToken, Client, ProgressSink, SyncConfig, SyncError,
+    SyncProgress, SyncReport,
+};

@@ -1,0 +1,450 @@
+//! The phone's sync client: log in once, then `sync` pushes the outbox and pulls what
+//! changed in the user's scope, page by page, until done.
+//!
+//! Every step is safe to cut anywhere: pushed changes leave the outbox only once the
+//! server acknowledged them (and pushing one twice changes nothing on the server); a pulled
+//! page and the cursor that follows it are stored in one transaction. A cancelled or failed
+//! sync leaves the store consistent and the next one resumes.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{self, ErrorBody, LoginRequest, LoginResponse, PullRequest, PullResponse, PushRequest, PushResponse};
+use crate::store::{RemotePage, Store};
+
+const META_SERVER: &str = "server_url";
+const META_TOKEN: &str = "token";
+const META_CURSOR: &str = "sync_cursor";
+const META_PAGE_TOKEN: &str = "sync_page_token";
+const META_ROLE: &str = "role";
+const META_ORG_UNIT: &str = "org_unit";
+const META_DISPLAY_NAME: &str = "display_name";
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `https://county.example/` (a path prefix is kept).
+    pub server_url: String,
+    /// Plain HTTP is refused unless this is set (tests on loopback, a lab network).
+    pub allow_http: bool,
+    /// Extra trusted root certificate (PEM), for a county server with its own CA.
+    pub root_certificate_pem: Option<Vec<u8>>,
+    pub request_timeout: Duration,
+    /// Attempts per request before giving up as offline (network errors, 5xx).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt, with jitter, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl SyncConfig {
+    pub fn new(server_url: impl Into<String>) -> Self {
+        SyncConfig {
+            server_url: server_url.into(),
+            allow_http: false,
+            root_certificate_pem: None,
+            request_timeout: Duration::from_secs(60),
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Where a sync stands, reported after every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// `push`, `pull` or `done`.
+    pub phase: String,
+    pub documents_up: u64,
+    pub documents_down: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Local changes still waiting for the server.
+    pub changes_pending: u64,
+    pub round_trips: u64,
+}
+
+/// What a finished sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub progress: SyncProgress,
+    pub changes_pushed: u64,
+    pub changes_pulled: u64,
+    pub documents_pulled: u64,
+    /// Records that hold conflicts after the sync.
+    pub conflicted_records: u64,
+}
+
+/// Receives progress; called on the syncing thread, so keep it short.
+pub trait ProgressSink: Send + Sync {
+    fn on_progress(&self, progress: &SyncProgress);
+}
+
+impl<F: Fn(&SyncProgress) + Send + Sync> ProgressSink for F {
+    fn on_progress(&self, progress: &SyncProgress) {
+        self(progress)
+    }
+}
+
+/// Cancels a sync from another thread; the sync stops at once, between or during requests.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0 .0.store(true, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The server could not be reached (after retries).
+    #[error("offline: {0}")]
+    Offline(String),
+    /// No token, or the server refused it (revoked, expired): log in again.
+    #[error("not logged in or the login was revoked")]
+    Unauthorized,
+    /// The server speaks another protocol version: update the app.
+    #[error("the server requires a newer app (protocol version)")]
+    ProtocolVersion,
+    #[error("cancelled")]
+    Cancelled,
+    /// The server refused the request; `code` is machine-readable.
+    #[error("server refused ({status}): {} ({})", body.message_en, body.code)]
+    Refused { status: u16, body: ErrorBody },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+/// An HTTP client bound to one server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    config: SyncConfig,
+}
+
+fn install_crypto_provider() {
+    // Idempotent: fails only if a provider is already installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    pub fn new(config: SyncConfig) -> Result<Self, SyncError> {
+        let url = reqwest::Url::parse(&config.server_url)
+            .map_err(|e| SyncError::Config(format!("server_url '{}': {e}", config.server_url)))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if config.allow_http => {}
+            "http" => return Err(SyncError::Config("plain HTTP is refused; use https:// (or allow_http)".into())),
+            other => return Err(SyncError::Config(format!("unsupported scheme {other}"))),
+        }
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(15))
+            .use_rustls_tls()
+            .user_agent(concat!("ohassist-core/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.root_certificate_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SyncError::Config(format!("root certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| SyncError::Config(e.to_string()))?;
+        let base = config.server_url.trim_end_matches('/').to_string();
+        Ok(Client { http, base, config })
+    }
+
+    /// Sends one request with retries (network errors, 5xx) and backoff with jitter.
+    /// Returns the status and body of the first non-retryable answer.
+    async fn send(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        token: Option<&str>,
+        cancel: &CancelToken,
+    ) -> Result<(StatusCode, Vec<u8>), SyncError> {
+        let url = format!("{}{}", self.base, path);
+        let mut backoff = self.config.initial_backoff;
+        let mut last_error = String::new();
+        for attempt in 1..=self.config.max_attempts.max(1) {
+            if cancel.is_cancelled() {
+                return Err(SyncError::Cancelled);
+            }
+            let mut req = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION.to_string())
+                .body(body.clone());
+            if content_type == wire::CONTENT_TYPE {
+                req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let result = tokio::select! {
+                r = async {
+                    let resp = req.send().await?;
+                    let status = resp.status();
+                    let bytes = resp.bytes().await?;
+                    Ok::<_, reqwest::Error>((status, bytes.to_vec()))
+                } => r,
+                _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+            };
+            match result {
+                Ok((status, _)) if status.is_server_error() => {
+                    last_error = format!("HTTP {status}");
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) => last_error = e.to_string(),
+            }
+            if attempt < self.config.max_attempts {
+                tracing::debug!(attempt, error = %last_error, "retrying");
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                let wait = backoff.mul_f64(jitter);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+                }
+                backoff = (backoff * 2).min(self.config.max_backoff);
+            }
+        }
+        Err(SyncError::Offline(last_error))
+    }
+
+    fn refused(status: StatusCode, bytes: &[u8]) -> SyncError {
+        let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
+            code: "unexpected".into(),
+            message: format!("服务器返回 {status}"),
+            message_en: format!("server answered {status}"),
+            field: None,
+        });
+        match status {
+            StatusCode::UNAUTHORIZED => SyncError::Unauthorized,
+            StatusCode::UPGRADE_REQUIRED => SyncError::ProtocolVersion,
+            _ if body.code == "protocol_version" => SyncError::ProtocolVersion,
+            _ => SyncError::Refused { status: status.as_u16(), body },
+        }
+    }
+
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Req,
+        token: &str,
+        cancel: &CancelToken,
+        progress: &mut SyncProgress,
+    ) -> Result<Resp, SyncError> {
+        let body = wire::encode(request);
+        progress.bytes_up += body.len() as u64;
+        let (status, bytes) = self.send(path, body, wire::CONTENT_TYPE, Some(token), cancel).await?;
+        progress.round_trips += 1;
+        progress.bytes_down += bytes.len() as u64;
+        if !status.is_success() {
+            return Err(Self::refused(status, &bytes));
+        }
+        wire::decode(&bytes, 256 * 1024 * 1024).map_err(|e| SyncError::Refused {
+            status: status.as_u16(),
+            body: ErrorBody {
+                code: "malformed_response".into(),
+                message: "服务器响应无法解析".into(),
+                message_en: format!("the server's answer could not be read: {e}"),
+                field: None,
+            },
+        })
+    }
+}
+
+/// Logs the store in to `config.server_url` as `username` and keeps the token in the
+/// store. Pointing the store at another server than before resets the pull cursor and
+/// queues every local record for the new server; nothing unacknowledged is ever dropped.
+pub async fn login(store: &Store, config: &SyncConfig, username: &str, password: &str) -> Result<LoginResponse, SyncError> {
+    let client = Client::new(config.clone())?;
+    let request = LoginRequest {
+        username: username.to_string(),
+        password: password.to_string(),
+        device_id: store.device_id().to_string(),
+        device_name: String::new(),
+    };
+    let body = serde_json::to_vec(&request).expect("serialises");
+    let (status, bytes) = client.send("/api/v1/login", body, "application/json", None, &CancelToken::new()).await?;
+    if !status.is_success() {
+        return Err(Client::refused(status, &bytes));
+    }
+    let response: LoginResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| SyncError::Config(format!("the server's login answer could not be read: {e}")))?;
+    let server = client.base.clone();
+    if store.meta(META_SERVER)?.as_deref() != Some(server.as_str()) {
+        if store.meta(META_SERVER)?.is_some() {
+            store.requeue_all()?;
+        }
+        store.delete_meta(META_CURSOR)?;
+        store.delete_meta(META_PAGE_TOKEN)?;
+        store.set_meta(META_SERVER, &server)?;
+    }
+    store.set_meta(META_TOKEN, &response.token)?;
+    store.set_user(&response.user_id)?;
+    store.set_meta(META_ROLE, &response.role)?;
+    store.set_meta(META_ORG_UNIT, &response.org_unit)?;
+    store.set_meta(META_DISPLAY_NAME, &response.display_name)?;
+    Ok(response)
+}
+
+/// Forgets the token (revoking it on the server when reachable). Local records and the
+/// outbox stay: they sync at the next login.
+pub async fn logout(store: &Store, config: &SyncConfig) -> Result<(), SyncError> {
+    if let Some(token) = store.meta(META_TOKEN)? {
+        if let Ok(client) = Client::new(SyncConfig { max_attempts: 1, ..config.clone() }) {
+            let _ = client.send("/api/v1/logout", Vec::new(), "application/json", Some(&token), &CancelToken::new()).await;
+        }
+    }
+    store.delete_meta(META_TOKEN)?;
+    Ok(())
+}
+
+/// Pushes the outbox, then pulls until the server has nothing more, reporting progress.
+pub async fn sync(
+    store: &Store,
+    config: &SyncConfig,
+    sink: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<SyncReport, SyncError> {
+    let client = Client::new(config.clone())?;
+    let token = store.meta(META_TOKEN)?.ok_or(SyncError::Unauthorized)?;
+    let mut report = SyncReport::default();
+    let mut p = SyncProgress { phase: "push".into(), ..Default::default() };
+    p.changes_pending = store.outbox_len()? as u64;
+    sink.on_progress(&p);
+
+    // Push: bounded batches, oldest first; drop from the outbox only what was acknowledged.
+    let budget = wire::MAX_PUSH_BYTES / 2;
+    loop {
+        let queued = store.outbox(wire::MAX_PUSH_CHANGES)?;
+        if queued.is_empty() {
+            break;
+        }
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for c in queued {
+            if !batch.is_empty() && size + c.bytes.len() > budget {
+                break;
+            }
+            size += c.bytes.len();
+            batch.push(c);
+        }
+        let docs: HashSet<&str> = batch.iter().map(|c| c.doc_id.as_str()).collect();
+        let docs = docs.len() as u64;
+        let request = PushRequest {
+            protocol: wire::PROTOCOL_VERSION,
+            changes: batch
+                .iter()
+                .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
+                .collect(),
+        };
+        let response: PushResponse = client.call("/api/v1/sync/push", &request, &token, cancel, &mut p).await?;
+        let sent: HashSet<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
+        let acked: Vec<String> = response.acknowledged.into_iter().filter(|h| sent.contains(h.as_str())).collect();
+        if acked.is_empty() {
+            return Err(SyncError::Refused {
+                status: 200,
+                body: ErrorBody {
+                    code: "not_acknowledged".into(),
+                    message: "服务器未确认任何更改".into(),
+                    message_en: "the server acknowledged none of the pushed changes".into(),
+                    field: None,
+                },
+            });
+        }
+        report.changes_pushed += acked.len() as u64;
+        store.acknowledge(&acked)?;
+        p.documents_up += docs;
+        p.changes_pending = store.outbox_len()? as u64;
+        sink.on_progress(&p);
+    }
+
+    // Pull: pages until the server says there is no more.
+    p.phase = "pull".into();
+    loop {
+        let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let page_token = store.meta(META_PAGE_TOKEN)?;
+        let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token };
+        let response: PullResponse = client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await?;
+        let mut page = RemotePage::default();
+        for d in response.documents {
+            page.documents.push((d.kind, d.doc_id, d.bytes));
+        }
+        let mut docs: HashSet<String> = page.documents.iter().map(|(_, id, _)| id.clone()).collect();
+        report.documents_pulled += page.documents.len() as u64;
+        report.changes_pulled += response.changes.len() as u64;
+        for c in response.changes {
+            docs.insert(c.doc_id.clone());
+            match page.changes.last_mut() {
+                Some((kind, id, list)) if *id == c.doc_id && *kind == c.kind => list.push(c.bytes),
+                _ => page.changes.push((c.kind, c.doc_id, vec![c.bytes])),
+            }
+        }
+        page.meta.push((META_CURSOR.into(), Some(response.cursor.to_string())));
+        page.meta.push((META_PAGE_TOKEN.into(), response.page_token.clone()));
+        store.apply_remote_page(&page)?;
+        p.documents_down += docs.len() as u64;
+        sink.on_progress(&p);
+        if !response.more {
+            break;
+        }
+        if cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+    }
+    p.phase = "done".into();
+    p.changes_pending = store.outbox_len()? as u64;
+    sink.on_progress(&p);
+    report.conflicted_records = store.conflicted_records()?.len() as u64;
+    report.progress = p;
+    Ok(report)
+}
+
+/// [`sync`] on the calling thread (which it blocks): for callers without an async runtime.
+pub fn sync_blocking(
+    store: &Store,
+    config: &SyncConfig,
+    sink: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<SyncReport, SyncError> {
+    runtime()?.block_on(sync(store, config, sink, cancel))
+}
+
+/// [`login`] on the calling thread.
+pub fn login_blocking(store: &Store, config: &SyncConfig, username: &str, password: &str) -> Result<LoginResponse, SyncError> {
+    runtime()?.block_on(login(store, config, username, password))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, SyncError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SyncError::Config(format!("cannot start the I/O runtime: {e}")))
+}
