@@ -1,0 +1,261 @@
+//! The end-to-end harness: the real `ohassist` binary on a loopback port with a real
+//! database file, phones that are real stores with the real sync client, and a proxy that
+//! cuts connections.
+
+pub mod proxy;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ohassist_core::model::{County, Enterprise, Industry, Visit};
+use ohassist_core::store::Store;
+use ohassist_core::sync::{self, CancelToken, SyncConfig, SyncError, SyncReport};
+
+/// The `ohassist` binary, built if missing (`cargo test --workspace` builds it already).
+pub fn server_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/ohassist");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ohassist-server", "--bin", "ohassist"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the server failed");
+    });
+    bin
+}
+
+/// A running `ohassist serve` on 127.0.0.1.
+pub struct Server {
+    pub data: PathBuf,
+    pub addr: String,
+    child: Child,
+}
+
+impl Server {
+    /// Starts the server on `data`, on a free port, or on `addr` (a restart).
+    pub fn start(data: &Path, addr: Option<&str>) -> Server {
+        let listen = addr.unwrap_or("127.0.0.1:0");
+        let mut child = Command::new(server_binary())
+            .args(["--data", data.to_str().unwrap(), "serve", "--listen", listen])
+            .env("OHASSIST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address");
+        Server { data: data.to_path_buf(), addr, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+
+    /// Runs `ohassist <args>` on this server's data, feeding `stdin`; returns stdout.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> String {
+        cli(&self.data, args, stdin)
+    }
+
+    /// Creates a user with a password.
+    pub fn add_user(&self, username: &str, role: &str, org_unit: &str, password: &str) {
+        add_user(&self.data, username, role, org_unit, password)
+    }
+
+    /// A read-only look at the server's database file.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(self.data.join("ohassist.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(data: &Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(server_binary())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("OHASSIST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ohassist {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn add_user(data: &Path, username: &str, role: &str, org_unit: &str, password: &str) {
+    cli(
+        data,
+        &[
+            "user",
+            "add",
+            "--username",
+            username,
+            "--display-name",
+            username,
+            "--role",
+            role,
+            "--org-unit",
+            org_unit,
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+}
+
+/// A phone: a real store file and the real sync client.
+pub struct Phone {
+    pub store: Store,
+    pub config: SyncConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl Phone {
+    pub fn new(server_url: &str) -> Phone {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("phone.db")).unwrap();
+        let mut config = SyncConfig::new(server_url);
+        config.allow_http = true;
+        config.initial_backoff = Duration::from_millis(20);
+        config.max_backoff = Duration::from_millis(200);
+        Phone { store, config, _dir: dir }
+    }
+
+    pub fn login(&self, username: &str, password: &str) {
+        sync::login_blocking(&self.store, &self.config, username, password).expect("login");
+    }
+
+    pub fn try_sync(&self) -> Result<SyncReport, SyncError> {
+        sync::sync_blocking(&self.store, &self.config, &|_: &sync::SyncProgress| {}, &CancelToken::new())
+    }
+
+    pub fn sync(&self) -> SyncReport {
+        self.try_sync().expect("sync")
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A valid credit code built from a number (the check character computed).
+pub fn credit_code(i: usize) -> String {
+    let first17 = format!("91350100MA{:07}", i);
+    let check = ohassist_core::credit_code::check_character(&first17).unwrap();
+    format!("{first17}{check}")
+}
+
+pub fn enterprise(i: usize, county: &str) -> Enterprise {
+    let mut e = Enterprise {
+        credit_code: credit_code(i),
+        name: format!("测试企业{i}"),
+        county: County { code: county.into(), name: format!("县{county}") },
+        industry: Some(Industry::ALL[i % Industry::ALL.len()]),
+        ..Default::default()
+    };
+    e.add_year(2025);
+    e
+}
+
+pub fn visit(i: usize) -> Visit {
+    Visit { enterprise_id: credit_code(i), visit_date: "2025-05-20".into(), ..Default::default() }
+}
+
+/// A raw HTTP answer: status and body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    /// The `code` of an error body.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// Posts raw bytes, for tests of what a well-behaved client never sends.
+pub fn post(url: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().post(url).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        Answer { status, body: resp.bytes().await.unwrap().to_vec() }
+    })
+}
+
+pub fn get(url: &str, token: Option<&str>) -> Answer {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        Answer { status, body: resp.bytes().await.unwrap().to_vec() }
+    })
+}
+
+/// Logs in over raw HTTP and returns the token.
+pub fn token(server_url: &str, username: &str, password: &str, device: &str) -> String {
+    let body =
+        serde_json::json!({"username": username, "password": password, "device_id": device, "device_name": device});
+    let a = post(
+        &format!("{server_url}/api/v1/login"),
+        None,
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(a.status, 200, "login of {username}: {}", String::from_utf8_lossy(&a.body));
+    a.json()["token"].as_str().unwrap().to_string()
+}
+
+/// The sync headers a real client sends with a CBOR body.
+pub const SYNC_HEADERS: &[(&str, &str)] =
+    &[("content-type", "application/cbor"), ("content-encoding", "gzip"), ("x-ohassist-protocol", "1")];

@@ -169,7 +169,8 @@ impl Client {
             .use_rustls_tls()
             .user_agent(concat!("ohassist-core/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.root_certificate_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SyncError::Config(format!("root certificate: {e}")))?;
+            let cert =
+                reqwest::Certificate::from_pem(pem).map_err(|e| SyncError::Config(format!("root certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| SyncError::Config(e.to_string()))?;
@@ -282,7 +283,12 @@ impl Client {
 /// Logs the store in to `config.server_url` as `username` and keeps the token in the
 /// store. Pointing the store at another server than before resets the pull cursor and
 /// queues every local record for the new server; nothing unacknowledged is ever dropped.
-pub async fn login(store: &Store, config: &SyncConfig, username: &str, password: &str) -> Result<LoginResponse, SyncError> {
+pub async fn login(
+    store: &Store,
+    config: &SyncConfig,
+    username: &str,
+    password: &str,
+) -> Result<LoginResponse, SyncError> {
     let client = Client::new(config.clone())?;
     let request = LoginRequest {
         username: username.to_string(),
@@ -319,7 +325,8 @@ pub async fn login(store: &Store, config: &SyncConfig, username: &str, password:
 pub async fn logout(store: &Store, config: &SyncConfig) -> Result<(), SyncError> {
     if let Some(token) = store.meta(META_TOKEN)? {
         if let Ok(client) = Client::new(SyncConfig { max_attempts: 1, ..config.clone() }) {
-            let _ = client.send("/api/v1/logout", Vec::new(), "application/json", Some(&token), &CancelToken::new()).await;
+            let _ =
+                client.send("/api/v1/logout", Vec::new(), "application/json", Some(&token), &CancelToken::new()).await;
         }
     }
     store.delete_meta(META_TOKEN)?;
@@ -438,7 +445,12 @@ pub fn sync_blocking(
 }
 
 /// [`login`] on the calling thread.
-pub fn login_blocking(store: &Store, config: &SyncConfig, username: &str, password: &str) -> Result<LoginResponse, SyncError> {
+pub fn login_blocking(
+    store: &Store,
+    config: &SyncConfig,
+    username: &str,
+    password: &str,
+) -> Result<LoginResponse, SyncError> {
     runtime()?.block_on(login(store, config, username, password))
 }
 

@@ -1,0 +1,359 @@
+//! Users, devices and their tokens: the SQL behind login, the admin endpoints and the
+//! `user`/`device` commands. Passwords are stored as argon2id hashes, tokens as SHA-256.
+//! Nothing here knows HTTP; callers decide what a missing user means to a client.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::Rng;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::scope;
+
+/// How long a device token lives.
+pub const TOKEN_LIFETIME_SECS: i64 = 90 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Inspector,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Inspector => "inspector",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "inspector" => Some(Role::Inspector),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Inspectors record visits; admins may too (a county often has one person for both).
+    /// Supervisors only read.
+    pub fn may_push(self) -> bool {
+        matches!(self, Role::Inspector | Role::Admin)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub org_unit: String,
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    /// Holds a token that is neither expired nor logged out.
+    pub logged_in: bool,
+}
+
+/// The authenticated caller of a request, as the token names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub org_unit: String,
+    pub device_id: String,
+    pub last_seen: Option<i64>,
+}
+
+/// Why a user could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("the username must be 1 to 64 letters, digits, '.', '_' or '-'")]
+    Username,
+    #[error("the display name must be 1 to 100 characters")]
+    DisplayName,
+    #[error("the org unit must be a 6-digit administrative division code")]
+    OrgUnit,
+    #[error("the password must be at least 8 characters")]
+    WeakPassword,
+    #[error("a user with this username already exists")]
+    UsernameTaken,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("no such device")]
+    NoSuchDevice,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Storage(#[from] rusqlite::Error),
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// An argon2id hash (PHC string) of `password`. Slow on purpose: call on a blocking thread.
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt =
+        SaltString::encode_b64(&rand::rng().random::<[u8; 16]>()).map_err(|e| AccountError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Hash(e.to_string()))
+}
+
+/// Checks `password` against a stored hash. Slow on purpose: call on a blocking thread.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash no password matches, verified against for unknown users so that they take as
+/// long to refuse as a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&generate_password()).expect("hashing a random password"))
+}
+
+/// A random password of 16 characters without look-alikes (no 0/O, 1/l/I), for reading aloud.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// A fresh bearer token (64 hex characters, 32 random bytes) and the hash to store.
+pub fn new_token() -> (String, String) {
+    let token = hex::encode(rand::rng().random::<[u8; 32]>());
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn valid_username(u: &str) -> bool {
+    !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    pub org_unit: &'a str,
+    pub password: &'a str,
+}
+
+/// Creates a user. Hashes the password, so call on a blocking thread.
+pub fn create_user(conn: &Connection, new: &NewUser<'_>, now: i64) -> Result<User, AccountError> {
+    if !valid_username(new.username) {
+        return Err(AccountError::Username);
+    }
+    let display_chars = new.display_name.trim().chars().count();
+    if display_chars == 0 || display_chars > 100 {
+        return Err(AccountError::DisplayName);
+    }
+    if !scope::is_division_code(new.org_unit) {
+        return Err(AccountError::OrgUnit);
+    }
+    if new.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountError::WeakPassword);
+    }
+    if find_user(conn, new.username)?.is_some() {
+        return Err(AccountError::UsernameTaken);
+    }
+    let hash = hash_password(new.password)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    conn.execute(
+        "INSERT INTO users (id, username, display_name, role, org_unit, password_hash, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, new.username, new.display_name.trim(), new.role.as_str(), new.org_unit, hash, now],
+    )?;
+    Ok(User {
+        id,
+        username: new.username.to_string(),
+        display_name: new.display_name.trim().to_string(),
+        role: new.role,
+        org_unit: new.org_unit.to_string(),
+        created_at: now,
+        disabled: false,
+    })
+}
+
+/// Sets a user's password and logs every device of theirs out.
+pub fn set_password(conn: &mut Connection, username: &str, password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountError::WeakPassword);
+    }
+    let user = find_user(conn, username)?.ok_or(AccountError::NoSuchUser)?;
+    let hash = hash_password(password)?;
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, user.0.id])?;
+    tx.execute("UPDATE devices SET token_hash = NULL WHERE user_id = ?1", params![user.0.id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+const USER_COLUMNS: &str = "id, username, display_name, role, org_unit, created_at, disabled";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(3)?;
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        display_name: r.get(2)?,
+        // The CHECK constraint makes any other value impossible.
+        role: Role::parse(&role).unwrap_or(Role::Supervisor),
+        org_unit: r.get(4)?,
+        created_at: r.get(5)?,
+        disabled: r.get(6)?,
+    })
+}
+
+/// A user and their password hash, by username (case-insensitive).
+pub fn find_user(conn: &Connection, username: &str) -> rusqlite::Result<Option<(User, String)>> {
+    conn.query_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"), [username], |r| {
+        Ok((user_row(r)?, r.get(7)?))
+    })
+    .optional()
+}
+
+pub fn count_users(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+}
+
+/// Users whose org unit lies inside `org_unit`, by username.
+pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<User>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE substr(org_unit, 1, length(?1)) = ?1 ORDER BY username"
+    ))?;
+    let rows = stmt.query_map([scope::prefix(org_unit)], user_row)?;
+    rows.collect()
+}
+
+/// Devices of users inside `org_unit`, most recently seen first.
+pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
+    let mut stmt = conn.prepare(
+        "SELECT d.id, d.user_id, u.username, d.name, d.created_at, d.last_seen, d.revoked_at, d.expires_at,
+                d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2
+         FROM devices d JOIN users u ON u.id = d.user_id
+         WHERE substr(u.org_unit, 1, length(?1)) = ?1
+         ORDER BY d.last_seen DESC, d.id",
+    )?;
+    let rows = stmt.query_map(params![scope::prefix(org_unit), now], |r| {
+        Ok(Device {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            username: r.get(2)?,
+            name: r.get(3)?,
+            created_at: r.get(4)?,
+            last_seen: r.get(5)?,
+            revoked_at: r.get(6)?,
+            expires_at: r.get(7)?,
+            logged_in: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The org unit of the user owning `device_id`, if the device exists.
+pub fn device_owner_unit(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT u.org_unit FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?1",
+        [device_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Revokes a device: its token stops working at once and it cannot log in again.
+pub fn revoke_device(conn: &Connection, device_id: &str, now: i64) -> Result<(), AccountError> {
+    let n = conn.execute(
+        "UPDATE devices SET token_hash = NULL, revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+        params![device_id, now],
+    )?;
+    if n == 0 {
+        return Err(AccountError::NoSuchDevice);
+    }
+    Ok(())
+}
+
+/// True when `device_id` exists and has been revoked.
+pub fn is_revoked(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT revoked_at IS NOT NULL FROM devices WHERE id = ?1", [device_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Binds a new token to `(user, device)`, replacing the device's previous token (and its
+/// previous user, when somebody else logs in on the same phone).
+pub fn issue_token(
+    conn: &Connection,
+    user_id: &str,
+    device_id: &str,
+    device_name: &str,
+    token_hash: &str,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let expires_at = now + TOKEN_LIFETIME_SECS;
+    conn.execute(
+        "INSERT INTO devices (id, user_id, name, token_hash, created_at, last_seen, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET user_id = ?2, name = ?3, token_hash = ?4, last_seen = ?5, expires_at = ?6",
+        params![device_id, user_id, device_name, token_hash, now, expires_at],
+    )?;
+    Ok(expires_at)
+}
+
+/// The caller a token belongs to, if it is live: known, not logged out, not revoked, not
+/// expired, and its user not disabled.
+pub fn caller_by_token(conn: &Connection, token_hash: &str, now: i64) -> rusqlite::Result<Option<Caller>> {
+    conn.query_row(
+        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen
+         FROM devices d JOIN users u ON u.id = d.user_id
+         WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0",
+        params![token_hash, now],
+        |r| {
+            let role: String = r.get(3)?;
+            Ok(Caller {
+                user_id: r.get(0)?,
+                username: r.get(1)?,
+                display_name: r.get(2)?,
+                role: Role::parse(&role).unwrap_or(Role::Supervisor),
+                org_unit: r.get(4)?,
+                device_id: r.get(5)?,
+                last_seen: r.get(6)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE devices SET last_seen = ?2 WHERE id = ?1", params![device_id, now])?;
+    Ok(())
+}
+
+/// Logs a device out: forgets its token.
+pub fn clear_token(conn: &Connection, device_id: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE devices SET token_hash = NULL WHERE id = ?1", [device_id])?;
+    Ok(())
+}

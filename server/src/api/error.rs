@@ -1,0 +1,205 @@
+//! The one error type of the HTTP API. Every failure, whatever the endpoint, becomes a
+//! status code and a [`wire::ErrorBody`] in JSON; this is the only place that decides
+//! which. Internal errors are logged here with their details and answered without them.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ohassist_core::sync::wire::{self, ErrorBody};
+
+/// Why a request failed. Messages carry ids and field names, never record contents.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not what the endpoint reads (JSON syntax, CBOR, gzip, missing field).
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// A change of the push could not be decoded or applied.
+    #[error("invalid change for {doc_id}: {detail}")]
+    InvalidChange { doc_id: String, detail: String },
+    /// The push names a document with another kind than the server holds.
+    #[error("document {doc_id} is not a {kind}")]
+    KindMismatch { doc_id: String, kind: &'static str },
+    /// Applying the push leaves changes whose dependencies the server never received.
+    #[error("document {doc_id} has changes with missing dependencies")]
+    MissingDependencies { doc_id: String },
+    /// The merged document does not read as the record it must be.
+    #[error("document {doc_id} is not a valid record: {reason_en}")]
+    InvalidRecord { doc_id: String, reason_zh: String, reason_en: String },
+    /// An admin request with a field the server refuses (role, org unit, username).
+    #[error("invalid {field}: {reason_en}")]
+    InvalidInput { field: &'static str, reason_zh: String, reason_en: String },
+    #[error("document {doc_id} lies outside the caller's org unit")]
+    OutOfScope { doc_id: String },
+    #[error("the caller's role may not do this")]
+    Forbidden,
+    #[error("this device has been revoked")]
+    DeviceRevoked,
+    /// No token, or a token that is unknown, revoked or expired.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Login with a wrong password or an unknown user: deliberately indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many failed logins")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("protocol version {found:?} is not {}", wire::PROTOCOL_VERSION)]
+    ProtocolVersion { found: Option<String> },
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Anything that is the server's fault. The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MalformedBody(_) | InvalidChange { .. } | KindMismatch { .. } | MissingDependencies { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            InvalidRecord { .. } | InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            OutOfScope { .. } | Forbidden | DeviceRevoked => StatusCode::FORBIDDEN,
+            Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProtocolVersion { .. } => StatusCode::UPGRADE_REQUIRED,
+            AlreadyExists(_) => StatusCode::CONFLICT,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body sent to the client: Chinese first, English beside it.
+    pub fn body(&self) -> ErrorBody {
+        use ApiError::*;
+        let (code, zh, en, field): (&str, String, String, Option<String>) = match self {
+            MalformedBody(d) => {
+                ("malformed_body", format!("请求格式错误：{d}"), format!("malformed request body: {d}"), None)
+            }
+            InvalidChange { doc_id, detail } => (
+                "invalid_change",
+                format!("记录 {doc_id} 的修改无法解析：{detail}"),
+                format!("a change of record {doc_id} is invalid: {detail}"),
+                Some(doc_id.clone()),
+            ),
+            KindMismatch { doc_id, kind } => (
+                "kind_mismatch",
+                format!("记录 {doc_id} 的类型不是 {kind}"),
+                format!("record {doc_id} is not a {kind}"),
+                Some(doc_id.clone()),
+            ),
+            MissingDependencies { doc_id } => (
+                "missing_dependencies",
+                format!("记录 {doc_id} 缺少先前的修改，请完整上传"),
+                format!("record {doc_id} has changes whose dependencies were not sent"),
+                Some(doc_id.clone()),
+            ),
+            InvalidRecord { doc_id, reason_zh, reason_en } => (
+                "invalid_record",
+                format!("记录 {doc_id} 无效：{reason_zh}"),
+                format!("record {doc_id} is invalid: {reason_en}"),
+                Some(doc_id.clone()),
+            ),
+            InvalidInput { field, reason_zh, reason_en } => {
+                ("invalid_input", reason_zh.clone(), reason_en.clone(), Some(field.to_string()))
+            }
+            OutOfScope { doc_id } => (
+                "out_of_scope",
+                format!("记录 {doc_id} 不属于您所在单位的辖区，本次上传未被接受"),
+                format!("record {doc_id} lies outside your org unit; nothing of this push was applied"),
+                Some(doc_id.clone()),
+            ),
+            Forbidden => ("forbidden", "您的角色无权执行此操作".into(), "your role may not do this".into(), None),
+            DeviceRevoked => (
+                "device_revoked",
+                "此设备已被管理员停用，请联系管理员".into(),
+                "this device has been revoked by an administrator".into(),
+                None,
+            ),
+            Unauthorized => (
+                "unauthorized",
+                "登录已失效，请重新登录".into(),
+                "not logged in, or the login has expired or been revoked".into(),
+                None,
+            ),
+            InvalidCredentials => {
+                ("invalid_credentials", "用户名或密码错误".into(), "wrong username or password".into(), None)
+            }
+            RateLimited { retry_after_secs } => (
+                "rate_limited",
+                format!("登录失败次数过多，请 {retry_after_secs} 秒后再试"),
+                format!("too many failed logins; try again in {retry_after_secs} seconds"),
+                None,
+            ),
+            TooLarge(d) => ("too_large", format!("请求过大：{d}"), format!("request too large: {d}"), None),
+            ProtocolVersion { found } => (
+                "protocol_version",
+                format!("同步协议版本不符（服务器为 {}），请更新应用", wire::PROTOCOL_VERSION),
+                format!(
+                    "protocol version {} is not the server's {}; update the app",
+                    found.as_deref().unwrap_or("(none)"),
+                    wire::PROTOCOL_VERSION
+                ),
+                None,
+            ),
+            AlreadyExists(what) => {
+                ("already_exists", format!("{what} 已存在"), format!("{what} already exists"), Some(what.to_string()))
+            }
+            NotFound => ("not_found", "未找到".into(), "not found".into(), None),
+            MethodNotAllowed => ("method_not_allowed", "不支持此请求方法".into(), "method not allowed".into(), None),
+            Internal(_) => {
+                ("internal", "服务器内部错误，请稍后再试".into(), "internal server error; try again later".into(), None)
+            }
+        };
+        ErrorBody { code: code.to_string(), message: zh, message_en: en, field }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            other => tracing::debug!(%status, error = %other, "request refused"),
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<ohassist_core::Error> for ApiError {
+    fn from(e: ohassist_core::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,61 @@
+//! The HTTP API: one router per resource module, merged by [`app`]. Only this module and
+//! its children know status codes and headers.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod sync;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use ohassist_core::sync::wire;
+
+use crate::db::Db;
+use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub login_limiter: Arc<auth::LoginLimiter>,
+    /// The byte budget of a pull page: `wire::PULL_PAGE_BYTES`, smaller in tests.
+    pub pull_page_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(db: Db) -> AppState {
+        AppState { db, login_limiter: Arc::new(auth::LoginLimiter::default()), pull_page_bytes: wire::PULL_PAGE_BYTES }
+    }
+}
+
+/// The whole API over `state`: what `serve` runs and what the tests call.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(sync::router())
+        .merge(admin::router())
+        .layer(middleware::from_fn(refuse_other_protocols));
+    Router::new()
+        .merge(health::router())
+        .merge(api)
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// A client that names another protocol version is refused on every endpoint, before its
+/// body is read; sync endpoints also require the header (see `extract::Wire`).
+async fn refuse_other_protocols(req: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(v) = req.headers().get(wire::PROTOCOL_HEADER) {
+        if v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok()) != Some(wire::PROTOCOL_VERSION) {
+            return Err(ApiError::ProtocolVersion { found: Some(String::from_utf8_lossy(v.as_bytes()).into_owned()) });
+        }
+    }
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,208 @@
+//! The `ohassist` command line: `serve`, and the `user`/`device` tools an admin runs on
+//! the server itself (they open the same database; SQLite serialises them with a running
+//! server).
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::accounts::{self, NewUser, Role};
+use crate::db::{now, Db};
+use crate::scope;
+use crate::serve::{serve, ServeOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "ohassist", version, about = "ohassist county server / 职业健康帮扶县级服务器")]
+pub struct Cli {
+    /// Data directory; the database is `<data>/ohassist.db`.
+    #[arg(long, global = true, default_value = "./data", env = "OHASSIST_DATA")]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API until SIGTERM or ctrl-c.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Org unit of the first admin, created when the database has no user.
+    #[arg(long, default_value = scope::COUNTRY)]
+    pub org_unit: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints a generated password unless --password-stdin.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long, value_parser = ["inspector", "supervisor", "admin"])]
+        role: String,
+        /// 6-digit administrative division code.
+        #[arg(long)]
+        org_unit: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (logs all their devices out); prints a generated one unless --password-stdin.
+    Passwd {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List devices.
+    List,
+    /// Revoke a device: its token stops working and it cannot log in again.
+    Revoke { device_id: String },
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("OHASSIST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries what the operator must read (address, passwords).
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(&cli.data, args),
+        Command::User(cmd) => run_user(&cli.data, cmd),
+        Command::Device(cmd) => run_device(&cli.data, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("错误 / error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
+    if !scope::is_division_code(&args.org_unit) {
+        return Err("--org-unit must be a 6-digit administrative division code".into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(ServeOptions {
+        listen: args.listen,
+        data: data.to_path_buf(),
+        tls: args.tls_cert.zip(args.tls_key),
+        org_unit: args.org_unit,
+    }))
+}
+
+fn read_password(from_stdin: bool) -> Result<(String, bool), Box<dyn std::error::Error>> {
+    if !from_stdin {
+        return Ok((accounts::generate_password(), true));
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("请输入密码后回车 / type the password and press enter:");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
+}
+
+fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
+    let db = Db::open_dir(data)?;
+    let mut conn = db.blocking_writer();
+    match cmd {
+        UserCommand::Add { username, display_name, role, org_unit, password_stdin } => {
+            let role = Role::parse(&role).ok_or("role must be inspector, supervisor or admin")?;
+            let (password, generated) = read_password(password_stdin)?;
+            let new = NewUser {
+                username: &username,
+                display_name: &display_name,
+                role,
+                org_unit: &org_unit,
+                password: &password,
+            };
+            let user = accounts::create_user(&conn, &new, now())?;
+            println!("created user {} ({}), id {}", user.username, user.role.as_str(), user.id);
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::Passwd { username, password_stdin } => {
+            let (password, generated) = read_password(password_stdin)?;
+            accounts::set_password(&mut conn, &username, &password)?;
+            println!("password of {username} changed; their devices must log in again");
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::List => {
+            println!("{:<20} {:<12} {:<8} {:<8} display name", "username", "role", "unit", "disabled");
+            for u in accounts::list_users(&conn, scope::COUNTRY)? {
+                println!(
+                    "{:<20} {:<12} {:<8} {:<8} {}",
+                    u.username,
+                    u.role.as_str(),
+                    u.org_unit,
+                    u.disabled,
+                    u.display_name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_device(data: &Path, cmd: DeviceCommand) -> CliResult {
+    let db = Db::open_dir(data)?;
+    let conn = db.blocking_writer();
+    match cmd {
+        DeviceCommand::List => {
+            println!("{:<36} {:<20} {:<10} {:<8} name", "device id", "user", "logged in", "revoked");
+            for d in accounts::list_devices(&conn, scope::COUNTRY, now())? {
+                println!(
+                    "{:<36} {:<20} {:<10} {:<8} {}",
+                    d.id,
+                    d.username,
+                    d.logged_in,
+                    d.revoked_at.is_some(),
+                    d.name
+                );
+            }
+        }
+        DeviceCommand::Revoke { device_id } => {
+            accounts::revoke_device(&conn, &device_id, now())?;
+            println!("device {device_id} revoked");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The county database: its schema, the one writer connection and the pool of readers.
+//!
+//! All SQLite work runs on tokio's blocking threads through [`Db::write`] and
+//! [`Db::read`]. Writes are serialised behind one mutex, which also makes the change feed's
+//! `seq` values become visible in order (a reader never sees seq 7 before seq 6).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ohassist_core::sqlite::{self, Schema};
+use rusqlite::Connection;
+
+use crate::api::error::{ApiError, ApiResult};
+
+pub const SCHEMA: Schema = Schema {
+    name: "ohassist server",
+    application_id: 0x6f68_7331, // "ohs1"
+    steps: &[include_str!("../migrations/001_init.sql")],
+};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "ohassist.db";
+
+/// Readers kept open between requests; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 8;
+
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A poisoned lock only means an earlier task panicked while holding it; the connection
+/// itself is fine (its transaction rolled back when dropped during the unwind).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Db {
+    /// Opens (creating or migrating) `data_dir/ohassist.db`.
+    pub fn open_dir(data_dir: &Path) -> ohassist_core::Result<Db> {
+        std::fs::create_dir_all(data_dir)?;
+        Db::open(&data_dir.join(DB_FILE))
+    }
+
+    pub fn open(path: &Path) -> ohassist_core::Result<Db> {
+        let writer = sqlite::open(path, &SCHEMA)?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer connection, on a blocking thread. `f` opens its own
+    /// transaction, so that a failure anywhere in it leaves nothing behind.
+    pub async fn write<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await?
+    }
+
+    /// Runs `f` on a reader connection, on a blocking thread.
+    pub async fn read<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = lock(&inner.readers).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => sqlite::open_reader(&inner.path).map_err(ApiError::internal)?,
+            };
+            let result = f(&mut conn);
+            let mut readers = lock(&inner.readers);
+            if readers.len() < MAX_IDLE_READERS {
+                readers.push(conn);
+            }
+            result
+        })
+        .await?
+    }
+
+    /// The writer, for the command-line tools that run without a tokio runtime.
+    pub fn blocking_writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.inner.writer)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrading_each_frozen_version_equals_a_fresh_database() {
+        fn dump(conn: &Connection) -> Vec<(String, String)> {
+            let mut stmt =
+                conn.prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name").unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = sqlite::open(&dir.path().join("fresh.db"), &SCHEMA).unwrap();
+        for version in 0..SCHEMA.steps.len() {
+            let path = dir.path().join(format!("v{version}.db"));
+            let frozen =
+                Schema { name: SCHEMA.name, application_id: SCHEMA.application_id, steps: &SCHEMA.steps[..version] };
+            drop(sqlite::open(&path, &frozen).unwrap());
+            let upgraded = sqlite::open(&path, &SCHEMA).unwrap();
+            assert_eq!(dump(&upgraded), dump(&fresh), "upgrade from version {version}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The ohassist county server: the sync endpoint for the inspectors' phones, users and
+//! devices, and scope by org unit, over one SQLite database.
+//!
+//! Code map:
+//! - [`api`]: HTTP — one router per resource, the error type, the extractors;
+//! - [`records`]: applying pushes to the merged documents and reading pull pages;
+//! - [`accounts`]: users, devices, passwords and tokens;
+//! - [`scope`]: which division codes an org unit covers;
+//! - [`db`]: the schema and the writer/reader connections;
+//! - [`cli`] and [`serve`]: the `ohassist` command and the listening server.
+//!
+//! Invariant: only [`api`] knows HTTP; `records` and `accounts` take a connection and
+//! return values or errors, so the command-line tools and the tests use them directly.
+
+pub mod accounts;
+pub mod api;
+pub mod cli;
+pub mod db;
+pub mod records;
+pub mod scope;
+pub mod serve;
+
+pub use api::{app, AppState};

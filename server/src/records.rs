@@ -1,0 +1,434 @@
+//! The records the county holds: applying a push to the merged documents, the change feed
+//! and the relational rows, and reading pull pages. Everything here runs inside a SQLite
+//! transaction the caller owns; nothing here knows HTTP beyond returning [`ApiError`].
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::Change;
+use ohassist_core::doc::Document;
+use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
+use ohassist_core::sync::wire::{self, WireChange, WireDocument};
+use ohassist_core::validate;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::accounts::Caller;
+use crate::api::error::ApiError;
+use crate::scope;
+
+/// Longest document id accepted: credit codes are 18 characters, visit ids 32.
+const MAX_DOC_ID_CHARS: usize = 128;
+/// Most change rows one incremental pull page scans, so that a client far behind in a busy
+/// county still gets an answer quickly (excluded rows count too).
+const MAX_SCAN_ROWS: usize = 20_000;
+
+/// A pushed change, decoded and hashed (before any lock is taken).
+pub struct Incoming {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    pub hash: String,
+    pub bytes: Vec<u8>,
+    pub change: Change,
+}
+
+/// Decodes the changes of a push. Automerge is given arbitrary bytes from the network
+/// here, so a panic inside it is caught and treated as an invalid change.
+pub fn decode_changes(changes: Vec<WireChange>) -> Result<Vec<Incoming>, ApiError> {
+    if changes.len() > wire::MAX_PUSH_CHANGES {
+        return Err(ApiError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
+    }
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        if c.bytes.len() > wire::MAX_CHANGE_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "a change of {} is {} bytes, at most {}",
+                c.doc_id,
+                c.bytes.len(),
+                wire::MAX_CHANGE_BYTES
+            )));
+        }
+        if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
+        {
+            return Err(ApiError::MalformedBody(format!("document id of {} characters", c.doc_id.chars().count())));
+        }
+        let bytes = c.bytes.clone();
+        let decoded = std::panic::catch_unwind(move || Change::from_bytes(bytes));
+        let change = match decoded {
+            Ok(Ok(change)) => change,
+            Ok(Err(e)) => return Err(ApiError::InvalidChange { doc_id: c.doc_id, detail: e.to_string() }),
+            Err(_) => return Err(ApiError::InvalidChange { doc_id: c.doc_id, detail: "undecodable".into() }),
+        };
+        out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
+    }
+    Ok(out)
+}
+
+/// The outcome of a push: every hash of the request (in request order, without repeats)
+/// and how many of them were new.
+pub struct Applied {
+    pub acknowledged: Vec<String>,
+    pub new: u32,
+}
+
+/// Applies a push in one transaction: all of it, or (on any error) nothing.
+pub fn apply_push(
+    conn: &mut Connection,
+    caller: &Caller,
+    incoming: Vec<Incoming>,
+    now: i64,
+) -> Result<Applied, ApiError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut acknowledged = Vec::with_capacity(incoming.len());
+    let mut seen = HashSet::new();
+    // Documents in order of first appearance, each with its new changes.
+    let mut groups: Vec<(String, RecordKind, Vec<Incoming>)> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    {
+        let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+        for c in incoming {
+            if !seen.insert(c.hash.clone()) {
+                continue;
+            }
+            acknowledged.push(c.hash.clone());
+            if held.exists([&c.hash])? {
+                continue;
+            }
+            let i = *group_of.entry(c.doc_id.clone()).or_insert_with(|| {
+                groups.push((c.doc_id.clone(), c.kind, Vec::new()));
+                groups.len() - 1
+            });
+            if groups[i].1 != c.kind {
+                return Err(ApiError::KindMismatch { doc_id: c.doc_id, kind: groups[i].1.as_str() });
+            }
+            groups[i].2.push(c);
+        }
+    }
+    let mut new = 0;
+    for (doc_id, kind, changes) in groups {
+        new += changes.len() as u32;
+        apply_to_document(&tx, caller, &doc_id, kind, changes, now)?;
+    }
+    tx.commit()?;
+    Ok(Applied { acknowledged, new })
+}
+
+fn apply_to_document(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    changes: Vec<Incoming>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let stored: Option<(String, Vec<u8>, String)> = tx
+        .query_row("SELECT kind, bytes, county_code FROM documents WHERE id = ?1", [doc_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let (mut doc, old_county) = match stored {
+        Some((stored_kind, bytes, county)) => {
+            if stored_kind != kind.as_str() {
+                return Err(ApiError::KindMismatch {
+                    doc_id: doc_id.to_string(),
+                    kind: RecordKind::parse(&stored_kind).map_or("record", RecordKind::as_str),
+                });
+            }
+            (Document::load(kind, doc_id, &bytes)?, Some(county))
+        }
+        None => (Document::genesis(kind, doc_id), None),
+    };
+    let genesis = if old_county.is_none() { doc.changes_since(&[]).into_iter().next() } else { None };
+    let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
+    doc.apply_changes(changes.into_iter().map(|c| c.change).collect())
+        .map_err(|e| ApiError::InvalidChange { doc_id: doc_id.to_string(), detail: e.to_string() })?;
+    if doc.has_missing_deps() {
+        return Err(ApiError::MissingDependencies { doc_id: doc_id.to_string() });
+    }
+
+    let invalid =
+        |zh: String, en: String| ApiError::InvalidRecord { doc_id: doc_id.to_string(), reason_zh: zh, reason_en: en };
+    let from_validation = |e: ohassist_core::ValidationError| invalid(e.message_zh(), e.message_en());
+    // A change may overwrite the root `kind`/`id`; such a document would no longer load.
+    let json = doc.json(None);
+    if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
+        || json.get("id").and_then(|v| v.as_str()) != Some(doc_id)
+    {
+        return Err(invalid("记录的类型或编号被修改".into(), "the record's kind or id was changed".into()));
+    }
+    let has_conflicts = doc.has_conflicts();
+    // Only what scope and the relational rows depend on is enforced here. Full validation
+    // is the phone's job before writing; refusing a merge of two valid edits would wedge
+    // the pushing phone's outbox for good.
+    let row = match kind {
+        RecordKind::Enterprise => {
+            let e: Enterprise = doc.read().map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            if e.credit_code != doc_id {
+                return Err(invalid(
+                    "企业记录编号必须是其统一社会信用代码".into(),
+                    "an enterprise's id must be its credit code".into(),
+                ));
+            }
+            validate::credit_code_field("credit_code", &e.credit_code).map_err(from_validation)?;
+            validate::county_code("county.code", &e.county.code).map_err(from_validation)?;
+            Row::Enterprise(Box::new(e))
+        }
+        RecordKind::Visit => {
+            let v: Visit = doc.read().map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            validate::credit_code_field("enterprise_id", &v.enterprise_id).map_err(from_validation)?;
+            validate::county_code("county_code", &v.county_code).map_err(from_validation)?;
+            Row::Visit(Box::new(v))
+        }
+    };
+    let county = match &row {
+        Row::Enterprise(e) => e.county.code.clone(),
+        Row::Visit(v) => v.county_code.clone(),
+    };
+    // Both ends must be in scope: a record may not be moved out of another county either.
+    let in_scope = scope::covers(&caller.org_unit, &county)
+        && old_county.as_deref().is_none_or(|c| scope::covers(&caller.org_unit, c));
+    if !in_scope {
+        return Err(ApiError::OutOfScope { doc_id: doc_id.to_string() });
+    }
+
+    let heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
+    tx.execute(
+        "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
+        params![
+            doc_id,
+            kind.as_str(),
+            doc.save(),
+            serde_json::to_string(&heads).map_err(ApiError::internal)?,
+            county,
+            has_conflicts,
+            now
+        ],
+    )?;
+    match &row {
+        Row::Enterprise(e) => write_enterprise_row(tx, e, has_conflicts)?,
+        Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts)?,
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (hash) DO NOTHING",
+    )?;
+    // The genesis goes into the feed too, first, so that a device pulling changes of a
+    // record it never saw receives everything the record's changes depend on.
+    if let Some(mut g) = genesis {
+        let hash = g.hash().to_string();
+        insert.execute(params![
+            hash,
+            doc_id,
+            kind.as_str(),
+            g.bytes().as_ref(),
+            caller.user_id,
+            caller.device_id,
+            now
+        ])?;
+    }
+    for (hash, bytes) in raw {
+        insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
+    }
+    Ok(())
+}
+
+enum Row {
+    Enterprise(Box<Enterprise>),
+    Visit(Box<Visit>),
+}
+
+fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: bool) -> rusqlite::Result<()> {
+    let years = serde_json::to_string(&e.years()).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "INSERT OR REPLACE INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
+            city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            e.credit_code,
+            e.name,
+            e.county.code,
+            e.county.name,
+            e.industry.map(|i| i.code()),
+            e.size.map(|s| s.code()),
+            years,
+            e.city_level_target,
+            e.special_governance,
+            e.has_occupational_disease,
+            e.in_surveillance_scope,
+            e.deleted,
+            has_conflicts
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: bool) -> rusqlite::Result<()> {
+    let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
+    let trained = |audience| {
+        v.training
+            .sessions
+            .values()
+            .any(|s| !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience))
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+            has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            id,
+            v.enterprise_id,
+            v.county_code,
+            v.visit_date,
+            v.review.state.code(),
+            serde_json::to_string(&v.inspectors).unwrap_or_else(|_| "{}".into()),
+            v.deleted,
+            has_conflicts,
+            answer(ChecklistItem::Declaration),
+            answer(ChecklistItem::Detection),
+            answer(ChecklistItem::HealthExamination),
+            trained(TrainingAudience::Principal),
+            trained(TrainingAudience::Manager),
+            trained(TrainingAudience::Workers)
+        ],
+    )?;
+    Ok(())
+}
+
+/// One page of a pull, in wire terms.
+pub struct Page {
+    pub documents: Vec<WireDocument>,
+    pub changes: Vec<WireChange>,
+    pub cursor: u64,
+    pub page_token: Option<String>,
+    pub more: bool,
+}
+
+/// Where a first sync stands: the feed position it will end at, and the last document sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstSyncToken {
+    pub snapshot_seq: u64,
+    pub last_id: String,
+}
+
+impl FirstSyncToken {
+    pub fn encode(&self) -> String {
+        format!("v1.{}.{}", self.snapshot_seq, hex::encode(self.last_id.as_bytes()))
+    }
+
+    pub fn decode(s: &str) -> Option<FirstSyncToken> {
+        let mut parts = s.splitn(3, '.');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let snapshot_seq = parts.next()?.parse().ok()?;
+        let last_id = String::from_utf8(hex::decode(parts.next()?).ok()?).ok()?;
+        Some(FirstSyncToken { snapshot_seq, last_id })
+    }
+}
+
+fn kind_of(s: &str) -> rusqlite::Result<RecordKind> {
+    RecordKind::parse(s)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, s.to_string(), rusqlite::types::Type::Text))
+}
+
+/// A page of a first sync: whole saved documents in scope, by id, after `token.last_id`.
+/// The first page (no token) fixes the snapshot: the feed position the client continues
+/// from once every document is sent. Documents changed after it may come twice (as a
+/// document and as changes), which applying changes tolerates.
+pub fn first_sync_page(
+    conn: &mut Connection,
+    org_unit: &str,
+    token: Option<FirstSyncToken>,
+    budget: usize,
+) -> Result<Page, ApiError> {
+    let tx = conn.transaction()?;
+    let token = match token {
+        Some(t) => t,
+        None => FirstSyncToken {
+            snapshot_seq: tx.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get::<_, i64>(0))? as u64,
+            last_id: String::new(),
+        },
+    };
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, kind, bytes FROM documents
+         WHERE id > ?1 AND substr(county_code, 1, length(?2)) = ?2 ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit)])?;
+    let mut documents = Vec::new();
+    let mut size = 0;
+    let mut more = false;
+    while let Some(r) = rows.next()? {
+        if size >= budget {
+            more = true;
+            break;
+        }
+        let bytes: Vec<u8> = r.get(2)?;
+        size += bytes.len();
+        documents.push(WireDocument { doc_id: r.get(0)?, kind: kind_of(&r.get::<_, String>(1)?)?, bytes });
+    }
+    let page = if more {
+        let last_id = documents.last().map(|d| d.doc_id.clone()).unwrap_or_default();
+        Page {
+            documents,
+            changes: Vec::new(),
+            cursor: 0,
+            page_token: Some(FirstSyncToken { snapshot_seq: token.snapshot_seq, last_id }.encode()),
+            more: true,
+        }
+    } else {
+        Page { documents, changes: Vec::new(), cursor: token.snapshot_seq, page_token: None, more: false }
+    };
+    Ok(page)
+}
+
+/// A page of the feed after `cursor`: changes of documents now in scope, in feed order,
+/// without the caller's own device's. The cursor returned is the last row *scanned*, so
+/// excluded rows are not scanned again.
+pub fn changes_page(
+    conn: &mut Connection,
+    org_unit: &str,
+    device_id: &str,
+    cursor: u64,
+    budget: usize,
+) -> Result<Page, ApiError> {
+    let tx = conn.transaction()?;
+    // Rows the caller will not get are scanned without their bytes.
+    let mut stmt = tx.prepare_cached(
+        "SELECT c.seq, c.doc_id, c.kind,
+                CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2 THEN c.bytes END
+         FROM changes c JOIN documents d ON d.id = c.doc_id
+         WHERE c.seq > ?1 ORDER BY c.seq",
+    )?;
+    let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
+    let mut changes = Vec::new();
+    let (mut size, mut scanned, mut last) = (0, 0, cursor);
+    let mut more = false;
+    while let Some(r) = rows.next()? {
+        if size >= budget || scanned >= MAX_SCAN_ROWS {
+            more = true;
+            break;
+        }
+        scanned += 1;
+        last = r.get::<_, i64>(0)? as u64;
+        if let Some(bytes) = r.get::<_, Option<Vec<u8>>>(3)? {
+            size += bytes.len();
+            changes.push(WireChange { doc_id: r.get(1)?, kind: kind_of(&r.get::<_, String>(2)?)?, bytes });
+        }
+    }
+    Ok(Page { documents: Vec::new(), changes, cursor: last, page_token: None, more })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_garbage() {
+        let t = FirstSyncToken { snapshot_seq: 42, last_id: "91350100M000100Y43".into() };
+        assert_eq!(FirstSyncToken::decode(&t.encode()), Some(t));
+        assert_eq!(FirstSyncToken::decode("v2.1.00"), None);
+        assert_eq!(FirstSyncToken::decode("v1.x.00"), None);
+        assert_eq!(FirstSyncToken::decode("v1.1.zz"), None);
+        assert_eq!(FirstSyncToken::decode(""), None);
+    }
+}

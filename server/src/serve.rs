@@ -1,0 +1,128 @@
+//! `ohassist serve`: opens the database, makes the first admin if there is no user, and
+//! serves the API over HTTP or HTTPS until SIGTERM or ctrl-c.
+//!
+//! Shutdown is graceful: the listener closes, requests in flight finish. Nothing else is
+//! needed for durability, because a push is acknowledged only after its COMMIT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::accounts::{self, NewUser, Role};
+use crate::db::{now, Db};
+use crate::{app, AppState};
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub org_unit: String,
+}
+
+/// How long requests in flight get to finish after a shutdown signal (TLS only: plain
+/// HTTP waits for them without limit, as axum does).
+const TLS_DRAIN: Duration = Duration::from_secs(30);
+
+pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let db = Db::open_dir(&opts.data)?;
+    ensure_first_admin(&db, &opts.org_unit).await?;
+    let router = app(AppState::new(db)).into_make_service_with_connect_info::<SocketAddr>();
+
+    let listener = std::net::TcpListener::bind(opts.listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    // Tests (and scripts) read the port from this exact line.
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, data = %opts.data.display(), "listening");
+
+    match opts.tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+        }
+        Some((cert, key)) => {
+            let config = tls_config(&cert, &key).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(TLS_DRAIN));
+            });
+            axum_server::from_tcp_rustls(listener, config).handle(handle).serve(router).await?;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn tls_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, Box<dyn std::error::Error>> {
+    // One crypto provider for the process; `ring` builds without a C toolchain beyond cc.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()).into())
+}
+
+/// On a database without users, creates `admin` with a random password and says so:
+/// there is no fixed default password to forget to change.
+async fn ensure_first_admin(db: &Db, org_unit: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let db = db.clone();
+    let org_unit = org_unit.to_string();
+    let created = db
+        .write(move |conn| {
+            if accounts::count_users(conn)? > 0 {
+                return Ok(None);
+            }
+            let password = accounts::generate_password();
+            let new = NewUser {
+                username: "admin",
+                display_name: "管理员",
+                role: Role::Admin,
+                org_unit: &org_unit,
+                password: &password,
+            };
+            accounts::create_user(conn, &new, now()).map_err(crate::api::error::ApiError::internal)?;
+            Ok(Some(password))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(password) = created {
+        println!("已创建首个管理员账号 / created the first admin: username `admin`, password `{password}`");
+        println!("请登录后修改密码 / change it with: ohassist user passwd --username admin");
+        // The password goes to the terminal only: logs are copied to places passwords must not be.
+        tracing::warn!(username = "admin", "created the first admin; its password was printed on standard output");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

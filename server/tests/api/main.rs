@@ -1,0 +1,9 @@
+//! Handler tests: the router called without a socket (`oneshot`) on a temporary database,
+//! plus the `ohassist` binary run end to end. One test binary, one module per area.
+
+mod admin;
+mod auth;
+mod bad_input;
+mod binary;
+mod common;
+mod sync;

@@ -1,0 +1,7 @@
+//! End-to-end tests: one binary, a module per concern. Each test starts its own server
+//! on a free loopback port with its own database file.
+
+mod access;
+mod bad_input;
+mod convergence;
+mod faults;
