@@ -3,5 +3,6 @@
 
 mod access;
 mod bad_input;
+mod client;
 mod convergence;
 mod faults;

@@ -14,16 +14,22 @@ use ohassist_core::model::{County, Enterprise, Industry, Visit};
 use ohassist_core::store::Store;
 use ohassist_core::sync::{self, CancelToken, SyncConfig, SyncError, SyncReport};
 
-/// The `ohassist` binary, built if missing (`cargo test --workspace` builds it already).
+/// The `ohassist` binary, built once per process (a no-op when `cargo test --workspace`
+/// built it already). Benchmarks set `OHASSIST_SERVER_PROFILE=release`.
 pub fn server_binary() -> PathBuf {
+    let release = std::env::var("OHASSIST_SERVER_PROFILE").as_deref() == Ok("release");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/ohassist");
+    let bin = target.join(if release { "release/ohassist" } else { "debug/ohassist" });
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
+        let mut args = vec!["build", "-p", "ohassist-server", "--bin", "ohassist"];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "ohassist-server", "--bin", "ohassist"])
+            .args(&args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");

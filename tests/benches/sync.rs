@@ -1,0 +1,240 @@
+//! `cargo bench -p ohassist-tests --bench sync`: sync figures against the real release
+//! server on loopback, as a table.
+//!
+//! (a) a phone returns with 500 changed visits; (b) a new phone's first sync of a county of
+//! 2,000 enterprises and 10,000 visits; (c) server ingest with 20 phones pushing at once;
+//! (d) bytes on the wire (counted by a TCP proxy) against the changes' own bytes, and round
+//! trips; and (a) again through a link shaped to 1 Mbit/s and 300 ms round trip.
+
+use std::time::{Duration, Instant};
+
+use ohassist_core::model::{new_item_id, ChecklistItem, Compliance, Post};
+use ohassist_tests::proxy::{Faults, Proxy, Shape};
+use ohassist_tests::*;
+
+const COUNTY: &str = "350121";
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Sum of the bytes of the changes queued in a phone's outbox.
+fn outbox_bytes(phone: &Phone) -> u64 {
+    phone.store.outbox(usize::MAX).unwrap().iter().map(|c| c.bytes.len() as u64).sum()
+}
+
+fn edit_all(phone: &Phone, ids: &[String], round: usize) {
+    for id in ids {
+        phone
+            .store
+            .edit_visit(id, |v| {
+                v.notes = format!("第{round}轮复查：整改已完成，现场照片已拍摄。");
+                v.self_inspection.set(ChecklistItem::HealthExamination, Compliance::Compliant, "");
+                v.hazard_identification.posts.insert(
+                    new_item_id(),
+                    Post { name: format!("复查岗位{round}"), exposed_workers: 3, ..Default::default() },
+                );
+            })
+            .unwrap();
+    }
+}
+
+fn main() {
+    std::env::set_var("OHASSIST_SERVER_PROFILE", "release");
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    server.add_user("li", "inspector", COUNTY, PASSWORD);
+
+    // Seed a county: 2,000 enterprises and 10,000 visits, pushed by one phone.
+    let seeder = Phone::new(&server.url());
+    seeder.login("zhang", PASSWORD);
+    let t = Instant::now();
+    for i in 0..2_000 {
+        seeder.store.create_enterprise(enterprise(i, COUNTY)).unwrap();
+    }
+    let mut ids = Vec::new();
+    for n in 0..10_000 {
+        let mut v = visit(n % 2_000);
+        v.notes = format!("首次帮扶记录 {n}");
+        v.self_inspection.set(ChecklistItem::Declaration, Compliance::Compliant, "");
+        v.hazard_identification
+            .posts
+            .insert(new_item_id(), Post { name: "破碎工".into(), exposed_workers: 4, ..Default::default() });
+        ids.push(seeder.store.create_visit(v).unwrap());
+    }
+    let created = t.elapsed();
+    let t = Instant::now();
+    let seed = seeder.sync();
+    rows.push((
+        "seed: push 12,000 new records (one phone)".into(),
+        format!("{} ({} changes, {} round trips)", ms(t.elapsed()), seed.changes_pushed, seed.progress.round_trips),
+        format!("records created on the phone in {}", ms(created)),
+    ));
+
+    // (b) a new phone's first sync of the whole county, through a counting proxy.
+    let proxy = Proxy::start(&server.addr, Faults::default(), None);
+    let newbie = Phone::new(&proxy.url());
+    newbie.login("li", PASSWORD);
+    let before = (
+        proxy.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst),
+        proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let t = Instant::now();
+    let first = newbie.sync();
+    let took = t.elapsed();
+    let down = proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst) - before.1;
+    rows.push((
+        "(b) first sync: 2,000 enterprises + 10,000 visits".into(),
+        format!(
+            "{} ({} documents, {} round trips, {:.1} MB down)",
+            ms(took),
+            first.documents_pulled,
+            first.progress.round_trips,
+            down as f64 / 1e6
+        ),
+        "≤ 5 s".into(),
+    ));
+
+    // (a) the first phone comes back with 500 changed visits.
+    let mine: Vec<String> = ids.iter().take(500).cloned().collect();
+    edit_all(&seeder, &mine, 1);
+    // The seeder's own store, reaching the same server through the counting proxy (only the
+    // config changes: logging in again elsewhere would re-queue everything).
+    let mut config = seeder.config.clone();
+    config.server_url = proxy.url();
+    let change_bytes = outbox_bytes(&seeder);
+    let (up0, down0) = (
+        proxy.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst),
+        proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let t = Instant::now();
+    let report = ohassist_core::sync::sync_blocking(
+        &seeder.store,
+        &config,
+        &|_: &ohassist_core::sync::SyncProgress| {},
+        &ohassist_core::sync::CancelToken::new(),
+    )
+    .unwrap();
+    let took = t.elapsed();
+    let wire_up = proxy.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst) - up0;
+    let wire_down = proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst) - down0;
+    rows.push((
+        "(a) phone returns with 500 changed visits".into(),
+        format!("{} ({} changes, {} round trips)", ms(took), report.changes_pushed, report.progress.round_trips),
+        "≤ 1 s, ≤ 3 round trips".into(),
+    ));
+    rows.push((
+        "(d) push: wire bytes / changes' bytes".into(),
+        format!(
+            "{:.2} ({} B on the wire up+down, {} B of changes)",
+            (wire_up + wire_down) as f64 / change_bytes as f64,
+            wire_up + wire_down,
+            change_bytes
+        ),
+        "≤ 1.3".into(),
+    ));
+    // The other phone pulls those 500 changes.
+    let (up0, down0) = (
+        proxy.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst),
+        proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let t = Instant::now();
+    let pulled = newbie.sync();
+    let wire = proxy.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst) - up0
+        + proxy.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst)
+        - down0;
+    rows.push((
+        "(d) pull of those changes by another phone".into(),
+        format!(
+            "{} ({} changes, {} round trips, wire/changes {:.2})",
+            ms(t.elapsed()),
+            pulled.changes_pulled,
+            pulled.progress.round_trips,
+            wire as f64 / change_bytes as f64
+        ),
+        "≤ 1.3".into(),
+    ));
+
+    // (a) through a link shaped to 1 Mbit/s and 300 ms round trip.
+    edit_all(&seeder, &mine, 2);
+    let change_bytes = outbox_bytes(&seeder);
+    let slow = Proxy::start(
+        &server.addr,
+        Faults::default(),
+        Some(Shape { bytes_per_second: 125_000, one_way: Duration::from_millis(150) }),
+    );
+    config.server_url = slow.url();
+    let t = Instant::now();
+    let report = ohassist_core::sync::sync_blocking(
+        &seeder.store,
+        &config,
+        &|_: &ohassist_core::sync::SyncProgress| {},
+        &ohassist_core::sync::CancelToken::new(),
+    )
+    .unwrap();
+    let took = t.elapsed();
+    let wire = slow.stats.bytes_up.load(std::sync::atomic::Ordering::SeqCst)
+        + slow.stats.bytes_down.load(std::sync::atomic::Ordering::SeqCst);
+    let pure = Duration::from_secs_f64(wire as f64 / 125_000.0);
+    rows.push((
+        "(a) 500 changed visits over 1 Mbit/s, 300 ms RTT".into(),
+        format!(
+            "{} ({} B on the wire; pure transfer {}; {} round trips)",
+            ms(took),
+            wire,
+            ms(pure),
+            report.progress.round_trips
+        ),
+        format!("changes' bytes {change_bytes}"),
+    ));
+
+    // (c) ingest: 20 phones push 250 new visits each, at once.
+    let phones: Vec<Phone> = (0..20)
+        .map(|i| {
+            let p = Phone::new(&server.url());
+            let user = format!("p{i}");
+            server.add_user(&user, "inspector", COUNTY, PASSWORD);
+            p.login(&user, PASSWORD);
+            p
+        })
+        .collect();
+    for (i, p) in phones.iter().enumerate() {
+        p.store.create_enterprise(enterprise(10_000 + i, COUNTY)).unwrap();
+        for n in 0..250 {
+            let mut v = visit(10_000 + i);
+            v.notes = format!("并发上传 {n}");
+            p.store.create_visit(v).unwrap();
+        }
+    }
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for p in &phones {
+            s.spawn(|| p.sync());
+        }
+    });
+    let took = t.elapsed();
+    let docs = 20 * 251;
+    rows.push((
+        "(c) ingest: 20 phones push 251 new documents each at once".into(),
+        format!("{:.0} documents/s ({} in {}, pulls included)", docs as f64 / took.as_secs_f64(), docs, ms(took)),
+        "≥ 5,000 documents/s".into(),
+    ));
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    println!(
+        "\nohassist sync benchmark — release server on loopback, {} cores, {cpu}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("| {:<56} | {:<72} | {:<24} |", "measure", "figure", "target / note");
+    println!("|{:-<58}|{:-<74}|{:-<26}|", "", "", "");
+    for (a, b, c) in rows {
+        println!("| {a:<56} | {b:<72} | {c:<24} |");
+    }
+}

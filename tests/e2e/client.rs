@@ -1,0 +1,136 @@
+//! The phone's side of sync: progress, cancellation, and that logging out, switching
+//! user or switching server never loses an unacknowledged change.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ohassist_core::sync::{self, CancelToken, SyncError, SyncProgress};
+use ohassist_tests::proxy::{Faults, Proxy, Shape};
+use ohassist_tests::*;
+
+const COUNTY: &str = "350121";
+
+#[test]
+fn progress_reports_documents_and_bytes_in_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    server.add_user("li", "inspector", COUNTY, PASSWORD);
+    let a = Phone::new(&server.url());
+    a.login("zhang", PASSWORD);
+    for i in 0..3 {
+        a.store.create_enterprise(enterprise(i, COUNTY)).unwrap();
+        a.store.create_visit(visit(i)).unwrap();
+    }
+    let seen: Arc<Mutex<Vec<SyncProgress>>> = Arc::default();
+    let sink = {
+        let seen = seen.clone();
+        move |p: &SyncProgress| seen.lock().unwrap().push(p.clone())
+    };
+    let report = sync::sync_blocking(&a.store, &a.config, &sink, &CancelToken::new()).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.first().unwrap().phase, "push");
+    assert_eq!(seen.first().unwrap().changes_pending, 12, "genesis + edit per record");
+    let last = seen.last().unwrap();
+    assert_eq!(last.phase, "done");
+    assert_eq!((last.documents_up, last.changes_pending), (6, 0));
+    assert!(last.bytes_up > 0 && last.bytes_down > 0 && last.round_trips >= 2);
+    assert_eq!(report.changes_pushed, 12);
+
+    let b = Phone::new(&server.url());
+    b.login("li", PASSWORD);
+    let report = b.sync();
+    assert_eq!(report.progress.documents_down, 6);
+    assert_eq!(report.documents_pulled, 6);
+}
+
+#[test]
+fn a_cancelled_sync_stops_at_once_and_the_next_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    // A slow link: 40 kB/s, so the push takes seconds.
+    let slow = Proxy::start(
+        &server.addr,
+        Faults::default(),
+        Some(Shape { bytes_per_second: 40_000, one_way: Duration::from_millis(100) }),
+    );
+    let phone = Phone::new(&slow.url());
+    phone.login("zhang", PASSWORD);
+    phone.store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    for n in 0..300 {
+        let mut v = visit(1);
+        v.notes = format!("{n} {}", "长备注".repeat(150));
+        phone.store.create_visit(v).unwrap();
+    }
+    let pending = phone.store.outbox_len().unwrap();
+    let cancel = CancelToken::new();
+    let started = Instant::now();
+    let result = std::thread::scope(|s| {
+        let handle = s.spawn(|| sync::sync_blocking(&phone.store, &phone.config, &|_: &SyncProgress| {}, &cancel));
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        handle.join().unwrap()
+    });
+    assert!(matches!(result, Err(SyncError::Cancelled)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "cancel is immediate: {:?}", started.elapsed());
+    phone.store.check().unwrap();
+    assert_eq!(phone.store.outbox_len().unwrap(), pending, "nothing acknowledged, nothing dropped");
+    phone.sync();
+    assert_eq!(phone.store.outbox_len().unwrap(), 0);
+}
+
+#[test]
+fn logout_user_switch_and_server_switch_keep_unacknowledged_changes() {
+    let dir1 = tempfile::tempdir().unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let one = Server::start(dir1.path(), None);
+    let two = Server::start(dir2.path(), None);
+    for s in [&one, &two] {
+        s.add_user("zhang", "inspector", COUNTY, PASSWORD);
+        s.add_user("wang", "inspector", COUNTY, PASSWORD);
+    }
+    let phone = Phone::new(&one.url());
+    phone.login("zhang", PASSWORD);
+    phone.store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    phone.sync();
+    let id = phone.store.create_visit(visit(1)).unwrap();
+
+    // Log out with a visit unsent: it stays, and sync refuses until a login.
+    sync::login_blocking(&phone.store, &phone.config, "zhang", PASSWORD).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(sync::logout(&phone.store, &phone.config)).unwrap();
+    assert!(matches!(phone.try_sync(), Err(SyncError::Unauthorized)));
+    assert!(phone.store.get_visit(&id).unwrap().pending_sync);
+
+    // Another user logs in on the same phone: the first user's visit goes up, still theirs.
+    phone.login("wang", PASSWORD);
+    phone.sync();
+    assert!(!phone.store.get_visit(&id).unwrap().pending_sync);
+    let history = phone.store.history(&id).unwrap();
+    let zhang_id: String =
+        one.db().query_row("SELECT id FROM users WHERE username = 'zhang'", [], |r| r.get(0)).unwrap();
+    assert_eq!(history[0].author.user, zhang_id, "authorship is kept");
+
+    // Point the phone at another server: everything it holds is queued for that one.
+    let mut config = phone.config.clone();
+    config.server_url = two.url();
+    sync::login_blocking(&phone.store, &config, "zhang", PASSWORD).unwrap();
+    assert!(phone.store.outbox_len().unwrap() > 0, "re-queued for the new server");
+    sync::sync_blocking(&phone.store, &config, &|_: &SyncProgress| {}, &CancelToken::new()).unwrap();
+    let visits: i64 = two.db().query_row("SELECT count(*) FROM visits", [], |r| r.get(0)).unwrap();
+    let enterprises: i64 = two.db().query_row("SELECT count(*) FROM enterprises", [], |r| r.get(0)).unwrap();
+    assert_eq!((visits, enterprises), (1, 1), "the new server has everything");
+}
+
+#[test]
+fn plain_http_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    let store = ohassist_core::store::Store::open(dir.path().join("p.db")).unwrap();
+    let config = sync::SyncConfig::new(server.url());
+    match sync::login_blocking(&store, &config, "admin", "x") {
+        Err(SyncError::Config(m)) => assert!(m.contains("HTTP"), "{m}"),
+        other => panic!("plain HTTP accepted: {other:?}"),
+    }
+}
