@@ -22,5 +22,8 @@ step "tests (unit, property with ${PROPTEST_CASES:=1000} cases, crash, end-to-en
 export PROPTEST_CASES
 cargo test --workspace --locked
 
+step "bindings: Kotlin and Python against a real server, Swift generated"
+PROFILE=debug ./scripts/bindings-test.sh
+
 echo
 echo "all tests passed"

@@ -403,10 +403,19 @@ impl Store {
     pub fn apply_remote_page(&self, page: &RemotePage) -> Result<()> {
         self.write(|tx| {
             for (kind, id, bytes) in &page.documents {
-                let mut doc = load_or_genesis(tx, *kind, id)?;
-                doc.merge_saved(bytes)?;
-                check_readable(&doc)?;
-                save(tx, &doc, [])?;
+                match load(tx, id)? {
+                    // A record new to this store (every record, in a first sync): the saved
+                    // document is stored as it came, once it loads as what it claims to be.
+                    None => {
+                        let doc = Document::load(*kind, id, bytes)?;
+                        save_bytes(tx, &doc, bytes)?;
+                    }
+                    Some(_) => {
+                        let mut doc = load_or_genesis(tx, *kind, id)?;
+                        doc.merge_saved(bytes)?;
+                        save(tx, &doc, [])?;
+                    }
+                }
             }
             for (kind, id, changes) in &page.changes {
                 let mut doc = load_or_genesis(tx, *kind, id)?;
@@ -418,7 +427,6 @@ impl Store {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 doc.apply_changes(decoded)?;
-                check_readable(&doc)?;
                 save(tx, &doc, [])?;
             }
             for (key, value) in &page.meta {
@@ -556,15 +564,6 @@ fn load_or_genesis(conn: &Connection, kind: RecordKind, id: &str) -> Result<Docu
     }
 }
 
-/// A remote record must still read as its kind: refuse, whole, what would not.
-fn check_readable(doc: &Document) -> Result<()> {
-    match doc.kind() {
-        RecordKind::Enterprise => drop(doc.read::<Enterprise>()?),
-        RecordKind::Visit => drop(doc.read::<Visit>()?),
-    }
-    Ok(())
-}
-
 fn load(conn: &Connection, id: &str) -> Result<Option<Document>> {
     let row: Option<(String, Vec<u8>)> = conn
         .prepare_cached("SELECT kind, bytes FROM documents WHERE id = ?1")?
@@ -577,23 +576,23 @@ fn load(conn: &Connection, id: &str) -> Result<Option<Document>> {
 }
 
 /// Saves the document, rebuilds its index row and queues `local` changes in the outbox.
+/// The index rebuild reads the typed record, so a document that does not read as its kind
+/// fails here and its transaction applies nothing.
 fn save(tx: &Transaction<'_>, doc: &Document, local: impl IntoIterator<Item = Change>) -> Result<()> {
+    save_bytes(tx, doc, &doc.save())?;
+    queue(tx, doc, local)
+}
+
+/// [`save`] with the document's bytes already at hand.
+fn save_bytes(tx: &Transaction<'_>, doc: &Document, bytes: &[u8]) -> Result<()> {
     let now = now_ms();
     tx.prepare_cached(
         "INSERT INTO documents (id, kind, bytes, heads, has_conflicts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
              has_conflicts = excluded.has_conflicts, updated_at = excluded.updated_at",
     )?
-    .execute(params![
-        doc.id(),
-        doc.kind().as_str(),
-        doc.save(),
-        heads_string(&doc.heads()),
-        doc.has_conflicts(),
-        now
-    ])?;
-    index::reindex(tx, doc)?;
-    queue(tx, doc, local)
+    .execute(params![doc.id(), doc.kind().as_str(), bytes, heads_string(&doc.heads()), doc.has_conflicts(), now])?;
+    index::reindex(tx, doc)
 }
 
 /// Adds changes of `doc` to the outbox (once per hash).

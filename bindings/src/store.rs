@@ -1,0 +1,322 @@
+//! The [`Store`] object: the device's offline store, one SQLite file.
+//!
+//! Every method delegates to `ohassist_core::store::Store` in one line. All of them block
+//! the calling thread on disk I/O (and on the store's single writer lock): call them off the
+//! main thread.
+
+use std::sync::Arc;
+
+use ohassist_core::{doc, model as m, status, store as s};
+
+use crate::error::{OhassistError, Result};
+use crate::model::{mirror_record, Bridge, Enterprise, Industry, RecordKind, ReviewState, Visit};
+
+mirror_record! {
+    /// An enterprise as read from the store, with the version to pass back to `update_enterprise`.
+    EnterpriseRecord = s::Record::<m::Enterprise> {
+        id: String,
+        /// The document heads this record was read at.
+        version: Vec<String>,
+        record: Enterprise,
+        has_conflicts: bool,
+        /// Changes not yet acknowledged by a server.
+        pending_sync: bool,
+    }
+}
+
+mirror_record! {
+    /// A visit as read from the store, with the version to pass back to `update_visit`.
+    VisitRecord = s::Record::<m::Visit> {
+        id: String,
+        /// The document heads this record was read at.
+        version: Vec<String>,
+        record: Visit,
+        has_conflicts: bool,
+        /// Changes not yet acknowledged by a server.
+        pending_sync: bool,
+    }
+}
+
+mirror_record! {
+    /// Filters for the enterprise list; `None` means any.
+    EnterpriseFilter = s::EnterpriseFilter {
+        #[uniffi(default = None)] county_code: Option<String>,
+        #[uniffi(default = None)] industry: Option<Industry>,
+        /// On the assistance list in this year.
+        #[uniffi(default = None)] year: Option<i32>,
+        /// Part of the name, or the start of the credit code.
+        #[uniffi(default = None)] query: Option<String>,
+        #[uniffi(default = false)] include_deleted: bool,
+        #[uniffi(default = None)] limit: Option<u32>,
+        #[uniffi(default = 0)] offset: u32,
+    }
+}
+
+mirror_record! {
+    /// A row of the enterprise list.
+    EnterpriseSummary = s::EnterpriseSummary {
+        id: String,
+        name: String,
+        county_code: String,
+        county_name: String,
+        industry: Option<Industry>,
+        years: Vec<i32>,
+        deleted: bool,
+        has_conflicts: bool,
+        pending_sync: bool,
+    }
+}
+
+mirror_record! {
+    /// Filters for the visit list; `None` means any.
+    VisitFilter = s::VisitFilter {
+        #[uniffi(default = None)] county_code: Option<String>,
+        #[uniffi(default = None)] enterprise_id: Option<String>,
+        /// Inclusive `YYYY-MM-DD` bound.
+        #[uniffi(default = None)] from_date: Option<String>,
+        /// Inclusive `YYYY-MM-DD` bound.
+        #[uniffi(default = None)] to_date: Option<String>,
+        #[uniffi(default = None)] review_state: Option<ReviewState>,
+        #[uniffi(default = false)] include_deleted: bool,
+        #[uniffi(default = false)] only_conflicts: bool,
+        #[uniffi(default = false)] only_pending: bool,
+        #[uniffi(default = None)] limit: Option<u32>,
+        #[uniffi(default = 0)] offset: u32,
+    }
+}
+
+mirror_record! {
+    /// A row of the visit list.
+    VisitSummary = s::VisitSummary {
+        id: String,
+        enterprise_id: String,
+        enterprise_name: String,
+        county_code: String,
+        visit_date: String,
+        review_state: ReviewState,
+        inspectors: String,
+        deleted: bool,
+        has_conflicts: bool,
+        pending_sync: bool,
+    }
+}
+
+mirror_record! {
+    /// Who made a change: the user logged in and the device they used.
+    Author = doc::Author {
+        user: String,
+        device: String,
+    }
+}
+
+/// One of the concurrent values of a conflicted field.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ConflictValue {
+    /// The value as JSON (a string, number, boolean, null, or an object for a whole item):
+    /// pass it, or any other valid value, to `resolve_conflict`.
+    pub value_json: String,
+    pub author: Option<Author>,
+    /// Milliseconds since the Unix epoch, as the writing device's clock said.
+    pub time_ms: i64,
+    /// The Automerge operation id, `counter@actor`.
+    pub op: String,
+}
+
+/// A field with more than one concurrent value; `values[0]` is the one the record shows
+/// until somebody chooses.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Conflict {
+    /// The field's dotted path, e.g. `hazard_identification.posts.<id>.name`: pass it to
+    /// `resolve_conflict`.
+    pub path: String,
+    pub values: Vec<ConflictValue>,
+}
+
+impl Bridge<Conflict> for doc::Conflict {
+    fn bridge(self) -> Conflict {
+        Conflict { path: self.path_string(), values: self.values.bridge() }
+    }
+}
+
+impl Bridge<ConflictValue> for doc::ConflictValue {
+    fn bridge(self) -> ConflictValue {
+        ConflictValue {
+            value_json: self.value.to_string(),
+            author: self.author.bridge(),
+            time_ms: self.time_ms,
+            op: self.op,
+        }
+    }
+}
+
+/// A record that holds conflicts.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RecordRef {
+    pub kind: RecordKind,
+    pub id: String,
+}
+
+impl Bridge<RecordRef> for (m::RecordKind, String) {
+    fn bridge(self) -> RecordRef {
+        RecordRef { kind: self.0.bridge(), id: self.1 }
+    }
+}
+
+mirror_record! {
+    /// The computed columns of Table 1 for one enterprise and year.
+    Table1Status = status::Table1Status {
+        /// 是否申报
+        declared: bool,
+        /// 是否开展职业病危害因素检测
+        detection_done: bool,
+        /// 是否开展职业健康检查
+        health_examination_done: bool,
+        /// 主要负责人是否参加培训
+        principal_trained: bool,
+        /// 职业卫生管理人员是否参加培训
+        managers_trained: bool,
+        /// 劳动者是否参加培训
+        workers_trained: bool,
+        /// 是否纳入专项治理
+        special_governance: bool,
+        /// 完成专项治理 (Table 2)
+        special_governance_completed: bool,
+        /// 是否为市级帮扶对象
+        city_level_target: bool,
+    }
+}
+
+/// The device's offline store. Share one per file across the app (it is thread-safe and
+/// serialises writers); every method blocks on disk I/O.
+#[derive(Debug, uniffi::Object)]
+pub struct Store {
+    pub(crate) inner: Arc<s::Store>,
+}
+
+#[uniffi::export]
+impl Store {
+    /// Opens the store at `path` (a file in app-private storage), creating it and the
+    /// device's identity on first use. Blocks: disk I/O, and a schema upgrade after an app
+    /// update.
+    #[uniffi::constructor]
+    pub fn open(path: String) -> Result<Arc<Self>> {
+        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path)?) }))
+    }
+
+    /// This device's id, kept in the store. No I/O.
+    pub fn device_id(&self) -> String {
+        self.inner.device_id().to_string()
+    }
+
+    /// Registers an enterprise and returns its id (its normalised credit code); fails with
+    /// `AlreadyExists` naming the record to open instead. Blocks: disk I/O.
+    pub fn create_enterprise(&self, enterprise: Enterprise) -> Result<String> {
+        Ok(self.inner.create_enterprise(enterprise.bridge())?)
+    }
+
+    /// Reads an enterprise. Blocks: disk I/O.
+    pub fn get_enterprise(&self, id: String) -> Result<EnterpriseRecord> {
+        Ok(self.inner.get_enterprise(&id)?.bridge())
+    }
+
+    /// Saves an enterprise edited from the record read at `version`; only changed fields are
+    /// written, so concurrent edits of other fields survive. Blocks: disk I/O.
+    pub fn update_enterprise(
+        &self,
+        id: String,
+        enterprise: Enterprise,
+        version: Vec<String>,
+    ) -> Result<EnterpriseRecord> {
+        Ok(self.inner.update_enterprise(&id, &enterprise.bridge(), &version)?.bridge())
+    }
+
+    /// The id of the enterprise with this credit code, if the store holds it. Blocks: disk I/O.
+    pub fn find_enterprise(&self, credit_code: String) -> Result<Option<String>> {
+        Ok(self.inner.find_enterprise(&credit_code)?)
+    }
+
+    /// The enterprise list. Blocks: disk I/O (index tables only, no documents).
+    pub fn list_enterprises(&self, filter: EnterpriseFilter) -> Result<Vec<EnterpriseSummary>> {
+        Ok(self.inner.list_enterprises(&filter.bridge())?.bridge())
+    }
+
+    /// Enterprises whose name contains `query` or whose credit code starts with it, at most
+    /// `limit`. Blocks: disk I/O.
+    pub fn search_enterprises(&self, query: String, limit: u32) -> Result<Vec<EnterpriseSummary>> {
+        self.list_enterprises(EnterpriseFilter { query: Some(query), limit: Some(limit), ..EnterpriseFilter::any() })
+    }
+
+    /// Records a new visit and returns its id. The enterprise must be in the store; an empty
+    /// county code is taken from it. Blocks: disk I/O.
+    pub fn create_visit(&self, visit: Visit) -> Result<String> {
+        Ok(self.inner.create_visit(visit.bridge())?)
+    }
+
+    /// Reads a visit. Blocks: disk I/O.
+    pub fn get_visit(&self, id: String) -> Result<VisitRecord> {
+        Ok(self.inner.get_visit(&id)?.bridge())
+    }
+
+    /// Saves a visit edited from the record read at `version`; only changed fields are
+    /// written. Blocks: disk I/O.
+    pub fn update_visit(&self, id: String, visit: Visit, version: Vec<String>) -> Result<VisitRecord> {
+        Ok(self.inner.update_visit(&id, &visit.bridge(), &version)?.bridge())
+    }
+
+    /// The visit list. Blocks: disk I/O (index tables only).
+    pub fn list_visits(&self, filter: VisitFilter) -> Result<Vec<VisitSummary>> {
+        Ok(self.inner.list_visits(&filter.bridge())?.bridge())
+    }
+
+    /// Marks a visit deleted; it stays recoverable with `restore_visit` and syncs as deleted.
+    /// Blocks: disk I/O.
+    pub fn delete_visit(&self, id: String) -> Result<VisitRecord> {
+        Ok(self.inner.delete_visit(&id)?.bridge())
+    }
+
+    /// Undoes `delete_visit`. Blocks: disk I/O.
+    pub fn restore_visit(&self, id: String) -> Result<VisitRecord> {
+        Ok(self.inner.restore_visit(&id)?.bridge())
+    }
+
+    /// The conflicts of one record. Blocks: disk I/O.
+    pub fn list_conflicts(&self, id: String) -> Result<Vec<Conflict>> {
+        Ok(self.inner.conflicts(&id)?.bridge())
+    }
+
+    /// Every record that holds conflicts, most recently changed first. Blocks: disk I/O.
+    pub fn conflicted_records(&self) -> Result<Vec<RecordRef>> {
+        Ok(self.inner.conflicted_records()?.bridge())
+    }
+
+    /// Settles the conflict at `path` (as `Conflict.path` gives it) of record `id` with the
+    /// JSON `value_json`; the result must still be a valid record. Blocks: disk I/O.
+    pub fn resolve_conflict(&self, id: String, path: String, value_json: String) -> Result<()> {
+        Ok(self.inner.resolve_conflict(&id, &path, &parse_json(&path, &value_json)?)?)
+    }
+
+    /// Table 1's columns for an enterprise in `year`, from the visits the store holds.
+    /// Blocks: disk I/O.
+    pub fn table1_status(&self, enterprise_id: String, year: i32) -> Result<Table1Status> {
+        Ok(self.inner.table1_status(&enterprise_id, year)?.bridge())
+    }
+
+    /// Local changes not yet acknowledged by a server. Blocks: disk I/O.
+    pub fn pending_changes(&self) -> Result<u64> {
+        Ok(self.inner.outbox_len()? as u64)
+    }
+}
+
+impl EnterpriseFilter {
+    fn any() -> Self {
+        s::EnterpriseFilter::default().bridge()
+    }
+}
+
+fn parse_json(field: &str, json: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(json).map_err(|e| OhassistError::InvalidInput {
+        field: field.to_string(),
+        reason_zh: "不是有效的 JSON 值".into(),
+        reason_en: format!("is not a JSON value: {e}"),
+    })
+}

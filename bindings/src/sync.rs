@@ -1,0 +1,190 @@
+//! Login, logout and sync. Login and logout block on HTTP; a sync runs on its own thread
+//! behind a [`SyncHandle`] that reports progress through a foreign callback and cancels the
+//! sync when cancelled or dropped (as matrix-rust-sdk's `TaskHandle` does).
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ohassist_core::sync::{self as cs, CancelToken, SyncConfig};
+
+use crate::error::{OhassistError, Result};
+use crate::model::{mirror_record, Bridge};
+use crate::store::Store;
+
+/// The store meta key under which the core keeps the server it logged in to.
+// TODO(core): expose this (or a `SyncConfig` read from the store) instead of the key name.
+const META_SERVER: &str = "server_url";
+
+/// Who is logged in. The token itself stays in the store.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct LoginInfo {
+    pub user_id: String,
+    pub display_name: String,
+    /// `inspector`, `supervisor` or `admin`.
+    pub role: String,
+    /// Administrative division code of the user's org unit.
+    pub org_unit: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+}
+
+mirror_record! {
+    /// Where a sync stands, reported after every request.
+    SyncProgress = cs::SyncProgress {
+        /// `push`, `pull` or `done`.
+        phase: String,
+        documents_up: u64,
+        documents_down: u64,
+        bytes_up: u64,
+        bytes_down: u64,
+        /// Local changes still waiting for the server.
+        changes_pending: u64,
+        round_trips: u64,
+    }
+}
+
+mirror_record! {
+    /// What a finished sync did.
+    SyncReport = cs::SyncReport {
+        progress: SyncProgress,
+        changes_pushed: u64,
+        changes_pulled: u64,
+        documents_pulled: u64,
+        /// Records that hold conflicts after the sync.
+        conflicted_records: u64,
+    }
+}
+
+/// Receives sync progress. Called on the sync thread, never the main thread: keep it short,
+/// do not throw, and hop to the UI thread yourself.
+#[uniffi::export(callback_interface)]
+pub trait SyncProgressCallback: Send + Sync {
+    fn on_progress(&self, progress: SyncProgress);
+}
+
+struct Sink(Box<dyn SyncProgressCallback>);
+
+impl cs::ProgressSink for Sink {
+    fn on_progress(&self, progress: &cs::SyncProgress) {
+        self.0.on_progress(progress.clone().bridge())
+    }
+}
+
+#[uniffi::export]
+impl Store {
+    /// Logs in to `server_url` (`https://…`; plain `http://` only with `allow_http`, for a
+    /// lab network) and keeps the token in the store. Logging in to another server than
+    /// before queues every local record for it. Blocks: HTTP, and disk I/O.
+    pub fn login(&self, server_url: String, username: String, password: String, allow_http: bool) -> Result<LoginInfo> {
+        let r = cs::login_blocking(
+            &self.inner,
+            &SyncConfig { allow_http, ..SyncConfig::new(server_url) },
+            &username,
+            &password,
+        )?;
+        Ok(LoginInfo {
+            user_id: r.user_id,
+            display_name: r.display_name,
+            role: r.role,
+            org_unit: r.org_unit,
+            expires_at: r.expires_at,
+        })
+    }
+
+    /// Forgets the token, revoking it on the server if reachable (one attempt). Local records
+    /// and unsynced changes stay. Blocks: HTTP (short), and disk I/O.
+    pub fn logout(&self) -> Result<()> {
+        let Some(config) = self.sync_config()? else { return Ok(()) };
+        Ok(runtime()?.block_on(cs::logout(&self.inner, &config))?)
+    }
+
+    /// Starts a sync on a new thread and returns at once: push the unsynced changes, then
+    /// pull what changed on the server. `callback` hears progress on that thread. Fails
+    /// with `NotAuthorised` if the store never logged in. No I/O on the calling thread.
+    pub fn start_sync(&self, callback: Box<dyn SyncProgressCallback>) -> Result<Arc<SyncHandle>> {
+        let config = self.sync_config()?.ok_or(OhassistError::NotAuthorised)?;
+        let (store, cancel) = (self.inner.clone(), CancelToken::new());
+        let token = cancel.clone();
+        let sink = Sink(callback);
+        let thread = std::thread::Builder::new()
+            .name("ohassist-sync".into())
+            .spawn(move || cs::sync_blocking(&store, &config, &sink, &token))
+            .map_err(|e| OhassistError::Storage { message: format!("cannot start the sync thread: {e}") })?;
+        Ok(Arc::new(SyncHandle { cancel, state: Mutex::new(SyncState::Running(thread)) }))
+    }
+}
+
+impl Store {
+    /// The server this store logged in to, as a sync configuration. Plain HTTP is allowed
+    /// again only if login allowed it, which is the only way an `http://` URL is stored.
+    fn sync_config(&self) -> Result<Option<SyncConfig>> {
+        Ok(self
+            .inner
+            .meta(META_SERVER)?
+            .map(|url| SyncConfig { allow_http: url.starts_with("http://"), ..SyncConfig::new(url) }))
+    }
+}
+
+enum SyncState {
+    Running(JoinHandle<Result<cs::SyncReport, cs::SyncError>>),
+    Finished(Result<SyncReport>),
+}
+
+/// A running sync. Dropping it (Kotlin `close()`, Swift releasing it) cancels the sync.
+#[derive(uniffi::Object)]
+pub struct SyncHandle {
+    cancel: CancelToken,
+    state: Mutex<SyncState>,
+}
+
+impl std::fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHandle").field("cancelled", &self.cancel.is_cancelled()).finish()
+    }
+}
+
+#[uniffi::export]
+impl SyncHandle {
+    /// Asks the sync to stop; it stops at once, between or during requests, and `wait`
+    /// then fails with `Cancelled`. What was already stored stays. No I/O, never blocks.
+    pub fn cancel(&self) {
+        self.cancel.cancel()
+    }
+
+    /// Whether the sync has finished (successfully or not). Never blocks.
+    pub fn is_finished(&self) -> bool {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            SyncState::Running(thread) => thread.is_finished(),
+            SyncState::Finished(_) => true,
+        }
+    }
+
+    /// Blocks until the sync ends and returns its report or error (the same on every call).
+    pub fn wait(&self) -> Result<SyncReport> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match std::mem::replace(&mut *state, SyncState::Finished(Err(OhassistError::Cancelled))) {
+            SyncState::Running(thread) => match thread.join() {
+                Ok(result) => result.map(Bridge::bridge).map_err(OhassistError::from),
+                Err(_) => Err(OhassistError::Storage { message: "the sync thread panicked".into() }),
+            },
+            SyncState::Finished(result) => result,
+        };
+        *state = SyncState::Finished(result.clone());
+        result
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A runtime for the core's async calls that have no blocking form (logout).
+// TODO(core): a `logout_blocking` next to `login_blocking` would make this go away.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| OhassistError::Offline { message: format!("cannot start the I/O runtime: {e}") })
+}
