@@ -100,12 +100,16 @@ pub struct Document {
 impl Document {
     /// A new document holding only the genesis change of `(kind, id)`.
     pub fn genesis(kind: RecordKind, id: &str) -> Document {
+        static SKELETONS: std::sync::OnceLock<(Json, Json)> = std::sync::OnceLock::new();
+        let (enterprise, visit) = SKELETONS.get_or_init(|| {
+            let parse = |s| serde_json::from_str(s).expect("frozen skeleton is JSON");
+            (parse(ENTERPRISE_SKELETON), parse(VISIT_SKELETON))
+        });
+        let skeleton = match kind {
+            RecordKind::Enterprise => enterprise,
+            RecordKind::Visit => visit,
+        };
         let mut doc = Automerge::new().with_actor(genesis_actor(kind, id));
-        let skeleton: Json = serde_json::from_str(match kind {
-            RecordKind::Enterprise => ENTERPRISE_SKELETON,
-            RecordKind::Visit => VISIT_SKELETON,
-        })
-        .expect("frozen skeleton is JSON");
         doc.transact_with::<_, _, automerge::AutomergeError, _>(
             |_| CommitOptions::default().with_time(0),
             |tx| {
@@ -119,6 +123,17 @@ impl Document {
         )
         .expect("genesis writes cannot fail");
         Document { id: id.to_string(), kind, doc }
+    }
+
+    /// A record new to this replica, built from changes that include its genesis (as a
+    /// phone's first push of a record does): cheaper than [`Document::genesis`] followed by
+    /// the changes. Nothing is checked here: the caller checks `has_missing_deps` and that
+    /// the record is what it claims to be (`kind`/`id` of [`Document::json`]), and decides
+    /// whether the genesis must be the canonical one (it must for enterprises).
+    pub fn from_changes(kind: RecordKind, id: &str, changes: Vec<Change>) -> Result<Document> {
+        let mut doc = Automerge::new();
+        doc.apply_changes(changes).map_err(|e| Error::CorruptDocument { id: id.to_string(), reason: e.to_string() })?;
+        Ok(Document { id: id.to_string(), kind, doc })
     }
 
     /// Loads a stored document, checking that it is the record it claims to be.

@@ -591,7 +591,14 @@ fn save_bytes(tx: &Transaction<'_>, doc: &Document, bytes: &[u8]) -> Result<()> 
          ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
              has_conflicts = excluded.has_conflicts, updated_at = excluded.updated_at",
     )?
-    .execute(params![doc.id(), doc.kind().as_str(), bytes, heads_string(&doc.heads()), doc.has_conflicts(), now])?;
+    .execute(params![
+        doc.id(),
+        doc.kind().as_str(),
+        bytes,
+        heads_string(&doc.heads()),
+        doc.has_conflicts(),
+        now
+    ])?;
     index::reindex(tx, doc)
 }
 
