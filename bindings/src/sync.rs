@@ -11,10 +11,6 @@ use crate::error::{OhassistError, Result};
 use crate::model::{mirror_record, Bridge};
 use crate::store::Store;
 
-/// The store meta key under which the core keeps the server it logged in to.
-// TODO(core): expose this (or a `SyncConfig` read from the store) instead of the key name.
-const META_SERVER: &str = "server_url";
-
 /// Who is logged in. The token itself stays in the store.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct LoginInfo {
@@ -95,7 +91,7 @@ impl Store {
     /// and unsynced changes stay. Blocks: HTTP (short), and disk I/O.
     pub fn logout(&self) -> Result<()> {
         let Some(config) = self.sync_config()? else { return Ok(()) };
-        Ok(runtime()?.block_on(cs::logout(&self.inner, &config))?)
+        Ok(cs::logout_blocking(&self.inner, &config)?)
     }
 
     /// Starts a sync on a new thread and returns at once: push the unsynced changes, then
@@ -115,13 +111,8 @@ impl Store {
 }
 
 impl Store {
-    /// The server this store logged in to, as a sync configuration. Plain HTTP is allowed
-    /// again only if login allowed it, which is the only way an `http://` URL is stored.
     fn sync_config(&self) -> Result<Option<SyncConfig>> {
-        Ok(self
-            .inner
-            .meta(META_SERVER)?
-            .map(|url| SyncConfig { allow_http: url.starts_with("http://"), ..SyncConfig::new(url) }))
+        Ok(cs::stored_config(&self.inner)?)
     }
 }
 
@@ -178,13 +169,4 @@ impl Drop for SyncHandle {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-/// A runtime for the core's async calls that have no blocking form (logout).
-// TODO(core): a `logout_blocking` next to `login_blocking` would make this go away.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| OhassistError::Offline { message: format!("cannot start the I/O runtime: {e}") })
 }

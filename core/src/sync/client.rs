@@ -444,6 +444,19 @@ pub fn sync_blocking(
     runtime()?.block_on(sync(store, config, sink, cancel))
 }
 
+/// [`logout`] on the calling thread.
+pub fn logout_blocking(store: &Store, config: &SyncConfig) -> Result<(), SyncError> {
+    runtime()?.block_on(logout(store, config))
+}
+
+/// The server this store last logged in to, as a configuration. Plain HTTP is allowed
+/// again only if it was allowed at login, the only way an `http://` URL gets stored.
+pub fn stored_config(store: &Store) -> Result<Option<SyncConfig>, SyncError> {
+    Ok(store
+        .meta(META_SERVER)?
+        .map(|url| SyncConfig { allow_http: url.starts_with("http://"), ..SyncConfig::new(url) }))
+}
+
 /// [`login`] on the calling thread.
 pub fn login_blocking(
     store: &Store,

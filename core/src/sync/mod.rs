@@ -5,6 +5,6 @@ pub mod client;
 pub mod wire;
 
 pub use client::{
-    login, login_blocking, logout, sync, sync_blocking, CancelToken, Client, ProgressSink, SyncConfig, SyncError,
-    SyncProgress, SyncReport,
+    login, login_blocking, logout, logout_blocking, stored_config, sync, sync_blocking, CancelToken, Client,
+    ProgressSink, SyncConfig, SyncError, SyncProgress, SyncReport,
 };
