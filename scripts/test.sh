@@ -12,6 +12,9 @@ for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 
+step "browser for the console tests (Debian chromium + chromedriver, CJK fonts)"
+./scripts/install-browser.sh
+
 step "format"
 cargo fmt --all -- --check
 

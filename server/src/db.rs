@@ -15,7 +15,7 @@ use crate::api::error::{ApiError, ApiResult};
 pub const SCHEMA: Schema = Schema {
     name: "ohassist server",
     application_id: 0x6f68_7331, // "ohs1"
-    steps: &[include_str!("../migrations/001_init.sql")],
+    steps: &[include_str!("../migrations/001_init.sql"), include_str!("../migrations/002_console.sql")],
 };
 
 /// The database file inside the data directory.
@@ -49,7 +49,9 @@ impl Db {
     }
 
     pub fn open(path: &Path) -> ohassist_core::Result<Db> {
-        let writer = sqlite::open(path, &SCHEMA)?;
+        let mut writer = sqlite::open(path, &SCHEMA)?;
+        // A database upgraded from version 1 has enterprises but no computed status yet.
+        crate::reports::status::backfill(&mut writer)?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

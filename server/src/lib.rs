@@ -7,7 +7,9 @@
 //! - [`accounts`]: users, devices, passwords and tokens;
 //! - [`scope`]: which division codes an org unit covers;
 //! - [`db`]: the schema and the writer/reader connections;
-//! - [`cli`] and [`serve`]: the `ohassist` command and the listening server.
+//! - [`cli`] and [`serve`]: the `ohassist` command and the listening server;
+//! - [`reports`]: the two tables and the dashboard figures, from the computed status rows;
+//! - [`web`]: the supervisor console (HTML) and its JSON API.
 //!
 //! Invariant: only [`api`] knows HTTP; `records` and `accounts` take a connection and
 //! return values or errors, so the command-line tools and the tests use them directly.
@@ -17,7 +19,15 @@ pub mod api;
 pub mod cli;
 pub mod db;
 pub mod records;
+pub mod reports;
 pub mod scope;
 pub mod serve;
+pub mod web;
 
-pub use api::{app, AppState};
+pub use api::AppState;
+
+/// The whole server over `state`, the sync API and the console: what `serve` runs and
+/// what the tests call.
+pub fn app(state: AppState) -> axum::Router {
+    web::router().with_state(state.clone()).merge(api::app(state))
+}

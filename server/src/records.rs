@@ -124,7 +124,12 @@ fn apply_to_document(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let (mut doc, old_county) = match stored {
+    let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
+    let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
+    let invalid_change =
+        |e: ohassist_core::Error| ApiError::InvalidChange { doc_id: doc_id.to_string(), detail: e.to_string() };
+    let genesis_actor = ohassist_core::doc::genesis_actor(kind, doc_id);
+    let (doc, old_county, genesis) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
                 return Err(ApiError::KindMismatch {
@@ -132,14 +137,23 @@ fn apply_to_document(
                     kind: RecordKind::parse(&stored_kind).map_or("record", RecordKind::as_str),
                 });
             }
-            (Document::load(kind, doc_id, &bytes)?, Some(county))
+            let mut doc = Document::load(kind, doc_id, &bytes)?;
+            doc.apply_changes(decoded).map_err(invalid_change)?;
+            (doc, Some(county), None)
         }
-        None => (Document::genesis(kind, doc_id), None),
+        // A visit's id is random, so its genesis cannot collide with another phone's: the one
+        // the phone sent is taken as it is, which saves building it again. An enterprise's
+        // genesis is rebuilt below, so a forged one fails as a duplicate sequence number.
+        None if kind == RecordKind::Visit && decoded.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1) => {
+            (Document::from_changes(kind, doc_id, decoded).map_err(invalid_change)?, None, None)
+        }
+        None => {
+            let mut doc = Document::genesis(kind, doc_id);
+            let genesis = doc.changes_since(&[]).into_iter().next();
+            doc.apply_changes(decoded).map_err(invalid_change)?;
+            (doc, None, genesis)
+        }
     };
-    let genesis = if old_county.is_none() { doc.changes_since(&[]).into_iter().next() } else { None };
-    let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
-    doc.apply_changes(changes.into_iter().map(|c| c.change).collect())
-        .map_err(|e| ApiError::InvalidChange { doc_id: doc_id.to_string(), detail: e.to_string() })?;
     if doc.has_missing_deps() {
         return Err(ApiError::MissingDependencies { doc_id: doc_id.to_string() });
     }
@@ -204,9 +218,23 @@ fn apply_to_document(
             now
         ],
     )?;
+    // The enterprises whose computed status this document feeds (a visit may have been
+    // moved from one enterprise to another).
+    let mut affected: Vec<String> = match &row {
+        Row::Enterprise(e) => vec![e.credit_code.clone()],
+        Row::Visit(v) => vec![v.enterprise_id.clone()],
+    };
+    if kind == RecordKind::Visit {
+        let before: Option<String> =
+            tx.query_row("SELECT enterprise_id FROM visits WHERE id = ?1", [doc_id], |r| r.get(0)).optional()?;
+        affected.extend(before.filter(|b| *b != affected[0]));
+    }
     match &row {
         Row::Enterprise(e) => write_enterprise_row(tx, e, has_conflicts)?,
         Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts)?,
+    }
+    for code in affected {
+        crate::reports::status::refresh(tx, &code)?;
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -230,6 +258,63 @@ fn apply_to_document(
         insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
     Ok(())
+}
+
+/// The device id recorded in the feed for changes the server writes on behalf of a
+/// supervisor or an admin (reviews, conflict resolutions, imported enterprises).
+pub const WEB_DEVICE: &str = "web";
+
+/// Writes one change made by the server itself to a document, exactly as if a device had
+/// pushed it: `edit` receives the current document (or the deterministic genesis of a new
+/// one) and returns the change it made, written with a fresh actor and an
+/// `Author { user, device: "web" }`. The change is then applied through the push path in
+/// one transaction: validated, scope-checked against `caller`, saved, rows and status
+/// rebuilt, and appended to the feed (after the genesis for a new document) so phones pull
+/// it. Returns the change's hash, or `None` when `edit` changed nothing.
+pub fn apply_server_edit<F>(
+    conn: &mut Connection,
+    caller: &Caller,
+    kind: RecordKind,
+    doc_id: &str,
+    now: i64,
+    edit: F,
+) -> Result<Option<String>, ApiError>
+where
+    F: FnOnce(&mut Document) -> Result<Option<Change>, ApiError>,
+{
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let hash = apply_server_edit_in(&tx, caller, kind, doc_id, now, edit)?;
+    tx.commit()?;
+    Ok(hash)
+}
+
+/// [`apply_server_edit`] inside a transaction the caller owns (an import writes many
+/// documents in one).
+pub fn apply_server_edit_in<F>(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    kind: RecordKind,
+    doc_id: &str,
+    now: i64,
+    edit: F,
+) -> Result<Option<String>, ApiError>
+where
+    F: FnOnce(&mut Document) -> Result<Option<Change>, ApiError>,
+{
+    let stored: Option<(String, Vec<u8>)> = tx
+        .query_row("SELECT kind, bytes FROM documents WHERE id = ?1", [doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut doc = match stored {
+        Some((stored_kind, _)) if stored_kind != kind.as_str() => return Err(ApiError::NotFound),
+        Some((_, bytes)) => Document::load(kind, doc_id, &bytes)?,
+        None => Document::genesis(kind, doc_id),
+    };
+    let Some(mut change) = edit(&mut doc)? else { return Ok(None) };
+    let hash = change.hash().to_string();
+    let incoming =
+        Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
+    apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)?;
+    Ok(Some(hash))
 }
 
 enum Row {

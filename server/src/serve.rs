@@ -26,6 +26,8 @@ const TLS_DRAIN: Duration = Duration::from_secs(30);
 pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
     let db = Db::open_dir(&opts.data)?;
     ensure_first_admin(&db, &opts.org_unit).await?;
+    // Console cookies are marked Secure when this process speaks TLS itself.
+    crate::web::session::set_secure_cookies(opts.tls.is_some());
     let router = app(AppState::new(db)).into_make_service_with_connect_info::<SocketAddr>();
 
     let listener = std::net::TcpListener::bind(opts.listen)?;

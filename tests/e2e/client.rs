@@ -134,3 +134,49 @@ fn plain_http_is_refused_unless_allowed() {
         other => panic!("plain HTTP accepted: {other:?}"),
     }
 }
+
+#[test]
+fn https_with_the_servers_own_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    add_user(&data, "zhang", "inspector", COUNTY, PASSWORD);
+    let server = Server::start_with(
+        &data,
+        None,
+        &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
+    );
+    let url = format!("https://localhost:{}", server.addr.rsplit(':').next().unwrap());
+
+    // Without trusting the county's certificate, the phone refuses the server.
+    let store = ohassist_core::store::Store::open(dir.path().join("phone.db")).unwrap();
+    let mut config = sync::SyncConfig::new(&url);
+    config.max_attempts = 1;
+    assert!(matches!(sync::login_blocking(&store, &config, "zhang", PASSWORD), Err(SyncError::Offline(_))));
+    // Trusting it, login and sync work over TLS.
+    config.root_certificate_pem = Some(cert.cert.pem().into_bytes());
+    sync::login_blocking(&store, &config, "zhang", PASSWORD).unwrap();
+    store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    let report = sync::sync_blocking(&store, &config, &|_: &SyncProgress| {}, &CancelToken::new()).unwrap();
+    assert_eq!(report.changes_pushed, 2);
+    let rows: i64 = server.db().query_row("SELECT count(*) FROM enterprises", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully_with_acknowledged_changes_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    let phone = Phone::new(&server.url());
+    phone.login("zhang", PASSWORD);
+    phone.store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    phone.sync();
+    let status = server.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let rows: i64 = server.db().query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 2);
+}

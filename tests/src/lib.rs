@@ -48,9 +48,15 @@ pub struct Server {
 impl Server {
     /// Starts the server on `data`, on a free port, or on `addr` (a restart).
     pub fn start(data: &Path, addr: Option<&str>) -> Server {
+        Server::start_with(data, addr, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments (TLS, say).
+    pub fn start_with(data: &Path, addr: Option<&str>, extra: &[&str]) -> Server {
         let listen = addr.unwrap_or("127.0.0.1:0");
         let mut child = Command::new(server_binary())
             .args(["--data", data.to_str().unwrap(), "serve", "--listen", listen])
+            .args(extra)
             .env("OHASSIST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -60,8 +66,10 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(url.to_string());
+                let addr =
+                    line.strip_prefix("listening on http://").or_else(|| line.strip_prefix("listening on https://"));
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr.to_string());
                 }
             }
         });

@@ -1,0 +1,432 @@
+//! What supervisors read: the two official tables, the dashboard figures and the
+//! enterprise list, for an org unit and a year. Every figure is an aggregate of the
+//! `enterprise_status` rows, which hold `ohassist_core::status` results for the merged
+//! records ([`status`]); nothing here computes a status itself or knows HTTP or HTML.
+//! [`export`] writes the tables as XLSX and CSV in the official layout.
+
+pub mod export;
+pub mod status;
+
+use std::collections::BTreeMap;
+
+use ohassist_core::model::{Industry, Label, SixOnes};
+use ohassist_core::status::{table2 as core_table2, Table1Status, Table2Row};
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::scope;
+
+/// Every county must assist at least this many enterprises a year.
+pub const ENTERPRISE_TARGET: u32 = 20;
+
+/// The four rates must reach 90 % by the end of 2024 and 100 % by the end of 2025.
+pub fn rate_target(year: i32) -> f64 {
+    if year <= 2024 {
+        0.9
+    } else {
+        1.0
+    }
+}
+
+/// The six ones a visit can lack (chronic screening is reported apart).
+pub fn six_ones() -> Vec<SixOnes> {
+    SixOnes::ALL.iter().copied().filter(|s| *s != SixOnes::ChronicScreening).collect()
+}
+
+/// The half-open range of division codes inside `org_unit`, for index-friendly queries.
+fn code_range(org_unit: &str) -> (String, String) {
+    let prefix = scope::prefix(org_unit);
+    (prefix.to_string(), format!("{prefix}:"))
+}
+
+/// Table 1's column headers, in the official order.
+pub const TABLE1_HEADERS: [&str; 12] = [
+    "序号",
+    "企业名称",
+    "企业所在县区",
+    "行业类别",
+    "是否申报",
+    "是否开展职业病危害因素检测",
+    "是否开展职业健康检查",
+    "主要负责人是否参加培训",
+    "职业卫生管理人员是否参加培训",
+    "劳动者是否参加培训",
+    "是否纳入专项治理",
+    "是否为市级帮扶对象",
+];
+
+/// Table 2's headers: the first header row (the training group spans three columns and
+/// every other cell spans both rows) and the three sub-columns of the training group.
+pub const TABLE2_TOP: [&str; 8] = [
+    "县区名称",
+    "帮扶企业(家)",
+    "完成申报企业(家)",
+    "完成职业病危害因素检测企业(家)",
+    "完成职业健康检查企业(家)",
+    "职业健康培训",
+    "纳入专项治理企业(家)",
+    "完成专项治理企业(家)",
+];
+pub const TABLE2_TRAINING: [&str; 3] =
+    ["主要负责人参加培训企业(家)", "职业健康管理人员参加培训企业(家)", "劳动者参加培训企业(家)"];
+/// Index of the training group in [`TABLE2_TOP`].
+pub const TABLE2_TRAINING_AT: usize = 5;
+
+pub fn table1_title(unit_name: &str, year: i32) -> String {
+    format!("{unit_name}{year}年度中小微企业职业健康帮扶对象名单")
+}
+
+pub fn table2_title(unit_name: &str, year: i32) -> String {
+    format!("{unit_name}{year}年度中小微企业职业健康帮扶行动完成情况汇总表")
+}
+
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "是"
+    } else {
+        "否"
+    }
+}
+
+/// One enterprise's status row for a year.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    pub credit_code: String,
+    pub name: String,
+    pub county_code: String,
+    pub county_name: String,
+    pub industry: Option<Industry>,
+    pub status: Table1Status,
+    /// Six-ones codes not yet covered this year.
+    pub missing: Vec<SixOnes>,
+    pub visit_count: i64,
+}
+
+impl StatusRow {
+    pub fn industry_zh(&self) -> &'static str {
+        self.industry.map_or("", |i| i.label_zh())
+    }
+
+    /// Table 1's cells of this row after 序号, as text.
+    pub fn table1_cells(&self) -> [String; 11] {
+        let s = &self.status;
+        [
+            self.name.clone(),
+            self.county_name.clone(),
+            self.industry_zh().to_string(),
+            yes_no(s.declared).into(),
+            yes_no(s.detection_done).into(),
+            yes_no(s.health_examination_done).into(),
+            yes_no(s.principal_trained).into(),
+            yes_no(s.managers_trained).into(),
+            yes_no(s.workers_trained).into(),
+            yes_no(s.special_governance).into(),
+            yes_no(s.city_level_target).into(),
+        ]
+    }
+}
+
+/// Filters of the enterprise list; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub county: Option<String>,
+    pub industry: Option<Industry>,
+    pub missing: Option<SixOnes>,
+    pub status: Option<StatusFilter>,
+    pub query: Option<String>,
+}
+
+/// The "status" filter of the enterprise list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Declaration, detection, examination and all three trainings done.
+    Complete,
+    Incomplete,
+    CityLevelTarget,
+    SpecialGovernance,
+}
+
+impl StatusFilter {
+    pub const ALL: [(&'static str, StatusFilter); 4] = [
+        ("complete", StatusFilter::Complete),
+        ("incomplete", StatusFilter::Incomplete),
+        ("city_level", StatusFilter::CityLevelTarget),
+        ("special_governance", StatusFilter::SpecialGovernance),
+    ];
+
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        StatusFilter::ALL.iter().find(|(c, _)| *c == s).map(|(_, f)| *f)
+    }
+
+    fn matches(self, s: &Table1Status) -> bool {
+        let complete = s.declared && s.detection_done && s.health_examination_done && s.trained();
+        match self {
+            StatusFilter::Complete => complete,
+            StatusFilter::Incomplete => !complete,
+            StatusFilter::CityLevelTarget => s.city_level_target,
+            StatusFilter::SpecialGovernance => s.special_governance,
+        }
+    }
+}
+
+fn status_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StatusRow> {
+    let industry: Option<String> = r.get(4)?;
+    let missing: String = r.get(14)?;
+    let codes: Vec<String> = serde_json::from_str(&missing).unwrap_or_default();
+    Ok(StatusRow {
+        credit_code: r.get(0)?,
+        name: r.get(1)?,
+        county_code: r.get(2)?,
+        county_name: r.get(3)?,
+        industry: industry.as_deref().and_then(Industry::from_code),
+        status: Table1Status {
+            declared: r.get(5)?,
+            detection_done: r.get(6)?,
+            health_examination_done: r.get(7)?,
+            principal_trained: r.get(8)?,
+            managers_trained: r.get(9)?,
+            workers_trained: r.get(10)?,
+            special_governance: r.get(11)?,
+            special_governance_completed: r.get(12)?,
+            city_level_target: r.get(13)?,
+        },
+        missing: codes.iter().filter_map(|c| SixOnes::from_code(c)).collect(),
+        visit_count: r.get(15)?,
+    })
+}
+
+const STATUS_COLUMNS: &str = "credit_code, name, county_code, county_name, industry, declared, detection_done,
+    health_examination_done, principal_trained, managers_trained, workers_trained, special_governance,
+    special_governance_completed, city_level_target, missing, visit_count";
+
+/// Every enterprise on the `year` list inside `org_unit`, by county code, then name.
+pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
+    let (lo, hi) = code_range(org_unit);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STATUS_COLUMNS} FROM enterprise_status
+         WHERE year = ?1 AND county_code >= ?2 AND county_code < ?3
+         ORDER BY county_code, name, credit_code"
+    ))?;
+    let rows = stmt.query_map(params![year, lo, hi], status_row)?;
+    rows.collect()
+}
+
+/// The status rows of one enterprise, every year of its list, oldest first.
+pub fn status_of(conn: &Connection, credit_code: &str) -> rusqlite::Result<Vec<(i32, StatusRow)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {STATUS_COLUMNS}, year FROM enterprise_status WHERE credit_code = ?1 ORDER BY year"
+    ))?;
+    let rows = stmt.query_map([credit_code], |r| Ok((r.get(16)?, status_row(r)?)))?;
+    rows.collect()
+}
+
+/// The enterprise list: status rows matching `filter`.
+pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -> rusqlite::Result<Vec<StatusRow>> {
+    let query = filter.query.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_lowercase);
+    Ok(status_rows(conn, org_unit, year)?
+        .into_iter()
+        .filter(|r| filter.county.as_deref().is_none_or(|c| r.county_code == c))
+        .filter(|r| filter.industry.is_none_or(|i| r.industry == Some(i)))
+        .filter(|r| filter.missing.is_none_or(|m| r.missing.contains(&m)))
+        .filter(|r| filter.status.is_none_or(|s| s.matches(&r.status)))
+        .filter(|r| {
+            query
+                .as_deref()
+                .is_none_or(|q| r.name.to_lowercase().contains(q) || r.credit_code.to_lowercase().contains(q))
+        })
+        .collect())
+}
+
+/// Table 1 (its rows in order; 序号 is the position + 1).
+pub fn table1(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
+    status_rows(conn, org_unit, year)
+}
+
+/// Table 2: one row per county and the 合计 row, by `status::table2`.
+pub fn table2(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<(Vec<Table2Row>, Table2Row)> {
+    let rows = status_rows(conn, org_unit, year)?;
+    Ok(table2_of(&rows))
+}
+
+pub fn table2_of(rows: &[StatusRow]) -> (Vec<Table2Row>, Table2Row) {
+    core_table2(rows.iter().map(|r| (r.county_code.as_str(), r.county_name.as_str(), r.status)))
+}
+
+/// Table 2's cells of a row, in column order.
+pub fn table2_cells(r: &Table2Row) -> [String; 10] {
+    [
+        r.county_name.clone(),
+        r.assisted.to_string(),
+        r.declared.to_string(),
+        r.detection_done.to_string(),
+        r.health_examination_done.to_string(),
+        r.principal_trained.to_string(),
+        r.managers_trained.to_string(),
+        r.workers_trained.to_string(),
+        r.special_governance.to_string(),
+        r.special_governance_completed.to_string(),
+    ]
+}
+
+/// A rate as a share of the assisted enterprises (0 when none are assisted).
+fn rate(n: u32, of: u32) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        n as f64 / of as f64
+    }
+}
+
+/// One county on the dashboard.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountyProgress {
+    pub county_code: String,
+    pub county_name: String,
+    pub assisted: u32,
+    pub below_enterprise_target: bool,
+    pub declared: u32,
+    pub detection_done: u32,
+    pub health_examination_done: u32,
+    /// Enterprises where the principal, the managers and the workers were all trained.
+    pub trained: u32,
+    pub declaration_rate: f64,
+    pub detection_rate: f64,
+    pub health_examination_rate: f64,
+    pub training_rate: f64,
+    /// True when any of the four rates is under this year's target.
+    pub below_rate_target: bool,
+    pub city_level_targets: u32,
+    /// Six-ones code → enterprises still lacking it.
+    pub missing: BTreeMap<String, u32>,
+    /// `01`..`12` → visits recorded that month.
+    pub visits_by_month: BTreeMap<String, u32>,
+}
+
+/// The dashboard of `org_unit` for `year`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub org_unit: String,
+    pub year: i32,
+    pub enterprise_target: u32,
+    pub rate_target: f64,
+    pub counties: Vec<CountyProgress>,
+    pub total: CountyProgress,
+}
+
+pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Dashboard> {
+    let rows = status_rows(conn, org_unit, year)?;
+    let (t2, t2_total) = table2_of(&rows);
+    let target = rate_target(year);
+    let empty = |code: &str, name: &str| CountyProgress {
+        county_code: code.to_string(),
+        county_name: name.to_string(),
+        assisted: 0,
+        below_enterprise_target: true,
+        declared: 0,
+        detection_done: 0,
+        health_examination_done: 0,
+        trained: 0,
+        declaration_rate: 0.0,
+        detection_rate: 0.0,
+        health_examination_rate: 0.0,
+        training_rate: 0.0,
+        below_rate_target: true,
+        city_level_targets: 0,
+        missing: six_ones().iter().map(|s| (s.code().to_string(), 0)).collect(),
+        visits_by_month: (1..=12).map(|m| (format!("{m:02}"), 0)).collect(),
+    };
+    let mut counties: BTreeMap<String, CountyProgress> = BTreeMap::new();
+    let mut total = empty("", "合计");
+    for r in &t2 {
+        let mut c = empty(&r.county_code, &r.county_name);
+        c.assisted = r.assisted;
+        c.declared = r.declared;
+        c.detection_done = r.detection_done;
+        c.health_examination_done = r.health_examination_done;
+        counties.insert(r.county_code.clone(), c);
+    }
+    for row in &rows {
+        for c in [counties.get_mut(&row.county_code).expect("a Table 2 row per county"), &mut total] {
+            c.trained += row.status.trained() as u32;
+            c.city_level_targets += row.status.city_level_target as u32;
+            for m in &row.missing {
+                *c.missing.entry(m.code().to_string()).or_default() += 1;
+            }
+        }
+    }
+    total.assisted = t2_total.assisted;
+    total.declared = t2_total.declared;
+    total.detection_done = t2_total.detection_done;
+    total.health_examination_done = t2_total.health_examination_done;
+
+    let (lo, hi) = code_range(org_unit);
+    let mut stmt = conn.prepare_cached(
+        "SELECT county_code, substr(visit_date, 6, 2), count(*) FROM visits
+         WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0 AND visit_date >= ?3 AND visit_date < ?4
+         GROUP BY 1, 2",
+    )?;
+    let mut q = stmt.query(params![lo, hi, format!("{year}-"), format!("{}-", year + 1)])?;
+    while let Some(r) = q.next()? {
+        let (county, month, n): (String, String, u32) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if !total.visits_by_month.contains_key(&month) {
+            continue;
+        }
+        *total.visits_by_month.entry(month.clone()).or_default() += n;
+        if let Some(c) = counties.get_mut(&county) {
+            *c.visits_by_month.entry(month).or_default() += n;
+        }
+    }
+    let finish = |c: &mut CountyProgress| {
+        c.declaration_rate = rate(c.declared, c.assisted);
+        c.detection_rate = rate(c.detection_done, c.assisted);
+        c.health_examination_rate = rate(c.health_examination_done, c.assisted);
+        c.training_rate = rate(c.trained, c.assisted);
+        c.below_rate_target = [c.declaration_rate, c.detection_rate, c.health_examination_rate, c.training_rate]
+            .iter()
+            .any(|r| *r + 1e-9 < target);
+        c.below_enterprise_target = c.assisted < ENTERPRISE_TARGET;
+    };
+    let mut counties: Vec<CountyProgress> = counties.into_values().collect();
+    counties.iter_mut().for_each(finish);
+    finish(&mut total);
+    // The total is a whole unit: its enterprise target is 20 per county.
+    total.below_enterprise_target = counties.iter().any(|c| c.below_enterprise_target);
+    Ok(Dashboard {
+        org_unit: org_unit.to_string(),
+        year,
+        enterprise_target: ENTERPRISE_TARGET,
+        rate_target: target,
+        counties,
+        total,
+    })
+}
+
+/// The name a table is issued under: the single county's name when the unit is a county
+/// with enterprises, else the unit's code (there is no table of division names yet).
+pub fn unit_name(conn: &Connection, org_unit: &str) -> rusqlite::Result<String> {
+    if org_unit.ends_with("00") {
+        // A bare code reads badly glued to the year: keep them apart.
+        return Ok(format!("{org_unit} "));
+    }
+    let name: Option<String> = conn
+        .query_row("SELECT county_name FROM enterprises WHERE county_code = ?1 LIMIT 1", [org_unit], |r| r.get(0))
+        .ok();
+    Ok(name.unwrap_or_else(|| org_unit.to_string()))
+}
+
+/// The lines printed under a table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Signature {
+    /// 填报单位
+    pub unit: String,
+    /// 填报人
+    pub reporter: String,
+    /// 联系电话
+    pub phone: String,
+}
+
+impl Signature {
+    pub fn lines(&self) -> [String; 3] {
+        [format!("填报单位：{}", self.unit), format!("填报人：{}", self.reporter), format!("联系电话：{}", self.phone)]
+    }
+}

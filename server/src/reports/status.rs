@@ -1,0 +1,91 @@
+//! The `enterprise_status` rows: each enterprise's Table 1 status and missing six ones per
+//! year of its assistance list, computed by `ohassist_core::status` from the merged
+//! documents whenever the enterprise or one of its visits changes. The console and the
+//! tables aggregate these rows; nothing else writes them, and they can be rebuilt from the
+//! documents at any time ([`backfill`]).
+
+use ohassist_core::doc::Document;
+use ohassist_core::model::{Enterprise, RecordKind, Visit};
+use ohassist_core::status::{missing_six_ones, table1_status, Table1Status};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Recomputes the status rows of `credit_code` from its enterprise document and the
+/// documents of its visits. Call inside the transaction that changed them.
+pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()> {
+    conn.execute("DELETE FROM enterprise_status WHERE credit_code = ?1", [credit_code])?;
+    let bytes: Option<Vec<u8>> = conn
+        .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| r.get(0))
+        .optional()?;
+    // A visit may reach the server before its enterprise; the enterprise's push refreshes.
+    let Some(bytes) = bytes else { return Ok(()) };
+    let enterprise: Enterprise = Document::load(RecordKind::Enterprise, credit_code, &bytes)?.read()?;
+    if enterprise.deleted {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.bytes FROM visits v JOIN documents d ON d.id = v.id WHERE v.enterprise_id = ?1",
+    )?;
+    let docs: Vec<(String, Vec<u8>)> =
+        stmt.query_map([credit_code], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut visits = Vec::with_capacity(docs.len());
+    for (id, bytes) in docs {
+        visits.push(Document::load(RecordKind::Visit, &id, &bytes)?.read::<Visit>()?);
+    }
+    write_rows(conn, &enterprise, &visits)?;
+    Ok(())
+}
+
+/// Writes the status rows of one enterprise from its records (already deleted rows aside).
+/// Also used by the benchmark, which builds records without documents.
+pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO enterprise_status (credit_code, year, name, county_code, county_name, industry,
+            declared, detection_done, health_examination_done, principal_trained, managers_trained, workers_trained,
+            special_governance, special_governance_completed, city_level_target, missing, visit_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    for year in e.years() {
+        let s: Table1Status = table1_status(e, visits, year);
+        let missing: Vec<&str> = missing_six_ones(visits, year).iter().map(|m| m.code()).collect();
+        let count = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).count() as i64;
+        insert.execute(params![
+            e.credit_code,
+            year,
+            e.name,
+            e.county.code,
+            e.county.name,
+            e.industry.map(|i| i.code()),
+            s.declared,
+            s.detection_done,
+            s.health_examination_done,
+            s.principal_trained,
+            s.managers_trained,
+            s.workers_trained,
+            s.special_governance,
+            s.special_governance_completed,
+            s.city_level_target,
+            serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into()),
+            count
+        ])?;
+    }
+    Ok(())
+}
+
+/// Computes the rows of every enterprise on a list that has none yet (a database upgraded
+/// from schema version 1). Cheap when there is nothing to do.
+pub fn backfill(conn: &mut Connection) -> ohassist_core::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let codes: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT credit_code FROM enterprises e WHERE deleted = 0 AND years <> '[]'
+             AND NOT EXISTS (SELECT 1 FROM enterprise_status s WHERE s.credit_code = e.credit_code)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for code in codes {
+        refresh(&tx, &code)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Admin pages: users (create, reset password), devices (revoke) and the import of the
+//! year's assistance list from CSV or XLSX. All within the admin's org unit; all forms
+//! CSRF-checked. An import is validated whole first: a bad row is reported with its line
+//! and reason and nothing is written; possible duplicates are shown and must be confirmed;
+//! then every enterprise is written by the server as a document change (deterministic
+//! genesis plus one change), in one transaction, into the feed phones pull.
+
+use axum::extract::{Multipart, Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::Engine;
+use minijinja::context;
+use ohassist_core::doc::{to_json, Author, Document};
+use ohassist_core::model::{County, Enterprise, Industry, Label, RecordKind};
+use ohassist_core::validate;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Deserialize;
+
+use super::pages::{base, CsrfForm};
+use super::session::{self, Session};
+use super::{render, WebError};
+use crate::accounts::{self, AccountError, NewUser, Role};
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::db::now;
+use crate::records;
+use crate::scope;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(users).post(create_user))
+        .route("/admin/users/{username}/password", post(reset_password))
+        .route("/admin/devices", get(devices))
+        .route("/admin/devices/{id}/revoke", post(revoke_device))
+        .route("/admin/import", get(import_page).post(import))
+}
+
+fn require_admin(s: &Session) -> Result<(), WebError> {
+    if s.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound.into())
+    }
+}
+
+fn account_error(e: AccountError) -> WebError {
+    let invalid = |zh: &str| WebError::Invalid { zh: zh.to_string(), en: e.to_string() };
+    match e {
+        AccountError::Username => invalid("用户名须为 1–64 位字母、数字或 . _ -"),
+        AccountError::DisplayName => invalid("姓名须为 1–100 个字符"),
+        AccountError::OrgUnit => invalid("所属单位须为 6 位行政区划代码"),
+        AccountError::WeakPassword => invalid("密码至少 8 位"),
+        AccountError::UsernameTaken => invalid("用户名已存在"),
+        AccountError::NoSuchUser | AccountError::NoSuchDevice => ApiError::NotFound.into(),
+        AccountError::Hash(_) | AccountError::Storage(_) => ApiError::internal(e).into(),
+    }
+}
+
+async fn users(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    let unit = s.caller.org_unit.clone();
+    let list = state.db.read(move |conn| Ok(accounts::list_users(conn, &unit)?)).await?;
+    render("users.html", context! { ..base(&s, "users"), ..context! { users => list, created => () } })
+}
+
+#[derive(Deserialize)]
+struct CreateUserForm {
+    #[serde(default)]
+    csrf: String,
+    username: String,
+    display_name: String,
+    role: String,
+    org_unit: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    s: Session,
+    Form(f): Form<CreateUserForm>,
+) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    s.check_csrf(&f.csrf)?;
+    let role =
+        Role::parse(&f.role).ok_or(WebError::Invalid { zh: "未知角色".into(), en: "unknown role".into() })?;
+    if !scope::covers(&s.caller.org_unit, &f.org_unit) {
+        return Err(WebError::Invalid {
+            zh: "所属单位须在您的辖区内".into(),
+            en: "the org unit must lie inside yours".into(),
+        });
+    }
+    let generated = f.password.is_empty().then(accounts::generate_password);
+    let password = generated.clone().unwrap_or(f.password.clone());
+    let unit = s.caller.org_unit.clone();
+    let list = state
+        .db
+        .write(move |conn| {
+            let new = NewUser {
+                username: &f.username,
+                display_name: &f.display_name,
+                role,
+                org_unit: &f.org_unit,
+                password: &password,
+            };
+            Ok(accounts::create_user(conn, &new, now()).map(|_| ()).map(|_| accounts::list_users(conn, &unit)))
+        })
+        .await?
+        .map_err(account_error)??;
+    render("users.html", context! { ..base(&s, "users"), ..context! { users => list, created => generated } })
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    s: Session,
+    Path(username): Path<String>,
+    Form(f): Form<PasswordForm>,
+) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    s.check_csrf(&f.csrf)?;
+    let generated = f.password.is_empty().then(accounts::generate_password);
+    let password = generated.clone().unwrap_or(f.password.clone());
+    let unit = s.caller.org_unit.clone();
+    let list = state
+        .db
+        .write(move |conn| {
+            let user = accounts::find_user(conn, &username)?.filter(|(u, _)| scope::covers(&unit, &u.org_unit));
+            let Some((user, _)) = user else { return Err(ApiError::NotFound) };
+            if let Err(e) = accounts::set_password(conn, &username, &password) {
+                return Ok(Err(e));
+            }
+            session::revoke_user(conn, &user.id, now())?;
+            Ok(Ok(accounts::list_users(conn, &unit)?))
+        })
+        .await?
+        .map_err(account_error)?;
+    render("users.html", context! { ..base(&s, "users"), ..context! { users => list, created => generated } })
+}
+
+async fn devices(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    let unit = s.caller.org_unit.clone();
+    let list = state.db.read(move |conn| Ok(accounts::list_devices(conn, &unit, now())?)).await?;
+    render("devices.html", context! { ..base(&s, "devices"), ..context! { devices => list } })
+}
+
+async fn revoke_device(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    require_admin(&s)?;
+    s.check_csrf(&f.csrf)?;
+    let unit = s.caller.org_unit.clone();
+    state
+        .db
+        .write(move |conn| {
+            match accounts::device_owner_unit(conn, &id)? {
+                Some(owner) if scope::covers(&unit, &owner) => {}
+                _ => return Err(ApiError::NotFound),
+            }
+            accounts::revoke_device(conn, &id, now()).map_err(|_| ApiError::NotFound)
+        })
+        .await?;
+    Ok(Redirect::to("/admin/devices").into_response())
+}
+
+async fn import_page(s: Session) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    render("import.html", context! { ..base(&s, "import"), ..context! { year => super::views::this_year() } })
+}
+
+/// One clean row of an import file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportRow {
+    pub line: usize,
+    pub enterprise: Enterprise,
+}
+
+/// A row refused, with its line in the file (the header is line 1).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RowError {
+    pub line: usize,
+    pub zh: String,
+    pub en: String,
+}
+
+/// A possible duplicate, to be confirmed before anything is written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Duplicate {
+    pub line: usize,
+    pub credit_code: String,
+    pub name: String,
+    pub zh: String,
+    pub en: String,
+}
+
+/// The columns an import file must (or may) have, by header text.
+const COL_CODE: &str = "统一社会信用代码";
+const COL_NAME: &str = "企业名称";
+const COL_COUNTY_CODE: &str = "县区代码";
+const COL_COUNTY: &str = "企业所在县区";
+const COL_INDUSTRY: &str = "行业类别";
+const COL_GOVERNANCE: &str = "是否纳入专项治理";
+const COL_CITY: &str = "是否为市级帮扶对象";
+
+/// Reads an uploaded file into rows of text: XLSX (first sheet) or CSV (UTF-8, BOM allowed).
+pub fn read_table(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, RowError> {
+    let unreadable =
+        |en: String| RowError { line: 0, zh: "文件无法读取（应为 UTF-8 编码的 CSV 或 XLSX）".into(), en };
+    if filename.to_lowercase().ends_with(".xlsx") {
+        use calamine::{Reader, Xlsx};
+        let mut wb: Xlsx<std::io::Cursor<Vec<u8>>> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec()))
+                .map_err(|e: calamine::XlsxError| unreadable(e.to_string()))?;
+        let range = wb
+            .worksheet_range_at(0)
+            .ok_or_else(|| unreadable("no worksheet".into()))?
+            .map_err(|e| unreadable(e.to_string()))?;
+        return Ok(range.rows().map(|r| r.iter().map(|c| c.to_string().trim().to_string()).collect()).collect());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec =
+            rec.map_err(|e| RowError { line: i + 1, zh: format!("CSV 格式错误：{e}"), en: e.to_string() })?;
+        rows.push(rec.iter().map(|c| c.trim().to_string()).collect());
+    }
+    Ok(rows)
+}
+
+fn yes_no(v: &str) -> Option<bool> {
+    match v {
+        "是" | "yes" | "Y" | "y" | "1" | "true" => Some(true),
+        "否" | "no" | "N" | "n" | "0" | "false" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn industry(v: &str) -> Option<Industry> {
+    Industry::ALL.iter().copied().find(|i| i.label_zh() == v || i.code() == v || i.label_en().eq_ignore_ascii_case(v))
+}
+
+/// Validates every row of an import: all of it clean, or the errors.
+pub fn validate_rows(rows: &[Vec<String>], year: i32, org_unit: &str) -> Result<Vec<ImportRow>, Vec<RowError>> {
+    let mut errors = Vec::new();
+    let Some(header) = rows.first() else {
+        return Err(vec![RowError { line: 1, zh: "文件为空".into(), en: "the file is empty".into() }]);
+    };
+    let col = |name: &str| header.iter().position(|h| h.trim() == name);
+    let required = [COL_CODE, COL_NAME, COL_COUNTY_CODE, COL_COUNTY, COL_INDUSTRY];
+    let missing: Vec<&str> = required.iter().copied().filter(|c| col(c).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(vec![RowError {
+            line: 1,
+            zh: format!("表头缺少列：{}", missing.join("、")),
+            en: format!("the header lacks the columns {}", missing.join(", ")),
+        }]);
+    }
+    let cell = |row: &Vec<String>, name: &str| col(name).and_then(|i| row.get(i)).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, row) in rows.iter().enumerate().skip(1) {
+        let line = i + 1;
+        if row.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        let mut fail = |zh: String, en: String| errors.push(RowError { line, zh, en });
+        let code = ohassist_core::credit_code::normalise(&cell(row, COL_CODE));
+        let Some(ind) = industry(&cell(row, COL_INDUSTRY)) else {
+            fail(
+                format!("行业类别“{}”应为 矿山/建材/冶金/化工/其他", cell(row, COL_INDUSTRY)),
+                format!("industry {:?} must be one of 矿山/建材/冶金/化工/其他", cell(row, COL_INDUSTRY)),
+            );
+            continue;
+        };
+        let (Some(governance), Some(city)) = (yes_no(&cell(row, COL_GOVERNANCE)), yes_no(&cell(row, COL_CITY))) else {
+            fail("“是否”列只能填 是 或 否".into(), "yes/no columns take 是 or 否".into());
+            continue;
+        };
+        let mut e = Enterprise {
+            credit_code: code.clone(),
+            name: cell(row, COL_NAME),
+            county: County { code: cell(row, COL_COUNTY_CODE), name: cell(row, COL_COUNTY) },
+            industry: Some(ind),
+            special_governance: governance,
+            city_level_target: city,
+            ..Enterprise::default()
+        };
+        e.add_year(year);
+        if let Err(v) = validate::enterprise(&e) {
+            fail(v.message_zh(), v.message_en());
+            continue;
+        }
+        if !scope::covers(org_unit, &e.county.code) {
+            fail(
+                format!("县区代码 {} 不在您的辖区内", e.county.code),
+                format!("county {} lies outside your org unit", e.county.code),
+            );
+            continue;
+        }
+        if let Some(first) = seen.insert(code.clone(), line) {
+            fail(format!("统一社会信用代码与第 {first} 行重复"), format!("the credit code repeats line {first}"));
+            continue;
+        }
+        out.push(ImportRow { line, enterprise: e });
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A name with spaces, brackets and punctuation removed, for duplicate detection.
+fn normalised_name(name: &str) -> String {
+    name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// Levenshtein distance over characters, capped: only "at most 1" matters here.
+fn near(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a == b {
+        return true;
+    }
+    if a.len().abs_diff(b.len()) > 1 || a.len().min(b.len()) < 6 {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + (ca != cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= 1
+}
+
+/// Possible duplicates of clean rows: a credit code the server already holds, or a
+/// near-identical name in the same county (on the server or elsewhere in the file).
+pub fn duplicates(conn: &Connection, rows: &[ImportRow]) -> rusqlite::Result<Vec<Duplicate>> {
+    let mut out = Vec::new();
+    let mut by_code = conn.prepare_cached("SELECT name FROM enterprises WHERE credit_code = ?1")?;
+    let mut in_county = conn.prepare_cached("SELECT credit_code, name FROM enterprises WHERE county_code = ?1")?;
+    for (k, r) in rows.iter().enumerate() {
+        let e = &r.enterprise;
+        let dup = |zh: String, en: String| Duplicate {
+            line: r.line,
+            credit_code: e.credit_code.clone(),
+            name: e.name.clone(),
+            zh,
+            en,
+        };
+        if let Some(name) = by_code.query_row([&e.credit_code], |x| x.get::<_, String>(0)).optional()? {
+            out.push(dup(
+                format!(
+                    "统一社会信用代码已存在（{name}），确认后将把 {} 年加入其帮扶年度",
+                    e.assistance_years.keys().next().cloned().unwrap_or_default()
+                ),
+                format!("the credit code exists already ({name}); confirming adds the year to it"),
+            ));
+            continue;
+        }
+        let n = normalised_name(&e.name);
+        let similar: Vec<(String, String)> = in_county
+            .query_map([&e.county.code], |x| Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, name)| near(&normalised_name(name), &n))
+            .collect();
+        if let Some((code, name)) = similar.first() {
+            out.push(dup(
+                format!("同一县区已有名称相近的企业：{name}（{code}）"),
+                format!("a similar name exists in the same county: {name} ({code})"),
+            ));
+            continue;
+        }
+        if let Some(other) = rows[..k]
+            .iter()
+            .find(|o| o.enterprise.county.code == e.county.code && near(&normalised_name(&o.enterprise.name), &n))
+        {
+            out.push(dup(
+                format!("与第 {} 行名称相近（同一县区）", other.line),
+                format!("the name is close to line {} in the same county", other.line),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the import: each enterprise as a server change (a new document from its
+/// genesis, or the year added to an existing one), all in one transaction.
+pub fn apply_import(
+    conn: &mut Connection,
+    caller: &crate::accounts::Caller,
+    rows: &[ImportRow],
+    year: i32,
+    now: i64,
+) -> Result<usize, ApiError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
+    let mut written = 0;
+    for r in rows {
+        let new_record = r.enterprise.clone();
+        let exists: bool =
+            tx.query_row("SELECT count(*) FROM documents WHERE id = ?1", [&new_record.credit_code], |x| x.get(0))?;
+        let hash = records::apply_server_edit_in(
+            &tx,
+            caller,
+            RecordKind::Enterprise,
+            &new_record.credit_code,
+            now,
+            |doc: &mut Document| {
+                let actor = automerge::ActorId::random();
+                if exists {
+                    let old: Enterprise = doc.read()?;
+                    let mut new = old.clone();
+                    new.add_year(year);
+                    Ok(doc.write_diff(&actor, &author, &to_json(&old), &to_json(&new))?)
+                } else {
+                    // The genesis holds no schema_version: the diff must write it.
+                    let mut old = to_json(&Enterprise::default());
+                    if let Some(o) = old.as_object_mut() {
+                        o.remove("schema_version");
+                    }
+                    Ok(doc.write_diff(&actor, &author, &old, &to_json(&new_record))?)
+                }
+            },
+        )?;
+        written += hash.is_some() as usize;
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
+async fn import(State(state): State<AppState>, s: Session, mut multipart: Multipart) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    let (mut csrf, mut year, mut filename, mut bytes, mut confirmed) =
+        (String::new(), String::new(), String::new(), Vec::new(), false);
+    let bad = |e: axum::extract::multipart::MultipartError| WebError::Invalid {
+        zh: "上传失败".into(),
+        en: e.body_text(),
+    };
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or("") {
+            "csrf" => csrf = field.text().await.map_err(bad)?,
+            "year" => year = field.text().await.map_err(bad)?,
+            "confirm" => confirmed = true,
+            "file" => {
+                filename = field.file_name().unwrap_or("upload.csv").to_string();
+                bytes = field.bytes().await.map_err(bad)?.to_vec();
+            }
+            // The confirmation form carries the checked file back.
+            "file_b64" => {
+                let text = field.text().await.map_err(bad)?;
+                bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap_or_default();
+            }
+            "filename" => filename = field.text().await.map_err(bad)?,
+            _ => {}
+        }
+    }
+    s.check_csrf(&csrf)?;
+    let year: i32 = year
+        .trim()
+        .parse()
+        .ok()
+        .filter(|y| (2000..=2100).contains(y))
+        .ok_or(WebError::Invalid { zh: "年份无效".into(), en: "invalid year".into() })?;
+    let page = |ctx: minijinja::Value| render("import.html", context! { ..base(&s, "import"), ..ctx });
+    let rows = match read_table(&filename, &bytes) {
+        Ok(rows) => rows,
+        Err(e) => return page(context! { year, errors => vec![e] }),
+    };
+    let clean = match validate_rows(&rows, year, &s.caller.org_unit) {
+        Ok(clean) => clean,
+        Err(errors) => return page(context! { year, errors }),
+    };
+    let caller = s.caller.clone();
+    let file_b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let outcome = state
+        .db
+        .write(move |conn| {
+            let dups = duplicates(conn, &clean)?;
+            if !dups.is_empty() && !confirmed {
+                return Ok(Err(dups));
+            }
+            Ok(Ok(apply_import(conn, &caller, &clean, year, now())?))
+        })
+        .await?;
+    match outcome {
+        Err(duplicates) => page(context! { year, duplicates, file_b64, filename }),
+        Ok(written) => page(context! { year, written }),
+    }
+}

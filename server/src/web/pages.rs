@@ -1,0 +1,627 @@
+//! The console's HTML pages for supervisors: login and logout, the dashboard, the
+//! enterprise list and page, the visit page with its review, the conflicts queue, and the
+//! two tables (HTML, XLSX, CSV). Every POST checks the session's CSRF token before
+//! anything else.
+
+use std::time::Instant;
+
+use automerge::ActorId;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use minijinja::{context, Value};
+use ohassist_core::doc::{to_json, Author, Document};
+use ohassist_core::model::{Industry, Label, RecordKind, ReviewState, SixOnes, Visit};
+use serde::Deserialize;
+
+use super::session::{self, Lang, Session, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use super::views::{self, Params};
+use super::{download, render, WebError};
+use crate::accounts::{self, Role};
+use crate::api::error::ApiError;
+use crate::api::extract::ClientIp;
+use crate::api::AppState;
+use crate::db::now;
+use crate::records;
+use crate::reports::{self, export, Signature, StatusFilter};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/dashboard", get(dashboard))
+        .route("/enterprises", get(enterprises))
+        .route("/enterprises/{code}", get(enterprise))
+        .route("/visits/{id}", get(visit))
+        .route("/visits/{id}/review", post(review))
+        .route("/conflicts", get(conflicts))
+        .route("/conflicts/resolve", post(resolve))
+        .route("/tables/{n}", get(table))
+}
+
+/// Query parameters, with a malformed query string answered as a bad filter.
+pub fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, WebError> {
+    q.map(|Query(p)| p).map_err(|e| WebError::bad_filter("query", format!("查询参数无效：{e}"), e.body_text()))
+}
+
+/// What every page's layout needs.
+pub fn base(s: &Session, active: &str) -> Value {
+    context! {
+        lang => s.lang.code(),
+        csrf => s.csrf,
+        active => active,
+        user => context! {
+            name => s.caller.display_name,
+            username => s.caller.username,
+            role => s.caller.role.as_str(),
+            org_unit => s.caller.org_unit,
+            admin => s.caller.role == Role::Admin,
+        },
+    }
+}
+
+/// Sets the language cookie when the page was asked for with `?lang=`.
+fn with_lang(resp: impl IntoResponse, p: &Params, headers: &HeaderMap) -> Response {
+    let mut r = resp.into_response();
+    if let Some(l) = p.get("lang").filter(|l| *l == "en" || *l == "zh") {
+        let c = session::cookie(LANG_COOKIE, l, Some(365 * 24 * 3600), headers);
+        if let Ok(v) = c.parse() {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+async fn login_page(lang: Lang, headers: HeaderMap, q: Result<Query<Params>, QueryRejection>) -> Response {
+    let p = q.map(|Query(p)| p).unwrap_or_default();
+    login_form(lang, &headers, &p, None)
+}
+
+fn login_form(lang: Lang, headers: &HeaderMap, p: &Params, error: Option<(String, String)>) -> Response {
+    let token = session::random_token();
+    let html = render(
+        "login.html",
+        context! { lang => lang.code(), csrf => token, error => error.map(|(zh, en)| context!{ zh, en }) },
+    );
+    let mut r = match html {
+        Ok(h) => h.into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if let Ok(v) = session::cookie(LOGIN_CSRF_COOKIE, &token, Some(3600), headers).parse() {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    with_lang(r, p, headers)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    lang: Lang,
+    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // Login CSRF: the form must carry the token its page set as a cookie.
+    let expected = session::read_cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !session::same_secret(&form.csrf, &expected) {
+        return WebError::Csrf.into_response();
+    }
+    if let Err(secs) = state.login_limiter.check(&form.username, ip, Instant::now()) {
+        return WebError::Api(ApiError::RateLimited { retry_after_secs: secs }).into_response();
+    }
+    let username = form.username.clone();
+    let now = now();
+    let result = state
+        .db
+        .write(move |conn| {
+            let found = accounts::find_user(conn, &username)?;
+            let (user, hash) = match found {
+                Some((u, h)) if !u.disabled => (Some(u), h),
+                _ => (None, accounts::dummy_hash().to_string()),
+            };
+            let ok = accounts::verify_password(&form.password, &hash);
+            match user {
+                Some(u) if ok && u.role != Role::Inspector => Ok(Ok(session::create(conn, &u.id, now)?)),
+                Some(u) if ok => Ok(Err(Some(u.role))),
+                _ => Ok(Err(None)),
+            }
+        })
+        .await;
+    let p = Params::new();
+    match result {
+        Ok(Ok(secret)) => {
+            state.login_limiter.clear(&form.username, ip);
+            let mut r = Redirect::to("/dashboard").into_response();
+            let c = session::cookie(SESSION_COOKIE, &secret, Some(session::SESSION_LIFETIME_SECS), &headers);
+            if let Ok(v) = c.parse() {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(Err(Some(_inspector))) => login_form(
+            lang,
+            &headers,
+            &p,
+            Some((
+                "检查员账号请使用手机应用；控制台仅供监管和管理人员使用".into(),
+                "the console is for supervisors and admins; inspectors use the phone app".into(),
+            )),
+        ),
+        Ok(Err(None)) => {
+            state.login_limiter.record_failure(&form.username, ip, Instant::now());
+            login_form(lang, &headers, &p, Some(("用户名或密码错误".into(), "wrong username or password".into())))
+        }
+        Err(e) => WebError::Api(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    if let Some(secret) = session::read_cookie(&headers, SESSION_COOKIE) {
+        state.db.write(move |conn| Ok(session::revoke(conn, &secret, now())?)).await?;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    if let Ok(v) = session::cookie(SESSION_COOKIE, "", Some(0), &headers).parse() {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// A bar chart of assisted enterprises per county against the target, as SVG.
+fn chart(d: &reports::Dashboard, lang: Lang) -> String {
+    let bar_h = 18;
+    let label_w = 110;
+    let width = 560;
+    let plot = (width - label_w - 40) as f64;
+    let max = d.counties.iter().map(|c| c.assisted).max().unwrap_or(0).max(d.enterprise_target) as f64 * 1.1;
+    let scale = |n: f64| (n / max * plot).round();
+    let height = d.counties.len() * (bar_h + 6) + 30;
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        if lang == Lang::En { "Assisted enterprises per county" } else { "各县区帮扶企业数" }
+    );
+    for (i, c) in d.counties.iter().enumerate() {
+        let y = i * (bar_h + 6) + 4;
+        let class = if c.below_enterprise_target { "bar below" } else { "bar" };
+        svg.push_str(&format!(
+            r#"<text x="{}" y="{}" text-anchor="end" class="lbl">{}</text><rect class="{class}" x="{label_w}" y="{y}" width="{}" height="{bar_h}"/><text x="{}" y="{}" class="val">{}</text>"#,
+            label_w - 6,
+            y + bar_h - 4,
+            escape(&c.county_name),
+            scale(c.assisted as f64),
+            label_w as f64 + scale(c.assisted as f64) + 4.0,
+            y + bar_h - 4,
+            c.assisted
+        ));
+    }
+    let tx = label_w as f64 + scale(d.enterprise_target as f64);
+    svg.push_str(&format!(
+        r#"<line class="target" x1="{tx}" x2="{tx}" y1="0" y2="{}"/><text x="{tx}" y="{}" class="lbl" text-anchor="middle">{} {}</text></svg>"#,
+        height - 20,
+        height - 6,
+        if lang == Lang::En { "target" } else { "目标" },
+        d.enterprise_target
+    ));
+    svg
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn six_ones_labels(lang: Lang) -> Vec<Value> {
+    reports::six_ones()
+        .iter()
+        .map(|s| context! { code => s.code(), label => if lang == Lang::En { s.label_en() } else { s.label_zh() } })
+        .collect()
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, WebError> {
+    let p = params(q)?;
+    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let d = state.db.read(move |conn| Ok(reports::dashboard(conn, &unit, year)?)).await?;
+    let svg = chart(&d, s.lang);
+    let html = render(
+        "dashboard.html",
+        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang) } },
+    )?;
+    Ok(with_lang(html, &p, &headers))
+}
+
+/// Most rows the enterprise list shows (the JSON API returns all).
+const LIST_LIMIT: usize = 500;
+
+async fn enterprises(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, WebError> {
+    let p = params(q)?;
+    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let filter = views::list_filter(&p, &unit)?;
+    let (rows, counties) = state
+        .db
+        .read(move |conn| {
+            let rows = reports::list(conn, &unit, year, &filter)?;
+            let mut counties: Vec<(String, String)> =
+                reports::table2(conn, &unit, year)?.0.into_iter().map(|r| (r.county_code, r.county_name)).collect();
+            counties.dedup();
+            Ok((rows, counties))
+        })
+        .await?;
+    let total = rows.len();
+    let en = s.lang == Lang::En;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .take(LIST_LIMIT)
+        .map(|r| {
+            let missing: Vec<&str> = r.missing.iter().map(|m| if en { m.label_en() } else { m.label_zh() }).collect();
+            let industry = r.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
+            context! { r => r, missing => missing, industry => industry }
+        })
+        .collect();
+    let industries: Vec<Value> = Industry::ALL
+        .iter()
+        .map(|i| context! { code => i.code(), label => if en { i.label_en() } else { i.label_zh() } })
+        .collect();
+    let statuses: Vec<&str> = StatusFilter::ALL.iter().map(|(c, _)| *c).collect();
+    let html = render(
+        "enterprises.html",
+        context! { ..base(&s, "enterprises"), ..context! {
+            rows, total, limit => LIST_LIMIT, counties, industries, statuses, six_ones => six_ones_labels(s.lang),
+            f => p, year,
+        } },
+    )?;
+    Ok(with_lang(html, &Params::new(), &headers))
+}
+
+async fn enterprise(
+    State(state): State<AppState>,
+    s: Session,
+    Path(code): Path<String>,
+) -> Result<Html<String>, WebError> {
+    let unit = s.caller.org_unit.clone();
+    let view = state.db.read(move |conn| views::enterprise(conn, &unit, &code)).await?;
+    let en = s.lang == Lang::En;
+    let industry = view.enterprise.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
+    let status: Vec<Value> = view
+        .status
+        .iter()
+        .map(|y| {
+            let missing: Vec<&str> =
+                y.row.missing.iter().map(|m| if en { m.label_en() } else { m.label_zh() }).collect();
+            context! { year => y.year, cells => y.row.table1_cells()[3..].to_vec(), missing }
+        })
+        .collect();
+    render(
+        "enterprise.html",
+        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
+    )
+}
+
+/// The visit's sections, each as a titled JSON tree for the generic renderer.
+fn sections(v: &Visit, lang: Lang) -> Vec<Value> {
+    let json = to_json(v);
+    let en = lang == Lang::En;
+    let titled = |key: &str, item: Option<SixOnes>, zh: &str, en_title: &str| {
+        let title = match item {
+            Some(i) if en => i.label_en().to_string(),
+            Some(i) => i.label_zh().to_string(),
+            None if en => en_title.to_string(),
+            None => zh.to_string(),
+        };
+        let covered = item.map(|i| v.covers(i));
+        context! { key, title, covered, body => json.get(key).cloned().unwrap_or_default() }
+    };
+    vec![
+        titled("self_inspection", Some(SixOnes::SelfInspection), "", ""),
+        titled("hazard_identification", Some(SixOnes::HazardIdentification), "", ""),
+        titled("management_system", Some(SixOnes::ManagementSystem), "", ""),
+        titled("notification", Some(SixOnes::Notification), "", ""),
+        titled("training", Some(SixOnes::Training), "", ""),
+        titled("remediation", Some(SixOnes::Remediation), "", ""),
+        titled("chronic_screening", Some(SixOnes::ChronicScreening), "", ""),
+        titled("notes", None, "备注", "Notes"),
+    ]
+}
+
+async fn visit(State(state): State<AppState>, s: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
+    let unit = s.caller.org_unit.clone();
+    let view = state.db.read(move |conn| views::visit(conn, &unit, &id)).await?;
+    let en = s.lang == Lang::En;
+    let review_label = if en { view.visit.review.state.label_en() } else { view.visit.review.state.label_zh() };
+    let sections = sections(&view.visit, s.lang);
+    render(
+        "visit.html",
+        context! { ..base(&s, "enterprises"), ..context! {
+            v => view, sections, review_label,
+            reviewable => view_reviewable(&view.visit),
+        } },
+    )
+}
+
+fn view_reviewable(v: &Visit) -> bool {
+    v.review.state == ReviewState::Submitted
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// The actor of a change the server writes: fresh each time, so that no two writes (even
+/// from a restored backup) can reuse an actor's sequence numbers.
+fn server_actor() -> ActorId {
+    ActorId::random()
+}
+
+async fn review(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    let new_state = match form.action.as_str() {
+        "approve" => ReviewState::Approved,
+        "return" => ReviewState::Returned,
+        _ => return Err(WebError::Invalid { zh: "未知的审核操作".into(), en: "unknown review action".into() }),
+    };
+    let comment = form.comment.trim().to_string();
+    if new_state == ReviewState::Returned && comment.is_empty() {
+        return Err(WebError::Invalid {
+            zh: "退回时请填写意见".into(), en: "a returned visit needs a comment".into()
+        });
+    }
+    review_visit(&state, &s, &id, new_state, &comment).await?;
+    Ok(Redirect::to(&format!("/visits/{id}")).into_response())
+}
+
+/// Approves or returns a submitted visit: a change to the visit document by the server.
+pub async fn review_visit(
+    state: &AppState,
+    s: &Session,
+    id: &str,
+    new_state: ReviewState,
+    comment: &str,
+) -> Result<(), WebError> {
+    let caller = s.caller.clone();
+    let id = id.to_string();
+    let comment = comment.to_string();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused2 = refused.clone();
+    state
+        .db
+        .write(move |conn| {
+            // Scope first: an out-of-scope visit is not found, as on the pages.
+            views::visit(conn, &caller.org_unit, &id)?;
+            let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
+            records::apply_server_edit(conn, &caller, RecordKind::Visit, &id, now(), |doc: &mut Document| {
+                let old: Visit = doc.read()?;
+                if old.review.state != ReviewState::Submitted {
+                    refused2.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
+                let mut new = old.clone();
+                new.review.state = new_state;
+                new.review.comment = comment.clone();
+                new.review.reviewer = caller.display_name.clone();
+                new.review.at = views::format_ms(ohassist_core::doc::now_ms());
+                Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
+            })
+        })
+        .await?;
+    if refused.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(WebError::Invalid {
+            zh: "只有已提交的走访记录可以审核".into(),
+            en: "only a submitted visit can be reviewed".into(),
+        });
+    }
+    Ok(())
+}
+
+async fn conflicts(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    let unit = s.caller.org_unit.clone();
+    let list = state.db.read(move |conn| views::conflicts(conn, &unit)).await?;
+    render(
+        "conflicts.html",
+        context! { ..base(&s, "conflicts"), ..context! { conflicts => list, next => "/conflicts" } },
+    )
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    #[serde(default)]
+    csrf: String,
+    doc_id: String,
+    kind: String,
+    /// The conflict's path as a JSON array of segments.
+    path: String,
+    /// Index of the chosen value, or `custom` for `custom_value`.
+    choice: String,
+    #[serde(default)]
+    custom_value: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    s: Session,
+    Form(form): Form<ResolveForm>,
+) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    let kind = RecordKind::parse(&form.kind).ok_or(ApiError::NotFound)?;
+    let path: Vec<String> = serde_json::from_str(&form.path)
+        .map_err(|_| WebError::Invalid { zh: "字段路径无效".into(), en: "invalid field path".into() })?;
+    let choice = match form.choice.as_str() {
+        "custom" => Choice::Typed(form.custom_value.clone()),
+        n => Choice::Index(
+            n.parse()
+                .map_err(|_| WebError::Invalid { zh: "请选择一个值".into(), en: "choose a value".into() })?,
+        ),
+    };
+    resolve_conflict(&state, &s, kind, &form.doc_id, &path, choice).await?;
+    let next = if form.next.starts_with('/') && !form.next.starts_with("//") { form.next } else { "/conflicts".into() };
+    Ok(Redirect::to(&next).into_response())
+}
+
+pub enum Choice {
+    Index(usize),
+    /// Typed by the supervisor: JSON when it parses as JSON of the conflicting values'
+    /// type, else text.
+    Typed(String),
+}
+
+/// Settles a conflict with `Document::resolve`: a new change in the feed.
+pub async fn resolve_conflict(
+    state: &AppState,
+    s: &Session,
+    kind: RecordKind,
+    doc_id: &str,
+    path: &[String],
+    choice: Choice,
+) -> Result<(), WebError> {
+    let caller = s.caller.clone();
+    let doc_id = doc_id.to_string();
+    let path = path.to_vec();
+    state
+        .db
+        .write(move |conn| {
+            let covered: Option<String> = conn
+                .query_row(
+                    "SELECT county_code FROM documents WHERE id = ?1 AND kind = ?2",
+                    [&doc_id, kind.as_str()],
+                    |r| r.get(0),
+                )
+                .ok();
+            if !covered.is_some_and(|c| crate::scope::covers(&caller.org_unit, &c)) {
+                return Err(ApiError::NotFound);
+            }
+            let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
+            records::apply_server_edit(conn, &caller, kind, &doc_id, now(), |doc: &mut Document| {
+                let conflict = doc.conflicts().into_iter().find(|c| c.path == path).ok_or(ApiError::NotFound)?;
+                let value = match &choice {
+                    Choice::Index(i) => conflict.values.get(*i).ok_or(ApiError::NotFound)?.value.clone(),
+                    Choice::Typed(text) => {
+                        let parsed = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
+                        let same_type = |v: &serde_json::Value| {
+                            conflict
+                                .values
+                                .iter()
+                                .any(|c| std::mem::discriminant(&c.value) == std::mem::discriminant(v))
+                        };
+                        match parsed.filter(same_type) {
+                            Some(v) => v,
+                            None => serde_json::Value::String(text.clone()),
+                        }
+                    }
+                };
+                Ok(Some(doc.resolve(&server_actor(), &author, &path, &value)?))
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+async fn table(
+    State(state): State<AppState>,
+    s: Session,
+    Path(n): Path<String>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, WebError> {
+    let p = params(q)?;
+    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let format = p.get("format").map(String::as_str).unwrap_or("html").to_string();
+    if !["html", "xlsx", "csv"].contains(&format.as_str()) {
+        return Err(WebError::bad_filter("format", "格式应为 html、xlsx 或 csv", "format must be html, xlsx or csv"));
+    }
+    let which = match n.as_str() {
+        "1" => 1,
+        "2" => 2,
+        _ => return Err(ApiError::NotFound.into()),
+    };
+    let reporter = p.get("reporter").cloned().unwrap_or_else(|| s.caller.display_name.clone());
+    let phone = p.get("phone").cloned().unwrap_or_default();
+    let unit_name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+    let data = state
+        .db
+        .read(move |conn| {
+            let unit_name = match unit_name_param {
+                Some(u) => u,
+                None => reports::unit_name(conn, &unit)?,
+            };
+            let rows = reports::table1(conn, &unit, year)?;
+            Ok((unit_name, unit, rows))
+        })
+        .await?;
+    let (unit_name, unit, rows) = data;
+    let sig = Signature { unit: unit_name.trim().to_string(), reporter, phone };
+    let (title, body, header) = if which == 1 {
+        (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)
+    } else {
+        let (t2, total) = reports::table2_of(&rows);
+        (reports::table2_title(&unit_name, year), export::table2_body(&t2, &total), Some((t2, total)))
+    };
+    let filename = format!("{title}.{format}");
+    match (format.as_str(), &header) {
+        ("xlsx", None) => Ok(download(
+            export::table1_xlsx(&title, &rows, &sig).map_err(ApiError::internal)?,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &filename,
+        )),
+        ("xlsx", Some((t2, total))) => Ok(download(
+            export::table2_xlsx(&title, t2, total, &sig).map_err(ApiError::internal)?,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &filename,
+        )),
+        ("csv", None) => Ok(download(export::table1_csv(&title, &rows, &sig), "text/csv; charset=utf-8", &filename)),
+        ("csv", Some((t2, total))) => {
+            Ok(download(export::table2_csv(&title, t2, total, &sig), "text/csv; charset=utf-8", &filename))
+        }
+        _ => {
+            let html = render(
+                "table.html",
+                context! { ..base(&s, if which == 1 { "table1" } else { "table2" }), ..context! {
+                    which, title, body, year, unit, unit_name, sig => sig, lines => sig.lines().to_vec(),
+                    headers1 => reports::TABLE1_HEADERS.to_vec(),
+                    top => reports::TABLE2_TOP.to_vec(), training => reports::TABLE2_TRAINING.to_vec(),
+                    training_at => reports::TABLE2_TRAINING_AT,
+                } },
+            )?;
+            Ok(html.into_response())
+        }
+    }
+}

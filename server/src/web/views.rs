@@ -1,0 +1,289 @@
+//! What the console's pages and the JSON API show, read with scope applied: the query
+//! parameters both accept, an enterprise with its status and visits, a visit with its
+//! history and conflicts, the conflicts queue. Shared so that the HTML and the JSON can
+//! never disagree.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ohassist_core::doc::{Conflict, Document, HistoryEntry};
+use ohassist_core::model::{Enterprise, Industry, RecordKind, SixOnes, Visit};
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::WebError;
+use crate::api::error::ApiError;
+use crate::reports::{self, ListFilter, StatusFilter, StatusRow};
+use crate::scope;
+
+/// Query parameters as sent (empty values count as absent).
+pub type Params = BTreeMap<String, String>;
+
+fn param<'a>(p: &'a Params, key: &str) -> Option<&'a str> {
+    p.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+/// The current calendar year (UTC), the default of every `year` parameter.
+pub fn this_year() -> i32 {
+    time::OffsetDateTime::now_utc().year()
+}
+
+/// `year` (default: this year) and `unit` (default: the caller's org unit; another unit
+/// must lie inside it, or it is answered as not found).
+pub fn unit_and_year(p: &Params, org_unit: &str) -> Result<(String, i32), WebError> {
+    let year = match param(p, "year") {
+        None => this_year(),
+        Some(y) => y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
+            WebError::bad_filter(
+                "year",
+                format!("年份“{y}”无效，应为 2000–2100"),
+                format!("year {y:?} is not 2000-2100"),
+            )
+        })?,
+    };
+    let unit = match param(p, "unit") {
+        None => org_unit.to_string(),
+        Some(u) => {
+            if !scope::is_division_code(u) {
+                return Err(WebError::bad_filter(
+                    "unit",
+                    format!("单位“{u}”应为 6 位行政区划代码"),
+                    format!("unit {u:?} must be a 6-digit division code"),
+                ));
+            }
+            if !scope::covers(org_unit, u) {
+                return Err(ApiError::NotFound.into());
+            }
+            u.to_string()
+        }
+    };
+    Ok((unit, year))
+}
+
+/// The enterprise list's filters, each checked against its vocabulary.
+pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
+    let county = match param(p, "county") {
+        None => None,
+        Some(c) if !scope::is_division_code(c) => {
+            return Err(WebError::bad_filter(
+                "county",
+                format!("县区“{c}”应为 6 位行政区划代码"),
+                format!("county {c:?} must be a 6-digit division code"),
+            ))
+        }
+        Some(c) if !scope::covers(unit, c) => return Err(ApiError::NotFound.into()),
+        Some(c) => Some(c.to_string()),
+    };
+    let industry = match param(p, "industry") {
+        None => None,
+        Some(i) => Some(Industry::from_code(i).ok_or_else(|| {
+            WebError::bad_filter("industry", format!("未知行业类别“{i}”"), format!("unknown industry {i:?}"))
+        })?),
+    };
+    let missing = match param(p, "missing") {
+        None => None,
+        Some(m) => Some(SixOnes::from_code(m).filter(|s| *s != SixOnes::ChronicScreening).ok_or_else(|| {
+            WebError::bad_filter("missing", format!("未知“六个一”项目“{m}”"), format!("unknown six-ones item {m:?}"))
+        })?),
+    };
+    let status = match param(p, "status") {
+        None => None,
+        Some(s) => Some(StatusFilter::parse(s).ok_or_else(|| {
+            WebError::bad_filter("status", format!("未知状态“{s}”"), format!("unknown status {s:?}"))
+        })?),
+    };
+    let query = param(p, "q").map(|q| q.chars().take(100).collect());
+    Ok(ListFilter { county, industry, missing, status, query })
+}
+
+/// A visit as listed on its enterprise's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitSummary {
+    pub id: String,
+    pub visit_date: String,
+    pub review_state: String,
+    pub inspectors: BTreeMap<String, String>,
+    pub has_conflicts: bool,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnterpriseView {
+    pub enterprise: Enterprise,
+    pub has_conflicts: bool,
+    /// The computed Table 1 status for each year of its list.
+    pub status: Vec<YearStatus>,
+    pub visits: Vec<VisitSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct YearStatus {
+    pub year: i32,
+    #[serde(flatten)]
+    pub row: StatusRow,
+}
+
+/// A document in the caller's scope, or not found (also when it exists elsewhere).
+fn load_document(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) -> Result<Document, ApiError> {
+    let found: Option<(Vec<u8>, String)> = conn
+        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = ?2", [id, kind.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match found {
+        Some((bytes, county)) if scope::covers(org_unit, &county) => Ok(Document::load(kind, id, &bytes)?),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<EnterpriseView, ApiError> {
+    let doc = load_document(conn, org_unit, RecordKind::Enterprise, code)?;
+    let enterprise: Enterprise = doc.read()?;
+    let status =
+        reports::status_of(conn, code)?.into_iter().map(|(year, row)| YearStatus { year, row }).collect::<Vec<_>>();
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, visit_date, review_state, inspectors, has_conflicts, deleted FROM visits
+         WHERE enterprise_id = ?1 ORDER BY visit_date DESC, id",
+    )?;
+    let visits = stmt
+        .query_map([code], |r| {
+            let inspectors: String = r.get(3)?;
+            Ok(VisitSummary {
+                id: r.get(0)?,
+                visit_date: r.get(1)?,
+                review_state: r.get(2)?,
+                inspectors: serde_json::from_str(&inspectors).unwrap_or_default(),
+                has_conflicts: r.get(4)?,
+                deleted: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(EnterpriseView { enterprise, has_conflicts: doc.has_conflicts(), status, visits })
+}
+
+/// One entry of a record's history, with the user's name when the server knows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+    pub user_name: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitView {
+    pub id: String,
+    pub visit: Visit,
+    pub enterprise_name: String,
+    pub history: Vec<HistoryView>,
+    pub conflicts: Vec<ConflictView>,
+}
+
+/// A conflict with display strings for its values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictView {
+    pub doc_id: String,
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub conflict: Conflict,
+    pub path_json: String,
+    pub path_text: String,
+    pub values_text: Vec<ValueText>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueText {
+    pub value: String,
+    pub user_name: String,
+    pub device: String,
+    pub time: String,
+}
+
+pub fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn user_names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT id, display_name FROM users")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn conflict_views(doc: &Document, names: &HashMap<String, String>) -> Vec<ConflictView> {
+    doc.conflicts()
+        .into_iter()
+        .map(|c| {
+            let values_text = c
+                .values
+                .iter()
+                .map(|v| ValueText {
+                    value: match &v.value {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    user_name: v
+                        .author
+                        .as_ref()
+                        .map(|a| names.get(&a.user).cloned().unwrap_or_else(|| a.user.clone()))
+                        .unwrap_or_default(),
+                    device: v.author.as_ref().map(|a| a.device.clone()).unwrap_or_default(),
+                    time: format_ms(v.time_ms),
+                })
+                .collect();
+            ConflictView {
+                doc_id: doc.id().to_string(),
+                kind: doc.kind().as_str(),
+                path_json: serde_json::to_string(&c.path).unwrap_or_default(),
+                path_text: c.path_string(),
+                values_text,
+                conflict: c,
+            }
+        })
+        .collect()
+}
+
+pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, ApiError> {
+    let doc = load_document(conn, org_unit, RecordKind::Visit, id)?;
+    let visit: Visit = doc.read()?;
+    let names = user_names(conn)?;
+    let history = doc
+        .history()
+        .into_iter()
+        .map(|entry| HistoryView {
+            user_name: names.get(&entry.author.user).cloned().unwrap_or_else(|| entry.author.user.clone()),
+            time: format_ms(entry.time_ms),
+            entry,
+        })
+        .collect();
+    let enterprise_name = conn
+        .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [&visit.enterprise_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    Ok(VisitView { id: id.to_string(), conflicts: conflict_views(&doc, &names), visit, enterprise_name, history })
+}
+
+/// Most documents the conflicts queue shows at once.
+pub const CONFLICT_QUEUE_LIMIT: usize = 100;
+
+/// Every conflict of the documents in scope that have one, oldest change first.
+pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, bytes FROM documents
+         WHERE has_conflicts = 1 AND substr(county_code, 1, length(?1)) = ?1 ORDER BY updated_at, id LIMIT ?2",
+    )?;
+    let docs: Vec<(String, String, Vec<u8>)> = stmt
+        .query_map(rusqlite::params![scope::prefix(org_unit), CONFLICT_QUEUE_LIMIT as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let names = user_names(conn)?;
+    let mut out = Vec::new();
+    for (id, kind, bytes) in docs {
+        let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
+        out.extend(conflict_views(&Document::load(kind, &id, &bytes)?, &names));
+    }
+    Ok(out)
+}
