@@ -103,14 +103,22 @@ pub fn apply_push(
         }
     }
     let mut new = 0;
+    // Status rows are refreshed once per enterprise after every document of the push is in:
+    // a phone back with 250 visits of one enterprise costs one refresh, not 250.
+    let mut affected = std::collections::BTreeSet::new();
     for (doc_id, kind, changes) in groups {
         new += changes.len() as u32;
-        apply_to_document(&tx, caller, &doc_id, kind, changes, now)?;
+        affected.extend(apply_to_document(&tx, caller, &doc_id, kind, changes, now)?);
+    }
+    for code in affected {
+        crate::reports::status::refresh(&tx, &code)?;
     }
     tx.commit()?;
     Ok(Applied { acknowledged, new })
 }
 
+/// Applies one document's changes and returns the credit codes whose status rows the caller
+/// must refresh (in the same transaction) once every document of the batch is in.
 fn apply_to_document(
     tx: &Transaction<'_>,
     caller: &Caller,
@@ -118,7 +126,7 @@ fn apply_to_document(
     kind: RecordKind,
     changes: Vec<Incoming>,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<Vec<String>, ApiError> {
     let stored: Option<(String, Vec<u8>, String)> = tx
         .query_row("SELECT kind, bytes, county_code FROM documents WHERE id = ?1", [doc_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -233,9 +241,6 @@ fn apply_to_document(
         Row::Enterprise(e) => write_enterprise_row(tx, e, has_conflicts)?,
         Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts)?,
     }
-    for code in affected {
-        crate::reports::status::refresh(tx, &code)?;
-    }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (hash) DO NOTHING",
@@ -257,7 +262,7 @@ fn apply_to_document(
     for (hash, bytes) in raw {
         insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
-    Ok(())
+    Ok(affected)
 }
 
 /// The device id recorded in the feed for changes the server writes on behalf of a
@@ -313,7 +318,9 @@ where
     let hash = change.hash().to_string();
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
-    apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)?;
+    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)? {
+        crate::reports::status::refresh(tx, &code)?;
+    }
     Ok(Some(hash))
 }
 

@@ -14,6 +14,7 @@ pub mod api;
 pub mod pages;
 pub mod session;
 pub mod views;
+mod visit_sections;
 
 use std::sync::OnceLock;
 

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use minijinja::{context, Value};
 use ohassist_core::doc::{to_json, Author, Document};
-use ohassist_core::model::{Industry, Label, RecordKind, ReviewState, SixOnes, Visit};
+use ohassist_core::model::{Industry, Label, RecordKind, ReviewState, Visit};
 use serde::Deserialize;
 
 use super::session::{self, Lang, Session, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
@@ -327,38 +327,12 @@ async fn enterprise(
     )
 }
 
-/// The visit's sections, each as a titled JSON tree for the generic renderer.
-fn sections(v: &Visit, lang: Lang) -> Vec<Value> {
-    let json = to_json(v);
-    let en = lang == Lang::En;
-    let titled = |key: &str, item: Option<SixOnes>, zh: &str, en_title: &str| {
-        let title = match item {
-            Some(i) if en => i.label_en().to_string(),
-            Some(i) => i.label_zh().to_string(),
-            None if en => en_title.to_string(),
-            None => zh.to_string(),
-        };
-        let covered = item.map(|i| v.covers(i));
-        context! { key, title, covered, body => json.get(key).cloned().unwrap_or_default() }
-    };
-    vec![
-        titled("self_inspection", Some(SixOnes::SelfInspection), "", ""),
-        titled("hazard_identification", Some(SixOnes::HazardIdentification), "", ""),
-        titled("management_system", Some(SixOnes::ManagementSystem), "", ""),
-        titled("notification", Some(SixOnes::Notification), "", ""),
-        titled("training", Some(SixOnes::Training), "", ""),
-        titled("remediation", Some(SixOnes::Remediation), "", ""),
-        titled("chronic_screening", Some(SixOnes::ChronicScreening), "", ""),
-        titled("notes", None, "备注", "Notes"),
-    ]
-}
-
 async fn visit(State(state): State<AppState>, s: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
     let unit = s.caller.org_unit.clone();
     let view = state.db.read(move |conn| views::visit(conn, &unit, &id)).await?;
     let en = s.lang == Lang::En;
     let review_label = if en { view.visit.review.state.label_en() } else { view.visit.review.state.label_zh() };
-    let sections = sections(&view.visit, s.lang);
+    let sections = super::visit_sections::sections(&view.visit, s.lang);
     render(
         "visit.html",
         context! { ..base(&s, "enterprises"), ..context! {

@@ -8,8 +8,10 @@
 mod common;
 
 mod access;
+mod admin;
 mod city;
 mod tables;
+mod visit_page;
 mod writes;
 
 use axum::body::Body;
