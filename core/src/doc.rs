@@ -77,7 +77,7 @@ impl Conflict {
 }
 
 const ENTERPRISE_SKELETON: &str = r#"{"county":{},"contact":{},"assistance_years":{}}"#;
-const VISIT_SKELETON: &str = r#"{"inspectors":{},"self_inspection":{"items":{}},"hazard_identification":{"posts":{}},"management_system":{},"notification":{"items":{}},"training":{"sessions":{}},"remediation":{"posts":{}},"chronic_screening":{},"review":{}}"#;
+const VISIT_SKELETON: &str = r#"{"inspectors":{},"self_inspection":{"items":{}},"hazard_identification":{"posts":{}},"management_system":{},"notification":{"items":{}},"training":{"sessions":{}},"remediation":{"posts":{}},"chronic_screening":{},"review":{},"attachments":{}}"#;
 
 /// The actor of a record's genesis change: derived, never random, never used for anything else.
 pub fn genesis_actor(kind: RecordKind, id: &str) -> ActorId {

@@ -7,7 +7,7 @@ use time::Date;
 
 use crate::credit_code;
 use crate::error::{Reason, ValidationError};
-use crate::model::{ChecklistItem, Enterprise, NotificationItem, Visit};
+use crate::model::{ChecklistItem, Enterprise, GeoFix, GeoPoint, NotificationItem, SixOnes, Visit};
 
 /// Names, places, short answers.
 pub const MAX_SHORT_TEXT: usize = 200;
@@ -76,6 +76,44 @@ pub fn county_code(field: &str, code: &str) -> Check {
     Ok(())
 }
 
+/// A SHA-256 as 64 lowercase hex digits.
+pub fn sha256_field(field: &str, value: &str) -> Check {
+    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return err(field, Reason::Malformed("expected a SHA-256 as 64 lowercase hex digits".into()));
+    }
+    Ok(())
+}
+
+fn point(field: &str, p: &GeoPoint) -> Check {
+    if !p.latitude.is_finite() || !(-90.0..=90.0).contains(&p.latitude) {
+        return err(format!("{field}.latitude"), Reason::OutOfRange { min: -90, max: 90 });
+    }
+    if !p.longitude.is_finite() || !(-180.0..=180.0).contains(&p.longitude) {
+        return err(format!("{field}.longitude"), Reason::OutOfRange { min: -180, max: 180 });
+    }
+    Ok(())
+}
+
+fn fix(field: &str, f: &GeoFix, today: Date) -> Check {
+    point(field, &GeoPoint { latitude: f.latitude, longitude: f.longitude })?;
+    if !f.accuracy_m.is_finite() || f.accuracy_m < 0.0 {
+        return err(format!("{field}.accuracy_m"), Reason::Negative);
+    }
+    timestamp(&format!("{field}.captured_at"), &f.captured_at, today)
+}
+
+/// An RFC 3339 time, not after today (empty allowed).
+fn timestamp(field: &str, value: &str, today: Date) -> Check {
+    if value.is_empty() {
+        return Ok(());
+    }
+    match time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339) {
+        Ok(t) if t.date() > today => err(field, Reason::FutureDate),
+        Ok(_) => Ok(()),
+        Err(_) => err(field, Reason::Malformed("expected an RFC 3339 time such as 2025-05-20T09:30:00+08:00".into())),
+    }
+}
+
 pub fn enterprise(e: &Enterprise) -> Check {
     credit_code_field("credit_code", &e.credit_code)?;
     text("name", &e.name, MAX_SHORT_TEXT, true)?;
@@ -87,6 +125,9 @@ pub fn enterprise(e: &Enterprise) -> Check {
     text("address", &e.address, MAX_SHORT_TEXT, false)?;
     text("contact.person", &e.contact.person, MAX_SHORT_TEXT, false)?;
     text("contact.phone", &e.contact.phone, 50, false)?;
+    if let Some(p) = &e.location {
+        point("location", p)?;
+    }
     for year in e.assistance_years.keys() {
         let field = format!("assistance_years.{year}");
         match year.parse::<i64>() {
@@ -185,6 +226,40 @@ pub fn visit(v: &Visit, today: Date) -> Check {
     }
     text("notes", &v.notes, MAX_LONG_TEXT, false)?;
     text("review.comment", &v.review.comment, MAX_LONG_TEXT, false)?;
+    if let Some(f) = &v.location {
+        fix("location", f, today)?;
+    }
+    for (key, a) in &v.attachments {
+        let field = format!("attachments.{key}");
+        sha256_field(&field, key)?;
+        if a.sha256 != *key {
+            return err(format!("{field}.sha256"), Reason::Malformed("must equal the attachment's key".into()));
+        }
+        if a.kind.is_none() {
+            return err(format!("{field}.kind"), Reason::Required);
+        }
+        text(&format!("{field}.media_type"), &a.media_type, 100, true)?;
+        count(&format!("{field}.size"), a.size)?;
+        text(&format!("{field}.caption"), &a.caption, MAX_SHORT_TEXT, false)?;
+        timestamp(&format!("{field}.taken_at"), &a.taken_at, today)?;
+        if !a.section.is_empty() && SixOnes::from_code(&a.section).is_none() {
+            return err(format!("{field}.section"), Reason::UnknownValue { found: a.section.clone() });
+        }
+        if let Some(f) = &a.location {
+            fix(&format!("{field}.location"), f, today)?;
+        }
+    }
+    if let Some(sig) = &v.signature {
+        text("signature.signer_name", &sig.signer_name, MAX_SHORT_TEXT, true)?;
+        timestamp("signature.signed_at", &sig.signed_at, today)?;
+        sha256_field("signature.image_sha256", &sig.image_sha256)?;
+        if !v.attachments.contains_key(&sig.image_sha256) {
+            return err(
+                "signature.image_sha256",
+                Reason::Malformed("the signature image is not attached to the visit".into()),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -360,6 +435,55 @@ mod tests {
             field_of(visit(&v, today())),
             ("self_inspection.items.bogus".into(), Reason::UnknownValue { found: "bogus".into() })
         );
+    }
+
+    #[test]
+    fn attachments_locations_and_signatures_are_checked() {
+        let sha = "a".repeat(64);
+        let mut v = good_visit();
+        v.attachments.insert(
+            sha.clone(),
+            Attachment {
+                sha256: sha.clone(),
+                kind: Some(AttachmentKind::Photo),
+                media_type: "image/jpeg".into(),
+                size: 10,
+                ..Default::default()
+            },
+        );
+        visit(&v, today()).unwrap();
+        v.attachments.get_mut(&sha).unwrap().size = -1;
+        assert_eq!(field_of(visit(&v, today())).0, format!("attachments.{sha}.size"));
+        v.attachments.get_mut(&sha).unwrap().size = 10;
+        v.location = Some(GeoFix { latitude: 95.0, longitude: 119.3, accuracy_m: 5.0, captured_at: String::new() });
+        assert_eq!(
+            field_of(visit(&v, today())),
+            ("location.latitude".into(), Reason::OutOfRange { min: -90, max: 90 })
+        );
+        v.location = Some(GeoFix {
+            latitude: 26.0,
+            longitude: 119.3,
+            accuracy_m: 5.0,
+            captured_at: "2025-07-02T08:00:00+08:00".into(),
+        });
+        assert_eq!(field_of(visit(&v, today())), ("location.captured_at".into(), Reason::FutureDate));
+        v.location = None;
+        v.signature =
+            Some(Signature { signer_name: "王厂长".into(), image_sha256: "b".repeat(64), ..Default::default() });
+        assert_eq!(field_of(visit(&v, today())).0, "signature.image_sha256");
+        v.signature.as_mut().unwrap().image_sha256 = sha.clone();
+        visit(&v, today()).unwrap();
+        let mut bad = good_visit();
+        bad.attachments.insert("XYZ".into(), Attachment::default());
+        assert_eq!(field_of(visit(&bad, today())).0, "attachments.XYZ");
+    }
+
+    #[test]
+    fn distance_between_points() {
+        let fuzhou = GeoPoint { latitude: 26.0745, longitude: 119.2965 };
+        let near = GeoPoint { latitude: 26.0835, longitude: 119.2965 };
+        let d = fuzhou.distance_m(&near);
+        assert!((d - 1000.8).abs() < 5.0, "{d}");
     }
 
     #[test]

@@ -65,7 +65,28 @@ pub struct Enterprise {
     /// Years on the assistance list, as a keyed set (`"2025" → true`) so two phones adding
     /// different years both survive; `false` removes a year.
     pub assistance_years: BTreeMap<String, bool>,
+    /// Registered location (WGS 84), against which visits' recorded locations are checked.
+    pub location: Option<GeoPoint>,
     pub deleted: bool,
+}
+
+/// A point on the map (WGS 84 degrees).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GeoPoint {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl GeoPoint {
+    /// Great-circle distance in metres (haversine).
+    pub fn distance_m(&self, other: &GeoPoint) -> f64 {
+        let (la1, la2) = (self.latitude.to_radians(), other.latitude.to_radians());
+        let dla = la2 - la1;
+        let dlo = (other.longitude - self.longitude).to_radians();
+        let a = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+        2.0 * 6_371_008.8 * a.sqrt().asin()
+    }
 }
 
 impl Default for Enterprise {
@@ -84,6 +105,7 @@ impl Default for Enterprise {
             has_occupational_disease: false,
             in_surveillance_scope: false,
             assistance_years: BTreeMap::new(),
+            location: None,
             deleted: false,
         }
     }

@@ -95,6 +95,65 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// What an attachment is.
+    AttachmentKind {
+        Photo = "photo", "照片", "Photo";
+        Signature = "signature", "签名", "Signature";
+        Document = "document", "文件", "Document";
+    }
+}
+
+/// Where and when the device was, as the app's location service reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GeoFix {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Metres (the radius of the fix's uncertainty).
+    pub accuracy_m: f64,
+    /// RFC 3339, the device's clock.
+    pub captured_at: String,
+}
+
+/// A photo, a signature image or a document attached to a visit. The bytes live apart
+/// (content-addressed by SHA-256, in the phone's attachment store and on the server); the
+/// visit holds this reference, keyed by the hash, so the same file attached twice is one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attachment {
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+    pub kind: Option<AttachmentKind>,
+    /// e.g. `image/jpeg`, `application/pdf`
+    pub media_type: String,
+    pub size: i64,
+    pub caption: String,
+    /// RFC 3339, the device's clock.
+    pub taken_at: String,
+    /// User id of who attached it.
+    pub author: String,
+    /// The section it documents ([`SixOnes::code`]), or empty for the visit as a whole.
+    pub section: String,
+    /// A post or item id within that section, or empty.
+    pub item_id: String,
+    pub location: Option<GeoFix>,
+    pub deleted: bool,
+}
+
+/// The enterprise principal's signature of the visit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Signature {
+    pub signer_name: String,
+    /// RFC 3339, the device's clock.
+    pub signed_at: String,
+    /// The signature image, an attachment of kind `signature`.
+    pub image_sha256: String,
+    /// The record's version (document heads) the signer saw: what changed after it is shown.
+    pub signed_version: Vec<String>,
+}
+
 /// One answer of the self-inspection checklist.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -283,6 +342,11 @@ pub struct Visit {
     pub chronic_screening: ChronicScreening,
     pub notes: String,
     pub review: Review,
+    /// Where the device was when the visit was recorded.
+    pub location: Option<GeoFix>,
+    /// Keyed by the attachment's SHA-256.
+    pub attachments: BTreeMap<String, Attachment>,
+    pub signature: Option<Signature>,
     pub deleted: bool,
 }
 
@@ -303,6 +367,9 @@ impl Default for Visit {
             chronic_screening: ChronicScreening::default(),
             notes: String::new(),
             review: Review::default(),
+            location: None,
+            attachments: BTreeMap::new(),
+            signature: None,
             deleted: false,
         }
     }

@@ -176,3 +176,30 @@ mod tests {
         assert!(matches!(decode::<PushRequest>(&not_cbor_message, 1000), Err(DecodeError::Cbor(_))));
     }
 }
+
+/// Attachments (photos, signatures, PDFs) travel apart from the records, content-addressed
+/// by the SHA-256 of their bytes (64 lowercase hex digits), in resumable chunks:
+///
+/// - `GET  /api/v1/attachments/{sha256}/upload?visit={visit_id}` → [`UploadStatus`]: how many
+///   bytes of a pending upload the server holds (0 if none), or `complete` if it has the file.
+/// - `PATCH /api/v1/attachments/{sha256}/upload?visit={visit_id}&offset={n}&total={size}` with
+///   `Content-Type: application/offset+octet-stream` and a body of at most
+///   [`MAX_ATTACHMENT_CHUNK`] bytes, appended at `offset` (which must equal the held size,
+///   else 409 `offset_mismatch` with the held offset in [`UploadStatus`]) → [`UploadStatus`].
+///   When `offset + body = total` the server verifies the hash: a mismatch is 422
+///   `hash_mismatch` and the partial upload is discarded.
+/// - `GET  /api/v1/attachments/{sha256}` → the bytes (lazy download by phones and the console).
+///
+/// The visit must already be on the server (records sync first) and in the caller's scope;
+/// otherwise 404 `not_found` (existence is not leaked). Totals above the server's per-file
+/// limit are refused with 413 `too_large` before any byte is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    pub offset: u64,
+    pub complete: bool,
+}
+
+/// Largest chunk of one attachment upload request.
+pub const MAX_ATTACHMENT_CHUNK: usize = 1024 * 1024;
+/// Default per-file limit (the server's is configurable).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
