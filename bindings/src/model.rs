@@ -171,6 +171,11 @@ mirror_enum! {
 }
 
 mirror_enum! {
+    /// What an attachment is.
+    AttachmentKind = m::AttachmentKind { Photo, Signature, Document, }
+}
+
+mirror_enum! {
     /// The two record kinds.
     RecordKind = m::RecordKind { Enterprise, Visit, }
 }
@@ -212,6 +217,26 @@ mirror_record! {
 }
 
 mirror_record! {
+    /// A point on the map (WGS 84 degrees).
+    GeoPoint = m::GeoPoint {
+        latitude: f64,
+        longitude: f64,
+    }
+}
+
+mirror_record! {
+    /// Where and when the device was, as the app's location service reported it.
+    GeoFix = m::GeoFix {
+        latitude: f64,
+        longitude: f64,
+        /// Metres.
+        #[uniffi(default = 0.0)] accuracy_m: f64,
+        /// RFC 3339, the device's clock.
+        #[uniffi(default = "")] captured_at: String,
+    }
+}
+
+mirror_record! {
     /// An assisted enterprise (帮扶对象); its id is its unified social credit code.
     Enterprise = m::Enterprise {
         #[uniffi(default = 1)] schema_version: u32,
@@ -232,6 +257,8 @@ mirror_record! {
         #[uniffi(default = false)] in_surveillance_scope: bool,
         /// Years on the assistance list (`"2025" → true`); `false` removes a year.
         #[uniffi(default)] assistance_years: HashMap<String, bool>,
+        /// Registered location, against which visits' recorded locations are checked.
+        #[uniffi(default = None)] location: Option<GeoPoint>,
         #[uniffi(default = false)] deleted: bool,
     }
 }
@@ -383,6 +410,37 @@ mirror_record! {
 }
 
 mirror_record! {
+    /// A photo, signature image or document attached to a visit, keyed by its SHA-256.
+    Attachment = m::Attachment {
+        /// 64 lowercase hex digits.
+        sha256: String,
+        #[uniffi(default = None)] kind: Option<AttachmentKind>,
+        #[uniffi(default = "")] media_type: String,
+        #[uniffi(default = 0)] size: i64,
+        #[uniffi(default = "")] caption: String,
+        /// RFC 3339, the device's clock.
+        #[uniffi(default = "")] taken_at: String,
+        #[uniffi(default = "")] author: String,
+        /// The section it documents (its code), or empty.
+        #[uniffi(default = "")] section: String,
+        #[uniffi(default = "")] item_id: String,
+        #[uniffi(default = None)] location: Option<GeoFix>,
+        #[uniffi(default = false)] deleted: bool,
+    }
+}
+
+mirror_record! {
+    /// The enterprise principal's signature of the visit.
+    Signature = m::Signature {
+        signer_name: String,
+        #[uniffi(default = "")] signed_at: String,
+        image_sha256: String,
+        /// The record version the signer saw.
+        #[uniffi(default = [])] signed_version: Vec<String>,
+    }
+}
+
+mirror_record! {
     /// A visit to an enterprise, covering one or more of the six ones. Start from
     /// `new_visit(enterprise_id, visit_date)` and fill in the sections.
     Visit = m::Visit {
@@ -404,6 +462,11 @@ mirror_record! {
         #[uniffi(default)] chronic_screening: ChronicScreening,
         #[uniffi(default = "")] notes: String,
         review: Review,
+        /// Where the device was when the visit was recorded.
+        #[uniffi(default = None)] location: Option<GeoFix>,
+        /// Keyed by SHA-256.
+        #[uniffi(default)] attachments: HashMap<String, Attachment>,
+        #[uniffi(default = None)] signature: Option<Signature>,
         #[uniffi(default = false)] deleted: bool,
     }
 }
