@@ -12,6 +12,21 @@ use crate::error::{OhassistError, Result};
 use crate::model::{mirror_record, Bridge, Enterprise, Industry, RecordKind, ReviewState, Visit};
 
 mirror_record! {
+    /// What the app knows of a new attachment besides its bytes.
+    NewAttachment = s::NewAttachment {
+        #[uniffi(default = None)] kind: Option<crate::model::AttachmentKind>,
+        #[uniffi(default = "")] media_type: String,
+        #[uniffi(default = "")] caption: String,
+        /// RFC 3339, the device's clock.
+        #[uniffi(default = "")] taken_at: String,
+        /// The section it documents (its code), or empty.
+        #[uniffi(default = "")] section: String,
+        #[uniffi(default = "")] item_id: String,
+        #[uniffi(default = None)] location: Option<crate::model::GeoFix>,
+    }
+}
+
+mirror_record! {
     /// An enterprise as read from the store, with the version to pass back to `update_enterprise`.
     EnterpriseRecord = s::Record::<m::Enterprise> {
         id: String,
@@ -272,6 +287,30 @@ impl Store {
     /// Blocks: disk I/O.
     pub fn delete_visit(&self, id: String) -> Result<VisitRecord> {
         Ok(self.inner.delete_visit(&id)?.bridge())
+    }
+
+    /// Attaches the file at `path` (a photo, a signature image, a PDF) to a visit: the bytes
+    /// are copied into the store once (by SHA-256) and the visit references them; they upload
+    /// after the records on the next sync. Blocks: disk I/O (reads the whole file).
+    pub fn add_attachment(&self, visit_id: String, path: String, attachment: NewAttachment) -> Result<VisitRecord> {
+        Ok(self.inner.add_attachment_file(&visit_id, std::path::Path::new(&path), attachment.bridge())?.bridge())
+    }
+
+    /// Removes an attachment from a visit (the bytes go once the server holds them and no
+    /// visit references them). Blocks: disk I/O.
+    pub fn remove_attachment(&self, visit_id: String, sha256: String) -> Result<VisitRecord> {
+        Ok(self.inner.remove_attachment(&visit_id, &sha256)?.bridge())
+    }
+
+    /// A visit's attachments (removed ones included, marked `deleted`). Blocks: disk I/O.
+    pub fn list_attachments(&self, visit_id: String) -> Result<Vec<crate::model::Attachment>> {
+        Ok(self.inner.get_visit(&visit_id)?.record.attachments.into_values().map(|a| a.bridge()).collect())
+    }
+
+    /// Deletes attachment files no visit references any more and the server holds.
+    /// Returns how many. Blocks: disk I/O (reads every visit).
+    pub fn collect_garbage(&self) -> Result<u32> {
+        Ok(self.inner.collect_garbage()? as u32)
     }
 
     /// Undoes `delete_visit`. Blocks: disk I/O.

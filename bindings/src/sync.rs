@@ -36,6 +36,11 @@ mirror_record! {
         /// Local changes still waiting for the server.
         changes_pending: u64,
         round_trips: u64,
+        /// Attachment bytes, apart from the records' bytes.
+        attachment_bytes_up: u64,
+        attachment_bytes_down: u64,
+        /// Attachments still waiting to be uploaded.
+        attachments_pending: u64,
     }
 }
 
@@ -48,6 +53,7 @@ mirror_record! {
         documents_pulled: u64,
         /// Records that hold conflicts after the sync.
         conflicted_records: u64,
+        attachments_uploaded: u64,
     }
 }
 
@@ -107,6 +113,18 @@ impl Store {
             .spawn(move || cs::sync_blocking(&store, &config, &sink, &token))
             .map_err(|e| OhassistError::Storage { message: format!("cannot start the sync thread: {e}") })?;
         Ok(Arc::new(SyncHandle { cancel, state: Mutex::new(SyncState::Running(thread)) }))
+    }
+}
+
+#[uniffi::export]
+impl Store {
+    /// The local file of attachment `sha256` of visit `visit_id`, downloading it from the
+    /// server first if this store does not hold it (lazily, when a screen needs it). Blocks:
+    /// disk I/O, and network I/O when it downloads — call it off the main thread.
+    pub fn fetch_attachment(&self, visit_id: String, sha256: String) -> Result<String> {
+        let config = self.sync_config()?.ok_or(OhassistError::NotAuthorised)?;
+        let path = cs::fetch_attachment_blocking(&self.inner, &config, &visit_id, &sha256, &CancelToken::new())?;
+        Ok(path.to_string_lossy().into_owned())
     }
 }
 

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::accounts::{self, NewUser, Role};
+use crate::attachments;
 use crate::db::{now, Db};
 use crate::scope;
 use crate::serve::{serve, ServeOptions};
@@ -35,6 +36,20 @@ pub enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Attachment files (photos, signatures, documents).
+    #[command(subcommand)]
+    Attachments(AttachmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentsCommand {
+    /// Re-hash every stored attachment file; report missing or corrupt ones (exit code 1 if any).
+    Check,
+    /// Remove partial uploads not continued for some days.
+    Gc {
+        #[arg(long, default_value_t = 7)]
+        partial_older_than_days: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +65,18 @@ pub struct ServeArgs {
     /// Org unit of the first admin, created when the database has no user.
     #[arg(long, default_value = scope::COUNTRY)]
     pub org_unit: String,
+    /// Largest attachment file accepted, in bytes.
+    #[arg(long, default_value_t = ohassist_core::sync::wire::DEFAULT_MAX_ATTACHMENT_BYTES)]
+    pub max_attachment_bytes: u64,
+    /// Most bytes of attachment files per visit.
+    #[arg(long, default_value_t = attachments::DEFAULT_MAX_VISIT_BYTES)]
+    pub max_visit_attachment_bytes: u64,
+    /// Flag visits recorded further than this (metres) from their enterprise's registered location.
+    #[arg(long, default_value_t = attachments::DEFAULT_MAX_VISIT_DISTANCE_M)]
+    pub max_visit_distance_m: f64,
+    /// Flag visits whose device capture time is further than this (seconds) from the server's receive time.
+    #[arg(long, default_value_t = attachments::DEFAULT_MAX_CLOCK_SKEW_S)]
+    pub max_clock_skew_s: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +127,28 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => run_serve(&cli.data, args),
         Command::User(cmd) => run_user(&cli.data, cmd),
         Command::Device(cmd) => run_device(&cli.data, cmd),
+        Command::Attachments(AttachmentsCommand::Check) => match check_attachments(&cli.data) {
+            Ok(report) if report.ok() => Ok(()),
+            Ok(report) => {
+                eprintln!(
+                    "错误 / error: {} missing, {} corrupt attachment file(s)",
+                    report.missing.len(),
+                    report.corrupt.len()
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(e),
+        },
+        Command::Attachments(AttachmentsCommand::Gc { partial_older_than_days }) => {
+            let cfg = attachments::Config::new(&cli.data);
+            let age = std::time::Duration::from_secs(partial_older_than_days * 24 * 3600);
+            attachments::gc_partials(&cfg, age).map_err(Into::into).map(|removed| {
+                for sha in &removed {
+                    println!("removed partial upload {sha}");
+                }
+                println!("removed {} partial upload(s)", removed.len());
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,7 +171,31 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
         data: data.to_path_buf(),
         tls: args.tls_cert.zip(args.tls_key),
         org_unit: args.org_unit,
+        max_attachment_bytes: args.max_attachment_bytes,
+        max_visit_attachment_bytes: args.max_visit_attachment_bytes,
+        max_visit_distance_m: args.max_visit_distance_m,
+        max_clock_skew_s: args.max_clock_skew_s,
     }))
+}
+
+/// `ohassist attachments check`: prints one line per missing or corrupt file and a summary.
+pub fn check_attachments(data: &Path) -> Result<attachments::CheckReport, Box<dyn std::error::Error>> {
+    let db = Db::open_dir(data)?;
+    let conn = db.blocking_writer();
+    let report = attachments::check(&conn, &attachments::Config::new(data))?;
+    for sha in &report.missing {
+        println!("missing {sha}");
+    }
+    for sha in &report.corrupt {
+        println!("corrupt {sha}");
+    }
+    println!(
+        "checked {} attachment file(s): {} missing, {} corrupt",
+        report.checked,
+        report.missing.len(),
+        report.corrupt.len()
+    );
+    Ok(report)
 }
 
 fn read_password(from_stdin: bool) -> Result<(String, bool), Box<dyn std::error::Error>> {

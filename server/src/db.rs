@@ -15,7 +15,11 @@ use crate::api::error::{ApiError, ApiResult};
 pub const SCHEMA: Schema = Schema {
     name: "ohassist server",
     application_id: 0x6f68_7331, // "ohs1"
-    steps: &[include_str!("../migrations/001_init.sql"), include_str!("../migrations/002_console.sql")],
+    steps: &[
+        include_str!("../migrations/001_init.sql"),
+        include_str!("../migrations/002_console.sql"),
+        include_str!("../migrations/003_attachments.sql"),
+    ],
 };
 
 /// The database file inside the data directory.
@@ -93,6 +97,11 @@ impl Db {
             result
         })
         .await?
+    }
+
+    /// The database file; the data directory is its parent.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     /// The writer, for the command-line tools that run without a tokio runtime.

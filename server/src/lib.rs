@@ -4,6 +4,7 @@
 //! Code map:
 //! - [`api`]: HTTP — one router per resource, the error type, the extractors;
 //! - [`records`]: applying pushes to the merged documents and reading pull pages;
+//! - [`attachments`]: evidence files on disk, their check, thumbnails, visit flags;
 //! - [`accounts`]: users, devices, passwords and tokens;
 //! - [`scope`]: which division codes an org unit covers;
 //! - [`db`]: the schema and the writer/reader connections;
@@ -16,6 +17,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod attachments;
 pub mod cli;
 pub mod db;
 pub mod records;

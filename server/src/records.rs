@@ -106,12 +106,18 @@ pub fn apply_push(
     // Status rows are refreshed once per enterprise after every document of the push is in:
     // a phone back with 250 visits of one enterprise costs one refresh, not 250.
     let mut affected = std::collections::BTreeSet::new();
+    // Visits of this push as merged, so the refresh reads them from memory, not the database.
+    let mut fresh = HashMap::new();
     for (doc_id, kind, changes) in groups {
         new += changes.len() as u32;
-        affected.extend(apply_to_document(&tx, caller, &doc_id, kind, changes, now)?);
+        let (codes, visit) = apply_to_document(&tx, caller, &doc_id, kind, changes, now)?;
+        affected.extend(codes);
+        if let Some(v) = visit {
+            fresh.insert(doc_id, *v);
+        }
     }
     for code in affected {
-        crate::reports::status::refresh(&tx, &code)?;
+        crate::reports::status::refresh_with(&tx, &code, &fresh)?;
     }
     tx.commit()?;
     Ok(Applied { acknowledged, new })
@@ -126,7 +132,7 @@ fn apply_to_document(
     kind: RecordKind,
     changes: Vec<Incoming>,
     now: i64,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<(Vec<String>, Option<Box<Visit>>), ApiError> {
     let stored: Option<(String, Vec<u8>, String)> = tx
         .query_row("SELECT kind, bytes, county_code FROM documents WHERE id = ?1", [doc_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -239,7 +245,7 @@ fn apply_to_document(
     }
     match &row {
         Row::Enterprise(e) => write_enterprise_row(tx, e, has_conflicts)?,
-        Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts)?,
+        Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts, now)?,
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -262,7 +268,11 @@ fn apply_to_document(
     for (hash, bytes) in raw {
         insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
-    Ok(affected)
+    let visit = match row {
+        Row::Visit(v) => Some(v),
+        Row::Enterprise(_) => None,
+    };
+    Ok((affected, visit))
 }
 
 /// The device id recorded in the feed for changes the server writes on behalf of a
@@ -318,7 +328,7 @@ where
     let hash = change.hash().to_string();
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
-    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)? {
+    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)?.0 {
         crate::reports::status::refresh(tx, &code)?;
     }
     Ok(Some(hash))
@@ -333,8 +343,9 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
     let years = serde_json::to_string(&e.years()).unwrap_or_else(|_| "[]".into());
     tx.execute(
         "INSERT OR REPLACE INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
-            city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts,
+            latitude, longitude)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             e.credit_code,
             e.name,
@@ -348,13 +359,16 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
             e.has_occupational_disease,
             e.in_surveillance_scope,
             e.deleted,
-            has_conflicts
+            has_conflicts,
+            e.location.map(|p| p.latitude),
+            e.location.map(|p| p.longitude)
         ],
     )?;
-    Ok(())
+    crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
-fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: bool) -> rusqlite::Result<()> {
+fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: bool, now: i64) -> rusqlite::Result<()> {
+    let flags = crate::attachments::visit_flags(tx, id, v, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
         v.training
@@ -364,8 +378,9 @@ fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: boo
     };
     tx.execute(
         "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
-            has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
+            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         params![
             id,
             v.enterprise_id,
@@ -380,7 +395,12 @@ fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: boo
             answer(ChecklistItem::HealthExamination),
             trained(TrainingAudience::Principal),
             trained(TrainingAudience::Manager),
-            trained(TrainingAudience::Workers)
+            trained(TrainingAudience::Workers),
+            flags.latitude,
+            flags.longitude,
+            flags.captured_at,
+            flags.far_from_enterprise_m,
+            flags.clock_skew_s
         ],
     )?;
     Ok(())

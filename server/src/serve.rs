@@ -17,6 +17,27 @@ pub struct ServeOptions {
     pub data: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub org_unit: String,
+    /// Per-file attachment limit in bytes.
+    pub max_attachment_bytes: u64,
+    /// Per-visit limit: completed attachment files linked to one visit, in bytes.
+    pub max_visit_attachment_bytes: u64,
+    /// Visits recorded further than this from their enterprise are flagged.
+    pub max_visit_distance_m: f64,
+    /// Visits whose device capture time is further than this from the receive time are flagged.
+    pub max_clock_skew_s: i64,
+}
+
+impl ServeOptions {
+    /// The attachment settings of these options, under the data directory.
+    pub fn attachments(&self) -> crate::attachments::Config {
+        crate::attachments::Config {
+            max_file_bytes: self.max_attachment_bytes,
+            max_visit_bytes: self.max_visit_attachment_bytes,
+            max_visit_distance_m: self.max_visit_distance_m,
+            max_clock_skew_s: self.max_clock_skew_s,
+            ..crate::attachments::Config::new(&self.data)
+        }
+    }
 }
 
 /// How long requests in flight get to finish after a shutdown signal (TLS only: plain
@@ -28,7 +49,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     ensure_first_admin(&db, &opts.org_unit).await?;
     // Console cookies are marked Secure when this process speaks TLS itself.
     crate::web::session::set_secure_cookies(opts.tls.is_some());
-    let router = app(AppState::new(db)).into_make_service_with_connect_info::<SocketAddr>();
+    let mut state = AppState::new(db);
+    state.attachments = std::sync::Arc::new(opts.attachments());
+    let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
 
     let listener = std::net::TcpListener::bind(opts.listen)?;
     listener.set_nonblocking(true)?;

@@ -5,6 +5,7 @@
 //! row and queues its new changes, so a crash at any point leaves the old or the new
 //! state, never a mix. Writers take a `&Transaction`, readers a `&Connection`.
 
+mod attachments;
 mod index;
 pub mod schema;
 
@@ -22,6 +23,7 @@ use crate::model::{new_item_id, Enterprise, RecordKind, Visit, SCHEMA_VERSION};
 use crate::status::{self, Table1Status};
 use crate::{credit_code, validate};
 
+pub use attachments::{sha256_hex, NewAttachment, PendingUpload, MAX_ATTACHMENT_BYTES};
 pub use index::{EnterpriseFilter, EnterpriseSummary, VisitFilter, VisitSummary};
 
 /// A record as read from the store, with its version for a later edit.

@@ -68,6 +68,11 @@ pub struct SyncProgress {
     /// Local changes still waiting for the server.
     pub changes_pending: u64,
     pub round_trips: u64,
+    /// Attachment bytes, apart from the records' bytes above.
+    pub attachment_bytes_up: u64,
+    pub attachment_bytes_down: u64,
+    /// Attachments still waiting to be uploaded.
+    pub attachments_pending: u64,
 }
 
 /// What a finished sync did.
@@ -79,6 +84,7 @@ pub struct SyncReport {
     pub documents_pulled: u64,
     /// Records that hold conflicts after the sync.
     pub conflicted_records: u64,
+    pub attachments_uploaded: u64,
 }
 
 /// Receives progress; called on the syncing thread, so keep it short.
@@ -188,6 +194,19 @@ impl Client {
         token: Option<&str>,
         cancel: &CancelToken,
     ) -> Result<(StatusCode, Vec<u8>), SyncError> {
+        self.send_with(reqwest::Method::POST, path, body, content_type, token, cancel).await
+    }
+
+    /// [`Client::send`] with any method (`GET` sends no body when `body` is empty).
+    async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        token: Option<&str>,
+        cancel: &CancelToken,
+    ) -> Result<(StatusCode, Vec<u8>), SyncError> {
         let url = format!("{}{}", self.base, path);
         let mut backoff = self.config.initial_backoff;
         let mut last_error = String::new();
@@ -197,10 +216,11 @@ impl Client {
             }
             let mut req = self
                 .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION.to_string())
-                .body(body.clone());
+                .request(method.clone(), &url)
+                .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION.to_string());
+            if !(method == reqwest::Method::GET && body.is_empty()) {
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(body.clone());
+            }
             if content_type == wire::CONTENT_TYPE {
                 req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
             }
@@ -278,6 +298,127 @@ impl Client {
             },
         })
     }
+}
+
+impl Client {
+    fn attachment_error(status: StatusCode, bytes: &[u8]) -> SyncError {
+        Self::refused(status, bytes)
+    }
+
+    async fn upload_status(
+        &self,
+        sha: &str,
+        visit: &str,
+        token: &str,
+        cancel: &CancelToken,
+    ) -> Result<wire::UploadStatus, SyncError> {
+        let path = format!("/api/v1/attachments/{sha}/upload?visit={visit}");
+        let (status, bytes) = self.send_with(reqwest::Method::GET, &path, Vec::new(), "", Some(token), cancel).await?;
+        if !status.is_success() {
+            return Err(Self::attachment_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| SyncError::Config(format!("upload status unreadable: {e}")))
+    }
+
+    /// Uploads one attachment in chunks, starting where the server's copy ends, so a cut at
+    /// 90 % resumes at 90 %.
+    async fn upload_attachment(
+        &self,
+        upload: &crate::store::PendingUpload,
+        token: &str,
+        cancel: &CancelToken,
+        p: &mut SyncProgress,
+        sink: &dyn ProgressSink,
+    ) -> Result<(), SyncError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut state = self.upload_status(&upload.sha256, &upload.visit_id, token, cancel).await?;
+        let mut file = std::fs::File::open(&upload.path).map_err(crate::Error::from)?;
+        let mut conflicts = 0;
+        while !state.complete {
+            if cancel.is_cancelled() {
+                return Err(SyncError::Cancelled);
+            }
+            let mut chunk =
+                vec![0u8; wire::MAX_ATTACHMENT_CHUNK.min((upload.size - state.offset.min(upload.size)) as usize)];
+            file.seek(SeekFrom::Start(state.offset)).map_err(crate::Error::from)?;
+            file.read_exact(&mut chunk).map_err(crate::Error::from)?;
+            let path = format!(
+                "/api/v1/attachments/{}/upload?visit={}&offset={}&total={}",
+                upload.sha256, upload.visit_id, state.offset, upload.size
+            );
+            let sent = chunk.len() as u64;
+            let (status, bytes) = self
+                .send_with(reqwest::Method::PATCH, &path, chunk, "application/offset+octet-stream", Some(token), cancel)
+                .await?;
+            p.round_trips += 1;
+            if status == StatusCode::CONFLICT && conflicts < 5 {
+                // Another attempt (a retried request, say) got further: continue from there.
+                conflicts += 1;
+                state = match serde_json::from_slice(&bytes) {
+                    Ok(s) => s,
+                    Err(_) => self.upload_status(&upload.sha256, &upload.visit_id, token, cancel).await?,
+                };
+                continue;
+            }
+            if !status.is_success() {
+                return Err(Self::attachment_error(status, &bytes));
+            }
+            p.attachment_bytes_up += sent;
+            state = serde_json::from_slice(&bytes)
+                .map_err(|e| SyncError::Config(format!("upload answer unreadable: {e}")))?;
+            sink.on_progress(p);
+        }
+        Ok(())
+    }
+
+    async fn download_attachment(
+        &self,
+        sha: &str,
+        visit: &str,
+        token: &str,
+        cancel: &CancelToken,
+    ) -> Result<Vec<u8>, SyncError> {
+        let path = format!("/api/v1/attachments/{sha}?visit={visit}");
+        let (status, bytes) = self.send_with(reqwest::Method::GET, &path, Vec::new(), "", Some(token), cancel).await?;
+        if !status.is_success() {
+            return Err(Self::attachment_error(status, &bytes));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Bytes of downloaded attachments a phone keeps before dropping the least recently used.
+pub const DOWNLOAD_BUDGET_BYTES: u64 = 200 * 1024 * 1024;
+
+/// The local file of attachment `sha256` of visit `visit_id`, downloading it first if this
+/// store does not hold it (lazily, when a screen needs it), within [`DOWNLOAD_BUDGET_BYTES`].
+pub async fn fetch_attachment(
+    store: &Store,
+    config: &SyncConfig,
+    visit_id: &str,
+    sha256: &str,
+    cancel: &CancelToken,
+) -> Result<std::path::PathBuf, SyncError> {
+    if let Some(path) = store.attachment_path(sha256)? {
+        return Ok(path);
+    }
+    let token = store.meta(META_TOKEN)?.ok_or(SyncError::Unauthorized)?;
+    let client = Client::new(config.clone())?;
+    let bytes = client.download_attachment(sha256, visit_id, &token, cancel).await?;
+    let path = store.store_downloaded_attachment(visit_id, sha256, &bytes)?;
+    store.evict_downloads(DOWNLOAD_BUDGET_BYTES.max(bytes.len() as u64))?;
+    Ok(path)
+}
+
+/// [`fetch_attachment`] on the calling thread.
+pub fn fetch_attachment_blocking(
+    store: &Store,
+    config: &SyncConfig,
+    visit_id: &str,
+    sha256: &str,
+    cancel: &CancelToken,
+) -> Result<std::path::PathBuf, SyncError> {
+    runtime()?.block_on(fetch_attachment(store, config, visit_id, sha256, cancel))
 }
 
 /// Logs the store in to `config.server_url` as `username` and keeps the token in the
@@ -425,6 +566,18 @@ pub async fn sync(
         if cancel.is_cancelled() {
             return Err(SyncError::Cancelled);
         }
+    }
+    // Attachments last, so that records are never held back by photos.
+    p.phase = "attachments".into();
+    let pending = store.pending_uploads()?;
+    p.attachments_pending = pending.len() as u64;
+    sink.on_progress(&p);
+    for upload in pending {
+        client.upload_attachment(&upload, &token, cancel, &mut p, sink).await?;
+        store.mark_uploaded(&upload.sha256)?;
+        report.attachments_uploaded += 1;
+        p.attachments_pending -= 1;
+        sink.on_progress(&p);
     }
     p.phase = "done".into();
     p.changes_pending = store.outbox_len()? as u64;

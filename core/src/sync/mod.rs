@@ -5,6 +5,6 @@ pub mod client;
 pub mod wire;
 
 pub use client::{
-    login, login_blocking, logout, logout_blocking, stored_config, sync, sync_blocking, CancelToken, Client,
-    ProgressSink, SyncConfig, SyncError, SyncProgress, SyncReport,
+    fetch_attachment, fetch_attachment_blocking, login, login_blocking, logout, logout_blocking, stored_config, sync,
+    sync_blocking, CancelToken, Client, ProgressSink, SyncConfig, SyncError, SyncProgress, SyncReport,
 };

@@ -50,6 +50,16 @@ pub enum ApiError {
     AlreadyExists(&'static str),
     #[error("not found")]
     NotFound,
+    /// A `Range` starting at or after the end of the file.
+    #[error("range not satisfiable for {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    /// An attachment chunk sent at another offset than the bytes the server holds; the
+    /// answer carries what is held (the fields of `wire::UploadStatus` beside the error's).
+    #[error("upload offset mismatch: the server holds {} bytes", .0.offset)]
+    OffsetMismatch(wire::UploadStatus),
+    /// A complete upload whose bytes do not hash to its name; the bytes were discarded.
+    #[error("attachment {expected} hashes to {actual}")]
+    HashMismatch { expected: String, actual: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     /// Anything that is the server's fault. The detail is logged, never sent.
@@ -68,7 +78,9 @@ impl ApiError {
             MalformedBody(_) | InvalidChange { .. } | KindMismatch { .. } | MissingDependencies { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            InvalidRecord { .. } | InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidRecord { .. } | InvalidInput { .. } | HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            OffsetMismatch(_) => StatusCode::CONFLICT,
+            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             OutOfScope { .. } | Forbidden | DeviceRevoked => StatusCode::FORBIDDEN,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -158,6 +170,26 @@ impl ApiError {
                 ("already_exists", format!("{what} 已存在"), format!("{what} already exists"), Some(what.to_string()))
             }
             NotFound => ("not_found", "未找到".into(), "not found".into(), None),
+            RangeNotSatisfiable { size } => (
+                "range_not_satisfiable",
+                format!("请求的范围超出文件大小（{size} 字节）"),
+                format!("the requested range lies beyond the file's {size} bytes"),
+                None,
+            ),
+            OffsetMismatch(held) => (
+                "offset_mismatch",
+                format!("上传位置不符：服务器已收到 {} 字节，请从该处继续", held.offset),
+                format!("upload offset mismatch: the server holds {} bytes; continue from there", held.offset),
+                None,
+            ),
+            HashMismatch { expected, .. } => (
+                "hash_mismatch",
+                format!("附件 {expected} 的内容与其校验值不符，已丢弃，请重新上传"),
+                format!(
+                    "the bytes of attachment {expected} do not match its SHA-256; they were discarded, upload again"
+                ),
+                Some(expected.clone()),
+            ),
             MethodNotAllowed => ("method_not_allowed", "不支持此请求方法".into(), "method not allowed".into(), None),
             Internal(_) => {
                 ("internal", "服务器内部错误，请稍后再试".into(), "internal server error; try again later".into(), None)
@@ -174,7 +206,20 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             other => tracing::debug!(%status, error = %other, "request refused"),
         }
-        let mut response = (status, Json(self.body())).into_response();
+        let mut response = match &self {
+            // Both an ErrorBody and an UploadStatus: the client may read either.
+            ApiError::OffsetMismatch(held) => {
+                let mut body = serde_json::to_value(self.body()).unwrap_or_default();
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("offset".into(), held.offset.into());
+                    map.insert("complete".into(), held.complete.into());
+                }
+                let mut r = (status, Json(body)).into_response();
+                r.headers_mut().insert("upload-offset", HeaderValue::from(held.offset));
+                r
+            }
+            _ => (status, Json(self.body())).into_response(),
+        };
         if let ApiError::RateLimited { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -2,6 +2,7 @@
 //! its children know status codes and headers.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -26,11 +27,23 @@ pub struct AppState {
     pub login_limiter: Arc<auth::LoginLimiter>,
     /// The byte budget of a pull page: `wire::PULL_PAGE_BYTES`, smaller in tests.
     pub pull_page_bytes: usize,
+    /// Where attachments live and their limits and flag thresholds.
+    pub attachments: Arc<crate::attachments::Config>,
+    /// Serialises the appends of attachment uploads (one writer at a time on the disk).
+    pub upload_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
     pub fn new(db: Db) -> AppState {
-        AppState { db, login_limiter: Arc::new(auth::LoginLimiter::default()), pull_page_bytes: wire::PULL_PAGE_BYTES }
+        // The data directory is the database's.
+        let data_dir = db.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        AppState {
+            db,
+            login_limiter: Arc::new(auth::LoginLimiter::default()),
+            pull_page_bytes: wire::PULL_PAGE_BYTES,
+            attachments: Arc::new(crate::attachments::Config::new(&data_dir)),
+            upload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 }
 
@@ -40,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(sync::router())
         .merge(admin::router())
+        .merge(attachments::router())
         .layer(middleware::from_fn(refuse_other_protocols));
     Router::new()
         .merge(health::router())

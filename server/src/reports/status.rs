@@ -7,11 +7,19 @@
 use ohassist_core::doc::Document;
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
 use ohassist_core::status::{missing_six_ones, table1_status, Table1Status};
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Recomputes the status rows of `credit_code` from its enterprise document and the
 /// documents of its visits. Call inside the transaction that changed them.
 pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()> {
+    refresh_with(conn, credit_code, &HashMap::new())
+}
+
+/// [`refresh`], taking the visits in `fresh` (id → merged record) from memory instead of
+/// loading their documents again: a push of 250 visits of one enterprise loads none.
+pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> ohassist_core::Result<()> {
     conn.execute("DELETE FROM enterprise_status WHERE credit_code = ?1", [credit_code])?;
     let bytes: Option<Vec<u8>> = conn
         .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| r.get(0))
@@ -22,14 +30,20 @@ pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()
     if enterprise.deleted {
         return Ok(());
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.bytes FROM visits v JOIN documents d ON d.id = v.id WHERE v.enterprise_id = ?1",
-    )?;
-    let docs: Vec<(String, Vec<u8>)> =
-        stmt.query_map([credit_code], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let mut visits = Vec::with_capacity(docs.len());
-    for (id, bytes) in docs {
-        visits.push(Document::load(RecordKind::Visit, &id, &bytes)?.read::<Visit>()?);
+    let ids: Vec<String> = conn
+        .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?
+        .query_map([credit_code], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut visits = Vec::with_capacity(ids.len());
+    let mut load = conn.prepare_cached("SELECT bytes FROM documents WHERE id = ?1")?;
+    for id in ids {
+        match fresh.get(&id) {
+            Some(v) => visits.push(v.clone()),
+            None => {
+                let bytes: Vec<u8> = load.query_row([&id], |r| r.get(0))?;
+                visits.push(Document::load(RecordKind::Visit, &id, &bytes)?.read::<Visit>()?);
+            }
+        }
     }
     write_rows(conn, &enterprise, &visits)?;
     Ok(())

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod evidence;
 pub mod pages;
 pub mod session;
 pub mod views;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/app.css", get(stylesheet))
         .merge(pages::router())
+        .merge(evidence::router())
         .merge(admin::router())
         .merge(api::router())
 }

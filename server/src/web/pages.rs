@@ -246,11 +246,15 @@ async fn dashboard(
 ) -> Result<Response, WebError> {
     let p = params(q)?;
     let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
-    let d = state.db.read(move |conn| Ok(reports::dashboard(conn, &unit, year)?)).await?;
+    let cfg = state.attachments.clone();
+    let (d, flags) = state
+        .db
+        .read(move |conn| Ok((reports::dashboard(conn, &unit, year)?, super::evidence::flags(conn, &unit, &cfg)?)))
+        .await?;
     let svg = chart(&d, s.lang);
     let html = render(
         "dashboard.html",
-        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang) } },
+        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags } },
     )?;
     Ok(with_lang(html, &p, &headers))
 }
@@ -329,14 +333,21 @@ async fn enterprise(
 
 async fn visit(State(state): State<AppState>, s: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
     let unit = s.caller.org_unit.clone();
-    let view = state.db.read(move |conn| views::visit(conn, &unit, &id)).await?;
+    let (cfg, lang) = (state.attachments.clone(), s.lang);
+    let (view, evidence) = state
+        .db
+        .read(move |conn| {
+            let view = views::visit(conn, &unit, &id)?;
+            Ok((view, super::evidence::evidence(conn, &unit, &id, &cfg, lang)?))
+        })
+        .await?;
     let en = s.lang == Lang::En;
     let review_label = if en { view.visit.review.state.label_en() } else { view.visit.review.state.label_zh() };
     let sections = super::visit_sections::sections(&view.visit, s.lang);
     render(
         "visit.html",
         context! { ..base(&s, "enterprises"), ..context! {
-            v => view, sections, review_label,
+            v => view, sections, review_label, evidence,
             reviewable => view_reviewable(&view.visit),
         } },
     )

@@ -2,6 +2,7 @@
 //! plus the `ohassist` binary run end to end. One test binary, one module per area.
 
 mod admin;
+mod attachments;
 mod auth;
 mod bad_input;
 mod binary;

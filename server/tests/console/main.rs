@@ -10,6 +10,7 @@ mod common;
 mod access;
 mod admin;
 mod city;
+mod evidence;
 mod tables;
 mod visit_page;
 mod writes;

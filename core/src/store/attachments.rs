@@ -1,0 +1,303 @@
+//! Attachment bytes in the device store: content-addressed files beside the database,
+//! written atomically, referenced from visits by SHA-256, and garbage-collected only when
+//! no document references them and the server holds them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::{Record, Store};
+use crate::doc::now_ms;
+use crate::error::{Error, Reason, Result, ValidationError};
+use crate::model::{Attachment, AttachmentKind, GeoFix, Visit};
+
+/// What the app knows of a new attachment besides its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct NewAttachment {
+    pub kind: Option<AttachmentKind>,
+    pub media_type: String,
+    pub caption: String,
+    /// RFC 3339, the device's clock.
+    pub taken_at: String,
+    pub section: String,
+    pub item_id: String,
+    pub location: Option<GeoFix>,
+}
+
+/// An attachment waiting to be uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub sha256: String,
+    pub visit_id: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// Largest attachment the store accepts (the server may be stricter).
+pub const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either no file or the whole file:
+/// a temporary file in the same folder, flushed to disk, renamed over, folder synced.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("attachment paths have a folder");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", crate::model::new_item_id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+impl Store {
+    /// The folder of attachment files, beside the database file.
+    pub fn attachments_dir(&self) -> PathBuf {
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".attachments");
+        self.path.with_file_name(name)
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.attachments_dir().join(&sha256[..2]).join(sha256)
+    }
+
+    /// The local file of an attachment, if this store holds its bytes.
+    pub fn attachment_path(&self, sha256: &str) -> Result<Option<PathBuf>> {
+        crate::validate::sha256_field("sha256", sha256)?;
+        let known: bool =
+            self.conn()
+                .query_row("SELECT EXISTS (SELECT 1 FROM attachments WHERE sha256 = ?1)", [sha256], |r| r.get(0))?;
+        let path = self.blob_path(sha256);
+        if known && path.exists() {
+            self.conn().execute("UPDATE attachments SET used_at = ?2 WHERE sha256 = ?1", params![sha256, now_ms()])?;
+            return Ok(Some(path));
+        }
+        Ok(None)
+    }
+
+    /// Adds the file at `file` to visit `visit_id`: its bytes are stored once (by hash) and
+    /// the visit references them. Adding the same file twice stores it once.
+    pub fn add_attachment_file(&self, visit_id: &str, file: &Path, meta: NewAttachment) -> Result<Record<Visit>> {
+        let size = std::fs::metadata(file)?.len();
+        if size > MAX_ATTACHMENT_BYTES {
+            return Err(ValidationError::new("file", Reason::TooLong { max: MAX_ATTACHMENT_BYTES as usize }).into());
+        }
+        let bytes = std::fs::read(file)?;
+        self.add_attachment(visit_id, &bytes, meta)
+    }
+
+    /// [`Store::add_attachment_file`] with the bytes in memory.
+    pub fn add_attachment(&self, visit_id: &str, bytes: &[u8], meta: NewAttachment) -> Result<Record<Visit>> {
+        if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
+            return Err(ValidationError::new("file", Reason::TooLong { max: MAX_ATTACHMENT_BYTES as usize }).into());
+        }
+        // The visit must exist before any byte is written.
+        self.get_visit(visit_id)?;
+        let sha = sha256_hex(bytes);
+        let path = self.blob_path(&sha);
+        if !path.exists() {
+            write_atomically(&path, bytes)?;
+        }
+        let author = self.author()?.user;
+        let now = now_ms();
+        {
+            let conn = self.conn();
+            conn.execute(
+                "INSERT INTO attachments (sha256, size, media_type, state, visit_id, created_at, used_at)
+                 VALUES (?1, ?2, ?3, 'local', ?4, ?5, ?5)
+                 ON CONFLICT (sha256) DO UPDATE SET used_at = excluded.used_at",
+                params![sha, bytes.len() as i64, meta.media_type, visit_id, now],
+            )?;
+        }
+        self.edit_visit(visit_id, |v| {
+            let entry = v.attachments.entry(sha.clone()).or_insert_with(|| Attachment {
+                sha256: sha.clone(),
+                kind: meta.kind,
+                media_type: meta.media_type.clone(),
+                size: bytes.len() as i64,
+                caption: meta.caption.clone(),
+                taken_at: meta.taken_at.clone(),
+                author: author.clone(),
+                section: meta.section.clone(),
+                item_id: meta.item_id.clone(),
+                location: meta.location.clone(),
+                deleted: false,
+            });
+            entry.deleted = false;
+        })
+    }
+
+    /// Removes an attachment from a visit (a CRDT change like any other). The bytes stay
+    /// until [`Store::collect_garbage`] finds them unreferenced and held by the server.
+    pub fn remove_attachment(&self, visit_id: &str, sha256: &str) -> Result<Record<Visit>> {
+        let found = self.get_visit(visit_id)?.record.attachments.contains_key(sha256);
+        if !found {
+            return Err(Error::NotFound(format!("attachment {sha256} of visit {visit_id}")));
+        }
+        self.edit_visit(visit_id, |v| {
+            if let Some(a) = v.attachments.get_mut(sha256) {
+                a.deleted = true;
+            }
+        })
+    }
+
+    /// Attachments whose bytes are here but not yet on the server, referenced by a visit.
+    pub fn pending_uploads(&self) -> Result<Vec<PendingUpload>> {
+        let rows: Vec<(String, String, i64)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT sha256, visit_id, size FROM attachments WHERE state = 'local' ORDER BY created_at",
+            )?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+            rows
+        };
+        // Only the visit each was added to is read: a sync must not load every visit.
+        let mut out = Vec::new();
+        for (sha256, visit_id, size) in rows {
+            let references = |id: &str| -> Result<bool> {
+                match self.get_visit(id) {
+                    Ok(r) => Ok(r.record.attachments.get(&sha256).is_some_and(|a| !a.deleted)),
+                    Err(Error::NotFound(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            };
+            // Rarely, the visit it was first added to dropped it while another kept it:
+            // only then are all visits read.
+            let visit_id = if references(&visit_id)? { Some(visit_id) } else { self.visit_referencing(&sha256)? };
+            if let Some(visit_id) = visit_id {
+                let path = self.blob_path(&sha256);
+                out.push(PendingUpload { sha256, visit_id, size: size as u64, path });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that the server holds this attachment.
+    pub fn mark_uploaded(&self, sha256: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE attachments SET state = 'uploaded' WHERE sha256 = ?1 AND state = 'local'", [sha256])?;
+        Ok(())
+    }
+
+    /// Stores bytes fetched from the server for `visit_id` after checking their hash.
+    pub fn store_downloaded_attachment(&self, visit_id: &str, sha256: &str, bytes: &[u8]) -> Result<PathBuf> {
+        crate::validate::sha256_field("sha256", sha256)?;
+        if sha256_hex(bytes) != sha256 {
+            return Err(Error::CorruptDocument {
+                id: format!("attachment {sha256}"),
+                reason: "the downloaded bytes do not match their hash".into(),
+            });
+        }
+        let path = self.blob_path(sha256);
+        if !path.exists() {
+            write_atomically(&path, bytes)?;
+        }
+        let media: String =
+            self.get_visit(visit_id)?.record.attachments.get(sha256).map(|a| a.media_type.clone()).unwrap_or_default();
+        let now = now_ms();
+        self.conn().execute(
+            "INSERT INTO attachments (sha256, size, media_type, state, visit_id, created_at, used_at)
+             VALUES (?1, ?2, ?3, 'cached', ?4, ?5, ?5) ON CONFLICT (sha256) DO UPDATE SET used_at = excluded.used_at",
+            params![sha256, bytes.len() as i64, media, visit_id, now],
+        )?;
+        Ok(path)
+    }
+
+    fn visit_referencing(&self, sha256: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM visits")?;
+        let ids: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for id in ids {
+            let Some(doc) = super::load(&conn, &id)? else { continue };
+            let v: Visit = doc.read()?;
+            if v.attachments.get(sha256).is_some_and(|a| !a.deleted) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every hash that some visit references (not marked deleted), whatever the visit's state.
+    pub fn referenced_attachments(&self) -> Result<std::collections::HashSet<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM visits")?;
+        let ids: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            let Some(doc) = super::load(&conn, &id)? else { continue };
+            let v: Visit = doc.read()?;
+            out.extend(v.attachments.into_iter().filter(|(_, a)| !a.deleted).map(|(k, _)| k));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the files of attachments that no document references and that the server
+    /// holds. Returns how many were deleted.
+    pub fn collect_garbage(&self) -> Result<usize> {
+        let referenced = self.referenced_attachments()?;
+        let rows: Vec<(String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT sha256, state FROM attachments")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            rows
+        };
+        let doomed: Vec<String> = rows
+            .into_iter()
+            .filter(|(sha, state)| state != "local" && !referenced.contains(sha))
+            .map(|(s, _)| s)
+            .collect();
+        self.delete_blobs(&doomed)
+    }
+
+    /// Keeps downloaded copies within `budget` bytes, dropping the least recently used ones
+    /// (the server holds them: a screen that needs one fetches it again).
+    pub fn evict_downloads(&self, budget: u64) -> Result<usize> {
+        let rows: Vec<(String, i64)> = {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare("SELECT sha256, size FROM attachments WHERE state = 'cached' ORDER BY used_at DESC")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            rows
+        };
+        let mut total = 0u64;
+        let doomed: Vec<String> = rows
+            .into_iter()
+            .filter(|(_, size)| {
+                total += *size as u64;
+                total > budget
+            })
+            .map(|(s, _)| s)
+            .collect();
+        self.delete_blobs(&doomed)
+    }
+
+    fn delete_blobs(&self, hashes: &[String]) -> Result<usize> {
+        for sha in hashes {
+            // The row goes first: a crash in between leaves a stray file, never a row
+            // pointing at nothing.
+            self.conn().execute("DELETE FROM attachments WHERE sha256 = ?1", [sha])?;
+            let path = self.blob_path(sha);
+            if path.exists() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(hashes.len())
+    }
+
+    /// The state of an attachment's bytes here: `local`, `uploaded`, `cached`, or `None`.
+    pub fn attachment_state(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT state FROM attachments WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .optional()?)
+    }
+}

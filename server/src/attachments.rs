@@ -1,0 +1,511 @@
+//! Evidence on visits (issue 6), server side: attachment files on disk, content-addressed
+//! by SHA-256, uploaded in resumable chunks; their integrity check; thumbnails for the
+//! console; and the location/time flags of visits. HTTP is in `api::attachments`; this
+//! module takes paths and connections and returns values or [`ApiError`]s.
+//!
+//! Layout under `<data>/attachments/`: `<first 2 hex>/<sha256>` for verified files,
+//! `partial/<sha256>` for uploads in progress (no database row), `thumbs/<sha256>.jpg`
+//! for cached thumbnails. A file reaches its final place only by a rename after its hash
+//! was verified, so a complete path always holds the right bytes (barring disk faults,
+//! which `ohassist attachments check` finds).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use ohassist_core::doc::Document;
+use ohassist_core::model::{GeoPoint, RecordKind, Visit};
+use ohassist_core::sync::wire::{self, UploadStatus};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use sha2::{Digest, Sha256};
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::scope;
+
+/// Default per-visit limit: completed files linked to one visit.
+pub const DEFAULT_MAX_VISIT_BYTES: u64 = 200 * 1024 * 1024;
+/// Default distance from the enterprise's registered location above which a visit is flagged.
+pub const DEFAULT_MAX_VISIT_DISTANCE_M: f64 = 2_000.0;
+/// Default difference between device capture time and server receive time that is flagged.
+pub const DEFAULT_MAX_CLOCK_SKEW_S: i64 = 24 * 3600;
+/// Longest side of a console thumbnail, in pixels.
+pub const THUMB_PX: u32 = 240;
+
+/// The attachment settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `<data>/attachments`
+    pub dir: PathBuf,
+    pub max_file_bytes: u64,
+    pub max_visit_bytes: u64,
+    pub max_visit_distance_m: f64,
+    pub max_clock_skew_s: i64,
+}
+
+impl Config {
+    /// The defaults, under `data_dir`.
+    pub fn new(data_dir: &Path) -> Config {
+        Config {
+            dir: data_dir.join("attachments"),
+            max_file_bytes: wire::DEFAULT_MAX_ATTACHMENT_BYTES,
+            max_visit_bytes: DEFAULT_MAX_VISIT_BYTES,
+            max_visit_distance_m: DEFAULT_MAX_VISIT_DISTANCE_M,
+            max_clock_skew_s: DEFAULT_MAX_CLOCK_SKEW_S,
+        }
+    }
+
+    pub fn complete_path(&self, sha: &str) -> PathBuf {
+        self.dir.join(&sha[..2]).join(sha)
+    }
+
+    pub fn partial_path(&self, sha: &str) -> PathBuf {
+        self.dir.join("partial").join(sha)
+    }
+
+    pub fn thumb_path(&self, sha: &str) -> PathBuf {
+        self.dir.join("thumbs").join(format!("{sha}.jpg"))
+    }
+}
+
+/// True for 64 lowercase hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `Ok` when visit `id` exists and its county is in `org_unit`; anything else is
+/// `NotFound` (existence is not leaked). Reads one row, not the document.
+pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<()> {
+    let county: Option<String> = conn
+        .prepare_cached("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'visit'")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match county {
+        Some(c) if scope::covers(org_unit, &c) => Ok(()),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The media type visit `id`'s document gives attachment `sha`, if any.
+pub fn referenced_media_type(conn: &Connection, id: &str, sha: &str) -> ApiResult<Option<String>> {
+    let bytes: Option<Vec<u8>> = conn
+        .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| r.get(0))
+        .optional()?;
+    let Some(bytes) = bytes else { return Ok(None) };
+    let visit: Visit = Document::load(RecordKind::Visit, id, &bytes)?.read()?;
+    Ok(visit.attachments.get(sha).map(|a| a.media_type.clone()).filter(|m| !m.is_empty()))
+}
+
+/// The visit `id` as the caller may see it: its document, if it exists and its county is
+/// in `org_unit`. Anything else is `NotFound` (existence is not leaked).
+pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<Visit> {
+    let row: Option<(Vec<u8>, String)> = conn
+        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match row {
+        Some((bytes, county)) if scope::covers(org_unit, &county) => {
+            Ok(Document::load(RecordKind::Visit, id, &bytes)?.read()?)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The size and media type of a complete attachment, if the server holds it.
+pub fn stored(conn: &Connection, sha: &str) -> rusqlite::Result<Option<(u64, String)>> {
+    conn.query_row("SELECT size, media_type FROM attachments WHERE sha256 = ?1 AND complete = 1", [sha], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+    })
+    .optional()
+}
+
+/// Bytes of completed files linked to `visit_id`, other than `except`.
+pub fn visit_bytes(conn: &Connection, visit_id: &str, except: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT coalesce(sum(a.size), 0) FROM attachment_visits v JOIN attachments a ON a.sha256 = v.sha256
+         WHERE v.visit_id = ?1 AND v.sha256 <> ?2 AND a.complete = 1",
+        params![visit_id, except],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// True when the caller may read `sha`: through `visit` (in scope — else `NotFound` —
+/// and linked to the hash by an upload or by its document, `visit` being that document),
+/// or, without a visit, through any linked visit whose county is in `org_unit`.
+pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&str, &Visit)>) -> ApiResult<bool> {
+    match visit {
+        Some((id, v)) => {
+            check_visit_scope(conn, org_unit, id)?;
+            let linked = conn
+                .prepare_cached("SELECT 1 FROM attachment_visits WHERE sha256 = ?1 AND visit_id = ?2")?
+                .exists(params![sha, id])?;
+            Ok(linked || v.attachments.contains_key(sha))
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id
+                 WHERE v.sha256 = ?1",
+            )?;
+            let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok(counties.iter().any(|c| scope::covers(org_unit, c)))
+        }
+    }
+}
+
+/// What a chunk did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// More is expected; the server now holds this many bytes.
+    Partial(u64),
+    /// The file is complete, verified and in its place.
+    Verified,
+}
+
+fn io(e: std::io::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// Bytes of a pending upload of `sha` (0 if none).
+pub fn partial_len(cfg: &Config, sha: &str) -> u64 {
+    fs::metadata(cfg.partial_path(sha)).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Appends `chunk` at `offset` to the pending upload of `sha` (fsynced before returning)
+/// and, once `total` bytes are held, verifies the hash and renames the file into place.
+/// Blocking; the caller serialises uploads of one hash. Errors: `OffsetMismatch` (the held
+/// size), `HashMismatch` (the partial file is removed), `MalformedBody` (beyond `total`).
+pub fn append_chunk(cfg: &Config, sha: &str, offset: u64, total: u64, chunk: &[u8]) -> ApiResult<Appended> {
+    let partial = cfg.partial_path(sha);
+    let mut held = partial_len(cfg, sha);
+    if held > total {
+        // A pending upload of another total than this one: it cannot be finished.
+        fs::remove_file(&partial).map_err(io)?;
+        held = 0;
+    }
+    if offset != held {
+        return Err(ApiError::OffsetMismatch(UploadStatus { offset: held, complete: false }));
+    }
+    let end = offset + chunk.len() as u64;
+    if end > total {
+        return Err(ApiError::MalformedBody(format!("{end} bytes would exceed the declared total of {total}")));
+    }
+    if !chunk.is_empty() {
+        fs::create_dir_all(partial.parent().expect("partial dir")).map_err(io)?;
+        let mut f = OpenOptions::new().create(true).append(true).open(&partial).map_err(io)?;
+        f.write_all(chunk).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    if end < total {
+        return Ok(Appended::Partial(end));
+    }
+    let actual = if total == 0 && !partial.exists() { hex::encode(Sha256::digest([])) } else { hash_file(&partial)? };
+    if actual != sha {
+        let _ = fs::remove_file(&partial);
+        return Err(ApiError::HashMismatch { expected: sha.to_string(), actual });
+    }
+    let dest = cfg.complete_path(sha);
+    let dir = dest.parent().expect("complete dir");
+    fs::create_dir_all(dir).map_err(io)?;
+    if total == 0 && !partial.exists() {
+        File::create(&partial).map_err(io)?.sync_all().map_err(io)?;
+    }
+    fs::rename(&partial, &dest).map_err(io)?;
+    // The rename itself is durable once the directory is synced.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(Appended::Verified)
+}
+
+/// Records a verified file and the visit it came for.
+pub fn record_complete(
+    conn: &mut Connection,
+    sha: &str,
+    size: u64,
+    media_type: &str,
+    visit_id: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO attachments (sha256, size, media_type, complete, created_at) VALUES (?1, ?2, ?3, 1, ?4)
+         ON CONFLICT (sha256) DO NOTHING",
+        params![sha, size as i64, media_type, now],
+    )?;
+    link(&tx, sha, visit_id)?;
+    tx.commit()
+}
+
+/// Links an already complete file to one more visit.
+pub fn link(conn: &Connection, sha: &str, visit_id: &str) -> rusqlite::Result<()> {
+    conn.execute("INSERT OR IGNORE INTO attachment_visits (sha256, visit_id) VALUES (?1, ?2)", params![sha, visit_id])?;
+    Ok(())
+}
+
+/// SHA-256 of a file, in lowercase hex, read in blocks.
+pub fn hash_file(path: &Path) -> ApiResult<String> {
+    let mut f = File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What `ohassist attachments check` found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub checked: usize,
+    pub missing: Vec<String>,
+    /// Files whose bytes no longer hash to their name, or whose size is not the recorded one.
+    pub corrupt: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// Re-hashes every recorded attachment file.
+pub fn check(conn: &Connection, cfg: &Config) -> ApiResult<CheckReport> {
+    let mut stmt = conn.prepare("SELECT sha256, size FROM attachments WHERE complete = 1 ORDER BY sha256")?;
+    let rows: Vec<(String, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut report = CheckReport::default();
+    for (sha, size) in rows {
+        report.checked += 1;
+        let path = cfg.complete_path(&sha);
+        match fs::metadata(&path) {
+            Err(_) => report.missing.push(sha),
+            Ok(m) if m.len() != size as u64 => report.corrupt.push(sha),
+            Ok(_) => {
+                if hash_file(&path)? != sha {
+                    report.corrupt.push(sha);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Removes partial uploads not appended to for `older_than` (a phone that comes back later
+/// starts that file again from zero) and returns their hashes. Complete files are never
+/// removed here: documents never drop an attachment reference, so a held file stays
+/// referenced.
+pub fn gc_partials(cfg: &Config, older_than: std::time::Duration) -> ApiResult<Vec<String>> {
+    let dir = cfg.dir.join("partial");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let modified = entry.metadata().and_then(|m| m.modified()).map_err(io)?;
+        if now.duration_since(modified).is_ok_and(|age| age >= older_than) {
+            fs::remove_file(entry.path()).map_err(io)?;
+            removed.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// A JPEG thumbnail (at most [`THUMB_PX`] on its longest side) of a stored image, cached
+/// under `thumbs/`. `None` when the file is not a JPEG or PNG image the decoder reads.
+pub fn thumbnail(cfg: &Config, sha: &str) -> ApiResult<Option<Vec<u8>>> {
+    let cached = cfg.thumb_path(sha);
+    if let Ok(bytes) = fs::read(&cached) {
+        return Ok(Some(bytes));
+    }
+    let bytes = fs::read(cfg.complete_path(sha)).map_err(io)?;
+    let Ok(img) = image::load_from_memory(&bytes) else { return Ok(None) };
+    let thumb = image::DynamicImage::ImageRgb8(img.thumbnail(THUMB_PX, THUMB_PX).to_rgb8());
+    let mut out = Vec::new();
+    thumb
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80))
+        .map_err(ApiError::internal)?;
+    // Written beside, then renamed: a reader never sees half a thumbnail.
+    let dir = cached.parent().expect("thumbs dir");
+    fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!("{sha}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    fs::write(&tmp, &out).map_err(io)?;
+    fs::rename(&tmp, &cached).map_err(io)?;
+    Ok(Some(out))
+}
+
+/// The flag measures of a visit row.
+#[derive(Debug, Default)]
+pub struct VisitFlags {
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub captured_at: Option<String>,
+    pub far_from_enterprise_m: Option<f64>,
+    pub clock_skew_s: Option<i64>,
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
+}
+
+/// Computes a visit's flag measures as its row is written at `now`: the distance to its
+/// enterprise's registered location, and how far the device's capture time is from the
+/// time the server first received that capture (kept while the capture time is unchanged).
+pub fn visit_flags(tx: &Transaction<'_>, id: &str, v: &Visit, now: i64) -> rusqlite::Result<VisitFlags> {
+    let Some(fix) = &v.location else { return Ok(VisitFlags::default()) };
+    let here = GeoPoint { latitude: fix.latitude, longitude: fix.longitude };
+    let registered: Option<(Option<f64>, Option<f64>)> = tx
+        .query_row("SELECT latitude, longitude FROM enterprises WHERE credit_code = ?1", [&v.enterprise_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let far = match registered {
+        Some((Some(latitude), Some(longitude))) => Some(here.distance_m(&GeoPoint { latitude, longitude })),
+        _ => None,
+    };
+    let before: Option<(Option<String>, Option<i64>)> = tx
+        .query_row("SELECT captured_at, clock_skew_s FROM visits WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let skew = match before {
+        Some((Some(c), skew)) if c == fix.captured_at => skew,
+        _ => parse_rfc3339(&fix.captured_at).map(|t| now - t),
+    };
+    Ok(VisitFlags {
+        latitude: Some(fix.latitude),
+        longitude: Some(fix.longitude),
+        captured_at: Some(fix.captured_at.clone()),
+        far_from_enterprise_m: far,
+        clock_skew_s: skew,
+    })
+}
+
+/// Recomputes the distance of every located visit of an enterprise whose registered
+/// location was (re)written.
+pub fn refresh_enterprise_distances(
+    tx: &Transaction<'_>,
+    credit_code: &str,
+    location: Option<GeoPoint>,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, latitude, longitude FROM visits WHERE enterprise_id = ?1 AND latitude IS NOT NULL",
+    )?;
+    let visits: Vec<(String, f64, f64)> =
+        stmt.query_map([credit_code], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let mut update = tx.prepare_cached("UPDATE visits SET far_from_enterprise_m = ?2 WHERE id = ?1")?;
+    for (id, latitude, longitude) in visits {
+        let d = location.map(|p| p.distance_m(&GeoPoint { latitude, longitude }));
+        update.execute(params![id, d])?;
+    }
+    Ok(())
+}
+
+/// A visit flagged for a supervisor to look at.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlaggedVisit {
+    pub id: String,
+    pub enterprise_id: String,
+    pub enterprise_name: String,
+    pub county_code: String,
+    pub visit_date: String,
+    pub far_from_enterprise_m: Option<f64>,
+    pub clock_skew_s: Option<i64>,
+    /// Its distance is above the threshold.
+    pub far: bool,
+    /// Its capture time is further than the threshold from the receive time.
+    pub skewed: bool,
+}
+
+/// Visits in `org_unit` (not deleted) with a flag, by county then date.
+pub fn flagged_visits(conn: &Connection, org_unit: &str, cfg: &Config) -> rusqlite::Result<Vec<FlaggedVisit>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT v.id, v.enterprise_id, coalesce(e.name, ''), v.county_code, v.visit_date,
+                v.far_from_enterprise_m, v.clock_skew_s
+         FROM visits v LEFT JOIN enterprises e ON e.credit_code = v.enterprise_id
+         WHERE v.deleted = 0 AND substr(v.county_code, 1, length(?1)) = ?1
+           AND (v.far_from_enterprise_m > ?2 OR abs(v.clock_skew_s) > ?3)
+         ORDER BY v.county_code, v.visit_date DESC, v.id",
+    )?;
+    let rows =
+        stmt.query_map(params![scope::prefix(org_unit), cfg.max_visit_distance_m, cfg.max_clock_skew_s], |r| {
+            let far_m: Option<f64> = r.get(5)?;
+            let skew: Option<i64> = r.get(6)?;
+            Ok(FlaggedVisit {
+                id: r.get(0)?,
+                enterprise_id: r.get(1)?,
+                enterprise_name: r.get(2)?,
+                county_code: r.get(3)?,
+                visit_date: r.get(4)?,
+                far_from_enterprise_m: far_m,
+                clock_skew_s: skew,
+                far: far_m.is_some_and(|d| d > cfg.max_visit_distance_m),
+                skewed: skew.is_some_and(|s| s.abs() > cfg.max_clock_skew_s),
+            })
+        })?;
+    rows.collect()
+}
+
+/// The paths (`a/b/c`) whose values differ between the record at `signed_version` and
+/// now, leaving out the signature itself and the supervisor's review (written after
+/// signing by design). `None` when a head of the signed version is not in the document.
+pub fn changed_after_signing(doc: &Document, signed_version: &[String], signature_image: &str) -> Option<Vec<String>> {
+    let heads: Vec<automerge::ChangeHash> =
+        signed_version.iter().map(|h| h.parse::<automerge::ChangeHash>()).collect::<Result<_, _>>().ok()?;
+    if heads.is_empty() || heads.iter().any(|h| automerge::ReadDoc::get_change_by_hash(doc.automerge(), h).is_none()) {
+        return None;
+    }
+    let mut out = Vec::new();
+    diff("", &doc.json(Some(&heads)), &doc.json(None), &mut out);
+    let image_path = format!("attachments/{signature_image}");
+    let excluded = ["signature", "review", image_path.as_str()];
+    out.retain(|p| !excluded.iter().any(|x| p == x || p.starts_with(&format!("{x}/"))));
+    Some(out)
+}
+
+fn diff(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}/{k}") };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff(&join(k), x, y, out),
+                    _ => out.push(join(k)),
+                }
+            }
+        }
+        (a, b) if a != b => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_64_lowercase_hex() {
+        assert!(is_sha256(&"a".repeat(64)));
+        assert!(!is_sha256(&"A".repeat(64)));
+        assert!(!is_sha256(&"a".repeat(63)));
+        assert!(!is_sha256(&format!("{}g", "a".repeat(63))));
+        assert!(!is_sha256("../../etc/passwd"));
+    }
+
+    #[test]
+    fn diff_names_changed_leaves() {
+        let old = serde_json::json!({"a": {"b": 1, "c": 2}, "d": "x"});
+        let new = serde_json::json!({"a": {"b": 1, "c": 3}, "d": "x", "e": true});
+        let mut out = Vec::new();
+        diff("", &old, &new, &mut out);
+        assert_eq!(out, vec!["a/c".to_string(), "e".to_string()]);
+    }
+}

@@ -1,0 +1,486 @@
+//! Attachments: resumable uploads, hash verification, limits, scope, downloads, the
+//! integrity check, and the location/time flags of visits.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use ohassist_core::model::{Enterprise, GeoFix, GeoPoint, Visit};
+use ohassist_core::sync::wire::{PushResponse, UploadStatus, MAX_ATTACHMENT_CHUNK};
+use ohassist_server::accounts::Role;
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+
+/// Shenyang, Heping district (210102).
+const HOME: GeoPoint = GeoPoint { latitude: 41.7880, longitude: 123.4010 };
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Deterministic pseudo-random bytes (photos do not compress).
+fn photo(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = 0x9E37_79B9u32 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+impl Fixture {
+    async fn patch(&self, token: &str, sha: &str, visit: &str, offset: u64, total: u64, chunk: &[u8]) -> Reply {
+        let req =
+            Request::patch(format!("/api/v1/attachments/{sha}/upload?visit={visit}&offset={offset}&total={total}"))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+                .body(Body::from(chunk.to_vec()))
+                .unwrap();
+        self.send(req).await
+    }
+
+    async fn upload_status(&self, token: &str, sha: &str, visit: &str) -> Reply {
+        let req = Request::get(format!("/api/v1/attachments/{sha}/upload?visit={visit}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn download(&self, token: &str, sha: &str, visit: Option<&str>, range: Option<&str>) -> Reply {
+        let uri = match visit {
+            Some(v) => format!("/api/v1/attachments/{sha}?visit={v}"),
+            None => format!("/api/v1/attachments/{sha}"),
+        };
+        let mut req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(r) = range {
+            req = req.header(header::RANGE, r);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Uploads `bytes` whole, in chunks of at most MAX_ATTACHMENT_CHUNK.
+    async fn upload(&self, token: &str, visit: &str, bytes: &[u8]) -> UploadStatus {
+        let h = sha(bytes);
+        let mut last = None;
+        for (i, chunk) in bytes.chunks(MAX_ATTACHMENT_CHUNK).enumerate() {
+            let r = self.patch(token, &h, visit, (i * MAX_ATTACHMENT_CHUNK) as u64, bytes.len() as u64, chunk).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+            last = Some(status_of(&r));
+        }
+        last.unwrap()
+    }
+
+    fn attachments_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("attachments")
+    }
+
+    fn visit_flags(&self, id: &str) -> (Option<f64>, Option<i64>) {
+        self.state
+            .db
+            .blocking_writer()
+            .query_row("SELECT far_from_enterprise_m, clock_skew_s FROM visits WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+    }
+}
+
+fn status_of(r: &Reply) -> UploadStatus {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not an UploadStatus ({e}): {:?}", r.body))
+}
+
+/// Pushes an enterprise of `county` registered at `at`, and one visit of it recorded at
+/// `fix`; returns the visit id.
+async fn visit_with(
+    f: &Fixture,
+    token: &str,
+    county: &str,
+    serial: u32,
+    at: Option<GeoPoint>,
+    fix: Option<GeoFix>,
+) -> String {
+    let code = credit_code(county, serial);
+    let mut ent = Record::new(ohassist_core::model::RecordKind::Enterprise, &code);
+    let c1 = ent.write(&Enterprise { location: at, ..enterprise(&code, county, "甲矿业") });
+    let id = ohassist_core::model::new_item_id();
+    let mut visit = Record::new(ohassist_core::model::RecordKind::Visit, &id);
+    let c2 = visit.write(&Visit {
+        enterprise_id: code,
+        county_code: county.to_string(),
+        visit_date: "2025-03-01".into(),
+        location: fix,
+        ..Visit::default()
+    });
+    let pushed: PushResponse = f.push(token, &[c1, c2]).await.wire();
+    assert_eq!(pushed.new, 2);
+    id
+}
+
+async fn plain_visit(f: &Fixture, token: &str, county: &str, serial: u32) -> String {
+    visit_with(f, token, county, serial, None, None).await
+}
+
+fn fix(p: GeoPoint, captured_at: &str) -> GeoFix {
+    GeoFix { latitude: p.latitude, longitude: p.longitude, accuracy_m: 10.0, captured_at: captured_at.into() }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_cut_after_two_chunks_resumes_and_downloads_byte_identical() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let bytes = photo(2 * MAX_ATTACHMENT_CHUNK + 12_345, 1);
+    let (h, total) = (sha(&bytes), bytes.len() as u64);
+    let step = MAX_ATTACHMENT_CHUNK;
+
+    assert_eq!(status_of(&f.upload_status(&t, &h, &v).await), UploadStatus { offset: 0, complete: false });
+    let r = f.patch(&t, &h, &v, 0, total, &bytes[..step]).await;
+    assert_eq!(status_of(&r), UploadStatus { offset: step as u64, complete: false });
+    let r = f.patch(&t, &h, &v, step as u64, total, &bytes[step..2 * step]).await;
+    assert_eq!(status_of(&r), UploadStatus { offset: 2 * step as u64, complete: false });
+
+    // The link is cut; the phone asks where to continue.
+    let held = status_of(&f.upload_status(&t, &h, &v).await);
+    assert_eq!(held, UploadStatus { offset: 2 * step as u64, complete: false });
+    assert_eq!(f.count("attachments"), 0, "no row before the file is complete");
+    let r = f.patch(&t, &h, &v, held.offset, total, &bytes[held.offset as usize..]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(status_of(&r), UploadStatus { offset: total, complete: true });
+
+    // In its place, content-addressed; the partial is gone.
+    let on_disk = std::fs::read(f.attachments_dir().join(&h[..2]).join(&h)).unwrap();
+    assert_eq!(on_disk, bytes);
+    assert!(!f.attachments_dir().join("partial").join(&h).exists());
+    assert_eq!(f.count("attachments"), 1);
+    assert_eq!(f.count("attachment_visits"), 1);
+    assert_eq!(status_of(&f.upload_status(&t, &h, &v).await), UploadStatus { offset: total, complete: true });
+
+    // Sending it again stores nothing and answers complete.
+    let again = f.patch(&t, &h, &v, 0, total, &bytes[..10]).await;
+    assert_eq!(status_of(&again), UploadStatus { offset: total, complete: true });
+    assert_eq!(f.count("attachments"), 1);
+
+    let down = f.download(&t, &h, Some(&v), None).await;
+    assert_eq!(down.status, StatusCode::OK);
+    assert_eq!(down.body.as_ref(), bytes.as_slice());
+    assert_eq!(down.headers[header::CONTENT_LENGTH], total.to_string());
+    assert_eq!(down.headers[header::CONTENT_TYPE], "application/octet-stream");
+    // Without the visit, through any linked visit in scope; and from an offset.
+    assert_eq!(f.download(&t, &h, None, None).await.body.as_ref(), bytes.as_slice());
+    let tail = f.download(&t, &h, Some(&v), Some("bytes=1000-")).await;
+    assert_eq!(tail.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(tail.body.as_ref(), &bytes[1000..]);
+    assert_eq!(tail.headers[header::CONTENT_RANGE], format!("bytes 1000-{}/{total}", total - 1));
+    f.download(&t, &h, Some(&v), Some(&format!("bytes={total}-")))
+        .await
+        .assert_error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+}
+
+#[tokio::test]
+async fn the_content_type_is_the_visit_references_media_type() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let bytes = photo(5000, 2);
+    let h = sha(&bytes);
+    let code = credit_code("210102", 1);
+    let (_, c1) = new_enterprise("210102", 1, "甲矿业");
+    let id = ohassist_core::model::new_item_id();
+    let mut visit = Record::new(ohassist_core::model::RecordKind::Visit, &id);
+    let mut v = Visit {
+        enterprise_id: code,
+        county_code: "210102".into(),
+        visit_date: "2025-03-01".into(),
+        ..Visit::default()
+    };
+    v.attachments.insert(
+        h.clone(),
+        ohassist_core::model::Attachment {
+            sha256: h.clone(),
+            media_type: "image/jpeg".into(),
+            size: bytes.len() as i64,
+            ..Default::default()
+        },
+    );
+    let c2 = visit.write(&v);
+    f.push(&t, &[c1, c2]).await.wire::<PushResponse>();
+    assert!(f.upload(&t, &id, &bytes).await.complete);
+    let down = f.download(&t, &h, Some(&id), None).await;
+    assert_eq!(down.headers[header::CONTENT_TYPE], "image/jpeg");
+}
+
+#[tokio::test]
+async fn a_wrong_hash_is_refused_and_nothing_is_stored() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let bytes = photo(3000, 3);
+    let wrong = sha(b"something else");
+    let total = bytes.len() as u64;
+    f.patch(&t, &wrong, &v, 0, total, &bytes[..1000]).await;
+    let e = f
+        .patch(&t, &wrong, &v, 1000, total, &bytes[1000..])
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch");
+    assert_eq!(e.field.as_deref(), Some(wrong.as_str()));
+    assert!(!f.attachments_dir().join("partial").join(&wrong).exists(), "the partial upload is discarded");
+    assert!(!f.attachments_dir().join(&wrong[..2]).join(&wrong).exists());
+    assert_eq!(f.count("attachments"), 0);
+    assert_eq!(f.count("attachment_visits"), 0);
+    assert_eq!(status_of(&f.upload_status(&t, &wrong, &v).await), UploadStatus { offset: 0, complete: false });
+    f.download(&t, &wrong, Some(&v), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn an_offset_mismatch_answers_the_held_offset() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let bytes = photo(3000, 4);
+    let (h, total) = (sha(&bytes), bytes.len() as u64);
+    f.patch(&t, &h, &v, 0, total, &bytes[..1000]).await;
+    for wrong in [0, 500, 2000] {
+        let r = f.patch(&t, &h, &v, wrong, total, &bytes[wrong as usize..]).await;
+        r.assert_error(StatusCode::CONFLICT, "offset_mismatch");
+        assert_eq!(status_of(&r), UploadStatus { offset: 1000, complete: false }, "the body is also an UploadStatus");
+        assert_eq!(r.headers["upload-offset"], "1000");
+    }
+    // Nothing was appended by the refused chunks.
+    let r = f.patch(&t, &h, &v, 1000, total, &bytes[1000..]).await;
+    assert_eq!(status_of(&r), UploadStatus { offset: total, complete: true });
+    assert_eq!(f.download(&t, &h, Some(&v), None).await.body.as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn oversized_files_and_visits_are_refused_before_anything_is_stored() {
+    let mut f = Fixture::new();
+    {
+        let cfg = std::sync::Arc::make_mut(&mut f.state.attachments);
+        cfg.max_file_bytes = 10_000;
+        cfg.max_visit_bytes = 15_000;
+    }
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let big = photo(10_001, 5);
+    f.patch(&t, &sha(&big), &v, 0, big.len() as u64, &big[..100])
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert!(!f.attachments_dir().join("partial").join(sha(&big)).exists());
+    assert_eq!(f.count("attachments"), 0);
+
+    // Per visit: 8 000 + 8 000 > 15 000.
+    let first = photo(8_000, 6);
+    assert!(f.upload(&t, &v, &first).await.complete);
+    let second = photo(8_000, 7);
+    f.patch(&t, &sha(&second), &v, 0, 8_000, &second[..100])
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert!(!f.attachments_dir().join("partial").join(sha(&second)).exists());
+    assert_eq!(f.count("attachments"), 1);
+
+    // A chunk above the protocol's maximum.
+    let f2 = Fixture::new();
+    let t2 = f2.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v2 = plain_visit(&f2, &t2, "210102", 1).await;
+    let chunk = vec![0u8; MAX_ATTACHMENT_CHUNK + 1];
+    f2.patch(&t2, &sha(&chunk), &v2, 0, chunk.len() as u64, &chunk)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert_eq!(f2.count("attachments"), 0);
+}
+
+#[tokio::test]
+async fn visits_unknown_or_outside_the_scope_are_not_found() {
+    let f = Fixture::new();
+    let heping = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let other = f.user_token("wang", Role::Inspector, "210103", "phone-b").await;
+    let v = plain_visit(&f, &heping, "210102", 1).await;
+    let bytes = photo(2000, 8);
+    let (h, total) = (sha(&bytes), bytes.len() as u64);
+
+    for (token, visit) in [(&other, v.as_str()), (&heping, "no-such-visit")] {
+        f.patch(token, &h, visit, 0, total, &bytes).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        f.upload_status(token, &h, visit).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    assert_eq!(f.count("attachments"), 0);
+    assert!(!f.attachments_dir().join("partial").join(&h).exists());
+
+    assert!(f.upload(&heping, &v, &bytes).await.complete);
+    f.download(&other, &h, Some(&v), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    f.download(&other, &h, None, None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    f.download(&heping, &h, Some("no-such-visit"), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    // A visit in scope that never referenced the file does not open it either.
+    let unrelated = plain_visit(&f, &heping, "210102", 2).await;
+    f.download(&heping, &h, Some(&unrelated), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    // A name that is not a SHA-256.
+    f.download(&heping, "ABC", Some(&v), None).await.assert_error(StatusCode::BAD_REQUEST, "malformed_body");
+    f.patch(&heping, &h.to_uppercase(), &v, 0, total, &bytes)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "malformed_body");
+}
+
+#[tokio::test]
+async fn a_supervisor_downloads_but_may_not_upload() {
+    let f = Fixture::new();
+    let inspector = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let supervisor = f.user_token("chen", Role::Supervisor, "210100", "laptop").await;
+    let v = plain_visit(&f, &inspector, "210102", 1).await;
+    let bytes = photo(2000, 9);
+    let h = sha(&bytes);
+    f.patch(&supervisor, &h, &v, 0, 2000, &bytes).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    f.upload_status(&supervisor, &h, &v).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(f.count("attachments"), 0);
+    assert!(f.upload(&inspector, &v, &bytes).await.complete);
+    let down = f.download(&supervisor, &h, Some(&v), None).await;
+    assert_eq!(down.status, StatusCode::OK);
+    assert_eq!(down.body.as_ref(), bytes.as_slice());
+    // No token: 401.
+    let req = Request::get(format!("/api/v1/attachments/{h}?visit={v}")).body(Body::empty()).unwrap();
+    f.send(req).await.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn the_check_command_finds_corrupt_and_missing_files() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let (a, b, c) = (photo(3000, 10), photo(3000, 11), photo(3000, 12));
+    for bytes in [&a, &b, &c] {
+        assert!(f.upload(&t, &v, bytes).await.complete);
+    }
+    let data = f.dir.path();
+    let report = ohassist_server::cli::check_attachments(data).unwrap();
+    assert!(report.ok() && report.checked == 3);
+    let ohassist = || std::process::Command::new(env!("CARGO_BIN_EXE_ohassist"));
+    let ok = ohassist().arg("--data").arg(data).args(["attachments", "check"]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    // One bit flipped in a, b deleted.
+    let path_a = f.attachments_dir().join(&sha(&a)[..2]).join(sha(&a));
+    let mut bytes = std::fs::read(&path_a).unwrap();
+    bytes[1500] ^= 1;
+    std::fs::write(&path_a, bytes).unwrap();
+    std::fs::remove_file(f.attachments_dir().join(&sha(&b)[..2]).join(sha(&b))).unwrap();
+    let report = ohassist_server::cli::check_attachments(data).unwrap();
+    assert_eq!(report.corrupt, vec![sha(&a)]);
+    assert_eq!(report.missing, vec![sha(&b)]);
+    let bad = ohassist().arg("--data").arg(data).args(["attachments", "check"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(out.contains(&format!("corrupt {}", sha(&a))) && out.contains(&format!("missing {}", sha(&b))), "{out}");
+}
+
+#[tokio::test]
+async fn visits_far_from_their_enterprise_are_flagged_never_refused() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let now = now_rfc3339();
+    // 0.045° of latitude ≈ 5.0 km; 0.0045° ≈ 500 m.
+    let far_at = GeoPoint { latitude: HOME.latitude + 0.045, longitude: HOME.longitude };
+    let near_at = GeoPoint { latitude: HOME.latitude + 0.0045, longitude: HOME.longitude };
+    let far = visit_with(&f, &t, "210102", 1, Some(HOME), Some(fix(far_at, &now))).await;
+    let near = visit_with(&f, &t, "210102", 2, Some(HOME), Some(fix(near_at, &now))).await;
+    let unlocated = visit_with(&f, &t, "210102", 3, Some(HOME), None).await;
+
+    let (d_far, skew) = f.visit_flags(&far);
+    assert!((d_far.unwrap() - 5_004.0).abs() < 50.0, "{d_far:?}");
+    assert!(skew.unwrap().abs() < 60, "captured just now: {skew:?}");
+    let (d_near, _) = f.visit_flags(&near);
+    assert!((d_near.unwrap() - 500.0).abs() < 10.0, "{d_near:?}");
+    assert_eq!(f.visit_flags(&unlocated), (None, None));
+
+    let conn = f.state.db.blocking_writer();
+    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210102", &f.state.attachments).unwrap();
+    assert_eq!(flagged.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), vec![far.as_str()]);
+    assert!(flagged[0].far && !flagged[0].skewed);
+    // Outside the unit: not listed.
+    assert!(ohassist_server::attachments::flagged_visits(&conn, "210103", &f.state.attachments).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_enterprise_located_later_flags_its_visits_and_device_clock_skew_is_flagged() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let far_at = GeoPoint { latitude: HOME.latitude + 0.045, longitude: HOME.longitude };
+    // The enterprise has no registered location yet; the device clock is three days behind.
+    let id = visit_with(&f, &t, "210102", 1, None, Some(fix(far_at, "2020-01-01T08:00:00+08:00"))).await;
+    let (d, skew) = f.visit_flags(&id);
+    assert_eq!(d, None);
+    assert!(skew.unwrap() > 5 * 365 * 24 * 3600);
+
+    let code = credit_code("210102", 1);
+    let mut ent = Record::new(ohassist_core::model::RecordKind::Enterprise, &code);
+    let pulled = f.pull(&t, 0, None).await;
+    let doc = pulled.documents.iter().find(|d| d.doc_id == code).unwrap();
+    ent.doc =
+        ohassist_core::doc::Document::load(ohassist_core::model::RecordKind::Enterprise, &code, &doc.bytes).unwrap();
+    let mut e: Enterprise = ent.doc.read().unwrap();
+    e.location = Some(HOME);
+    let c = ent.write(&e);
+    f.push(&t, &[c]).await.wire::<PushResponse>();
+    let (d, _) = f.visit_flags(&id);
+    assert!(d.unwrap() > 4_900.0, "{d:?}");
+
+    let conn = f.state.db.blocking_writer();
+    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210100", &f.state.attachments).unwrap();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0].far && flagged[0].skewed);
+}
+
+#[tokio::test]
+async fn gc_removes_only_stale_partial_uploads() {
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &t, "210102", 1).await;
+    let (stale, fresh, done) = (photo(3000, 20), photo(3000, 21), photo(3000, 22));
+    f.patch(&t, &sha(&stale), &v, 0, 3000, &stale[..1000]).await;
+    f.patch(&t, &sha(&fresh), &v, 0, 3000, &fresh[..1000]).await;
+    assert!(f.upload(&t, &v, &done).await.complete);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
+    let partial = f.attachments_dir().join("partial");
+    std::fs::File::options().write(true).open(partial.join(sha(&stale))).unwrap().set_modified(old).unwrap();
+
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let removed = ohassist_server::attachments::gc_partials(&f.state.attachments, week).unwrap();
+    assert_eq!(removed, vec![sha(&stale)]);
+    assert!(partial.join(sha(&fresh)).exists());
+    assert!(ohassist_server::cli::check_attachments(f.dir.path()).unwrap().ok(), "complete files untouched");
+    assert_eq!(status_of(&f.upload_status(&t, &sha(&stale), &v).await).offset, 0);
+    assert_eq!(status_of(&f.upload_status(&t, &sha(&fresh), &v).await).offset, 1000);
+}
+
+#[test]
+fn serve_takes_the_attachment_limits_and_flag_thresholds() {
+    use clap::Parser;
+    use ohassist_server::cli::{Cli, Command};
+    let cli = Cli::try_parse_from([
+        "ohassist",
+        "serve",
+        "--max-attachment-bytes",
+        "1000",
+        "--max-visit-attachment-bytes",
+        "5000",
+        "--max-visit-distance-m",
+        "750",
+        "--max-clock-skew-s",
+        "60",
+    ])
+    .unwrap();
+    let Command::Serve(args) = cli.command else { panic!("serve") };
+    assert_eq!(
+        (args.max_attachment_bytes, args.max_visit_attachment_bytes, args.max_visit_distance_m, args.max_clock_skew_s),
+        (1000, 5000, 750.0, 60)
+    );
+    let defaults = Cli::try_parse_from(["ohassist", "serve"]).unwrap();
+    let Command::Serve(args) = defaults.command else { panic!("serve") };
+    assert_eq!(args.max_attachment_bytes, ohassist_core::sync::wire::DEFAULT_MAX_ATTACHMENT_BYTES);
+    assert_eq!(args.max_visit_attachment_bytes, 200 * 1024 * 1024);
+    assert_eq!(args.max_visit_distance_m, 2000.0);
+    assert_eq!(args.max_clock_skew_s, 24 * 3600);
+}
