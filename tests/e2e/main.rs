@@ -2,6 +2,7 @@
 //! on a free loopback port with its own database file.
 
 mod access;
+mod attachments;
 mod bad_input;
 mod client;
 mod convergence;

@@ -287,6 +287,17 @@ impl Browser {
         self.type_into("#username", username);
         self.type_into("#password", PASSWORD);
         self.click("#login");
+        self.wait_until("the login to finish", |b| !b.url().contains("/login"));
+    }
+
+    /// Polls until `done` holds: a click that submits a form returns before the next page
+    /// has loaded, and a busy machine makes that gap long.
+    fn wait_until(&self, what: &str, done: impl Fn(&Browser) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -339,14 +350,14 @@ fn a_city_supervisor_works_the_console_in_headless_chromium() {
     assert_eq!(browser.count("#list tbody tr"), 6);
     browser.click(&format!("#county option[value='{HEPING}']"));
     browser.click("#apply");
-    assert!(browser.url().contains(&format!("county={HEPING}")), "{}", browser.url());
+    browser.wait_until("the filtered list", |b| b.url().contains(&format!("county={HEPING}")));
     assert_eq!(browser.count("#list tbody tr"), 3);
 
     browser.goto(&format!("{url}/conflicts"));
     assert!(browser.source().contains(&conflicted));
     browser.click(".conflict input[name='choice'][value='1']");
     browser.click(".conflict .resolve");
-    assert_eq!(browser.count("#none"), 1, "the queue is empty after settling");
+    browser.wait_until("the queue to be empty after settling", |b| b.count("#none") == 1);
 
     browser.goto(&format!("{url}/tables/2?year=2025"));
     assert_eq!(browser.count("#table2 th[colspan='3']"), 1, "the grouped training header");
@@ -371,6 +382,7 @@ fn a_city_supervisor_works_the_console_in_headless_chromium() {
 
     // A county supervisor: another county's enterprise is not found.
     browser.click("header form button");
+    browser.wait_until("the logout", |b| b.url().contains("/login"));
     browser.login(&url, "heping");
     browser.goto(&format!("{url}/enterprises/{}", credit_code(1)));
     assert!(browser.source().contains("data-code=\"not_found\""), "404 page for 沈河区's enterprise");

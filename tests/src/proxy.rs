@@ -20,6 +20,8 @@ pub struct Faults {
     /// Cut offsets are drawn uniformly below this many bytes of the direction's stream.
     pub max_offset: u64,
     pub seed: u64,
+    /// Stop cutting after this many cuts (0: no limit).
+    pub max_cuts: u64,
 }
 
 /// Link shaping, applied in both directions.
@@ -92,7 +94,8 @@ async fn handle(client: TcpStream, upstream: String, faults: Faults, shape: Opti
     let Ok(server) = TcpStream::connect(&upstream).await else { return };
     let mut rng = rand::rngs::StdRng::seed_from_u64(faults.seed.wrapping_mul(1_000_003).wrapping_add(n));
     let max = faults.max_offset.max(1);
-    let roll: f64 = rng.random();
+    let exhausted = faults.max_cuts > 0 && stats.cuts.load(Ordering::SeqCst) >= faults.max_cuts;
+    let roll: f64 = if exhausted { 1.0 } else { rng.random() };
     let (up_budget, down_budget) = if roll < faults.cut_request {
         (Some(rng.random_range(0..max)), None)
     } else if roll < faults.cut_request + faults.cut_response {
