@@ -86,8 +86,8 @@ fn attachments_figure(server: &Server, rows: &mut Vec<(String, String, String)>)
         };
         phone.store.add_attachment(&visit_id, &photo, meta).unwrap();
     }
-    // Three cuts, anywhere in the first 20 MB a connection carries.
-    proxy.set_faults(Faults { cut_request: 0.5, cut_response: 0.2, max_offset: 20_000_000, seed: 5, max_cuts: 3 });
+    // Three cuts: at 5, 10 and 15 MB of what the phone sends.
+    proxy.set_faults(Faults { max_cuts: 3, cut_every_up: 5_000_000, ..Faults::default() });
     let up0 = proxy.bytes_up();
     let t = Instant::now();
     let mut attempts = 0;

@@ -57,7 +57,7 @@ fn cut_connections_and_dropped_responses_lose_and_duplicate_nothing() {
     let proxy = Proxy::start(&server.addr, Faults::default(), None);
     let a = Phone::new(&proxy.url());
     a.login("zhang", PASSWORD);
-    proxy.set_faults(Faults { cut_request: 0.3, cut_response: 0.3, max_offset: 60_000, seed: 7, max_cuts: 0 });
+    proxy.set_faults(Faults { cut_request: 0.3, cut_response: 0.3, max_offset: 60_000, seed: 7, ..Faults::default() });
 
     for i in 0..20 {
         a.store.create_enterprise(enterprise(i, COUNTY)).unwrap();

@@ -22,6 +22,9 @@ pub struct Faults {
     pub seed: u64,
     /// Stop cutting after this many cuts (0: no limit).
     pub max_cuts: u64,
+    /// Also cut whichever connection is sending when the bytes sent upward through the proxy
+    /// reach each multiple of this (0: never), within `max_cuts`: cuts at known points.
+    pub cut_every_up: u64,
 }
 
 /// Link shaping, applied in both directions.
@@ -105,8 +108,9 @@ async fn handle(client: TcpStream, upstream: String, faults: Faults, shape: Opti
     };
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, up_budget, shape, stats.clone(), true);
-    let down = pump(sr, cw, down_budget, shape, stats.clone(), false);
+    let every = if faults.cut_every_up > 0 { Some((faults.cut_every_up, faults.max_cuts)) } else { None };
+    let up = pump(cr, sw, up_budget, shape, stats.clone(), true, every);
+    let down = pump(sr, cw, down_budget, shape, stats.clone(), false, None);
     // When either direction ends (closed or cut), drop both: the connection is gone.
     tokio::select! {
         _ = up => {},
@@ -121,6 +125,7 @@ async fn pump(
     shape: Option<Shape>,
     stats: Arc<Stats>,
     upward: bool,
+    cut_every: Option<(u64, u64)>,
 ) {
     // The reader stamps each chunk with the time it would arrive at the far end; the
     // writer delivers it then, no faster than the line rate. A bounded channel stands in
@@ -147,6 +152,15 @@ async fn pump(
         if let Some(b) = budget {
             if sent + chunk.len() as u64 >= b {
                 chunk.truncate(b.saturating_sub(sent) as usize);
+                cut = true;
+            }
+        }
+        if let Some((every, max)) = cut_every {
+            let cuts = stats.cuts.load(Ordering::SeqCst);
+            let next = (cuts + 1) * every;
+            let total = stats.bytes_up.load(Ordering::SeqCst);
+            if (max == 0 || cuts < max) && total + chunk.len() as u64 >= next {
+                chunk.truncate(next.saturating_sub(total) as usize);
                 cut = true;
             }
         }
