@@ -7,6 +7,7 @@ OHASSIST_URL, OHASSIST_USER, OHASSIST_PASSWORD set (without OHASSIST_URL the syn
 skipped, and says so).
 """
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -167,6 +168,24 @@ def run(d):
     b.resolve_conflict(vid, "notes", '"A 和 B 的备注"')
     assert b.list_conflicts(vid) == [] and b.get_visit(vid).record.notes == "A 和 B 的备注"
     expect_raises(oh.OhassistError.Conflict, "resolving again", lambda: b.resolve_conflict(vid, "notes", '"x"'))
+
+    step = "attachments"
+    photo = os.path.join(d, "photo.jpg")
+    data = os.urandom(300_000)
+    with open(photo, "wb") as f:
+        f.write(data)
+    sha = hashlib.sha256(data).hexdigest()
+    meta = oh.NewAttachment(kind=oh.AttachmentKind.PHOTO, media_type="image/jpeg", caption="警示标识")
+    rec = a.add_attachment(vid, photo, meta)
+    assert sha in rec.record.attachments
+    assert [x.sha256 for x in a.list_attachments(vid)] == [sha]
+    report = sync_once(a, "a uploads the photo")
+    assert report.attachments_uploaded == 1, report
+    assert report.progress.attachment_bytes_up == len(data), report.progress
+    sync_once(b, "b learns of the photo")
+    assert sha in b.get_visit(vid).record.attachments
+    with open(b.fetch_attachment(vid, sha), "rb") as f:
+        assert f.read() == data, "the fetched photo differs"
 
     step = "cancel"
     gate = threading.Event()
