@@ -188,7 +188,9 @@ fn apply_to_document(
     // the pushing phone's outbox for good.
     let row = match kind {
         RecordKind::Enterprise => {
-            let e: Enterprise = doc.read().map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            // The record is typed from the JSON already read: one walk of the document, not two.
+            let e: Enterprise =
+                serde_json::from_value(json).map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
             if e.credit_code != doc_id {
                 return Err(invalid(
                     "企业记录编号必须是其统一社会信用代码".into(),
@@ -200,7 +202,7 @@ fn apply_to_document(
             Row::Enterprise(Box::new(e))
         }
         RecordKind::Visit => {
-            let v: Visit = doc.read().map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            let v: Visit = serde_json::from_value(json).map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
             validate::credit_code_field("enterprise_id", &v.enterprise_id).map_err(from_validation)?;
             validate::county_code("county_code", &v.county_code).map_err(from_validation)?;
             Row::Visit(Box::new(v))
