@@ -296,6 +296,21 @@ impl Store {
         Ok(self.inner.add_attachment_file(&visit_id, std::path::Path::new(&path), attachment.bridge())?.bridge())
     }
 
+    /// The enterprise principal signs the visit: the image at `image_path` (PNG or JPEG)
+    /// becomes its signature attachment and the visit records the signer, `signed_at`
+    /// (RFC 3339) and the version signed. Blocks: disk I/O.
+    pub fn sign_visit(
+        &self,
+        visit_id: String,
+        signer_name: String,
+        image_path: String,
+        media_type: String,
+        signed_at: String,
+    ) -> Result<VisitRecord> {
+        let image = std::fs::read(&image_path).map_err(ohassist_core::Error::from)?;
+        Ok(self.inner.sign_visit(&visit_id, &signer_name, &image, &media_type, &signed_at)?.bridge())
+    }
+
     /// Removes an attachment from a visit (the bytes go once the server holds them and no
     /// visit references them). Blocks: disk I/O.
     pub fn remove_attachment(&self, visit_id: String, sha256: String) -> Result<VisitRecord> {

@@ -114,3 +114,21 @@ fn the_same_file_twice_is_stored_once_and_removal_is_a_tombstone() {
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| if p.is_dir() { walk(&p) } else { 1 }).sum()
 }
+
+#[test]
+fn signing_attaches_the_image_and_records_the_version_seen() {
+    let (_dir, store, visits) = setup();
+    let image = b"\x89PNG signature strokes".to_vec();
+    let signed = store.sign_visit(&visits[0], "王厂长", &image, "image/png", "2025-05-01T10:00:00+08:00").unwrap();
+    let sig = signed.record.signature.clone().unwrap();
+    assert_eq!(sig.signer_name, "王厂长");
+    assert_eq!(sig.image_sha256, sha256_hex(&image));
+    assert_eq!(signed.record.attachments[&sig.image_sha256].kind, Some(AttachmentKind::Signature));
+    assert!(!sig.signed_version.is_empty());
+    assert_ne!(sig.signed_version, signed.version, "the signature itself comes after the version signed");
+    // An empty signer is refused, and nothing of it is written.
+    let err = store.sign_visit(&visits[1], " ", &image, "image/png", "").unwrap_err();
+    assert!(err.to_string().contains("signature.signer_name"), "{err}");
+    let untouched = store.get_visit(&visits[1]).unwrap().record;
+    assert!(untouched.signature.is_none() && untouched.attachments.is_empty());
+}

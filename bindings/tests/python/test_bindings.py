@@ -187,6 +187,14 @@ def run(d):
     with open(b.fetch_attachment(vid, sha), "rb") as f:
         assert f.read() == data, "the fetched photo differs"
 
+    step = "signature"
+    sig_png = os.path.join(d, "signature.png")
+    with open(sig_png, "wb") as f:
+        f.write(b"\x89PNG\r\n signature strokes")
+    signed = a.sign_visit(vid, "王厂长", sig_png, "image/png", "")
+    assert signed.record.signature.signer_name == "王厂长"
+    assert signed.record.signature.image_sha256 in signed.record.attachments
+
     step = "cancel"
     gate = threading.Event()
 

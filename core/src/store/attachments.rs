@@ -135,6 +135,40 @@ impl Store {
         })
     }
 
+    /// The enterprise principal signs the visit on the phone: the signature image becomes an
+    /// attachment of kind `signature`, and the visit records the signer, the time and the
+    /// version they saw, so that later changes show as "changed after signing".
+    pub fn sign_visit(
+        &self,
+        visit_id: &str,
+        signer_name: &str,
+        image: &[u8],
+        media_type: &str,
+        signed_at: &str,
+    ) -> Result<Record<Visit>> {
+        // Checked before the image is attached, so a refused signature writes nothing.
+        if signer_name.trim().is_empty() {
+            return Err(ValidationError::new("signature.signer_name", Reason::Required).into());
+        }
+        let meta = NewAttachment {
+            kind: Some(AttachmentKind::Signature),
+            media_type: media_type.to_string(),
+            caption: signer_name.to_string(),
+            taken_at: signed_at.to_string(),
+            ..Default::default()
+        };
+        let seen = self.add_attachment(visit_id, image, meta)?;
+        let sha = sha256_hex(image);
+        self.edit_visit(visit_id, |v| {
+            v.signature = Some(crate::model::Signature {
+                signer_name: signer_name.to_string(),
+                signed_at: signed_at.to_string(),
+                image_sha256: sha.clone(),
+                signed_version: seen.version.clone(),
+            });
+        })
+    }
+
     /// Removes an attachment from a visit (a CRDT change like any other). The bytes stay
     /// until [`Store::collect_garbage`] finds them unreferenced and held by the server.
     pub fn remove_attachment(&self, visit_id: &str, sha256: &str) -> Result<Record<Visit>> {
