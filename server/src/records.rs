@@ -143,6 +143,13 @@ fn apply_to_document(
     let invalid_change =
         |e: ohassist_core::Error| ApiError::InvalidChange { doc_id: doc_id.to_string(), detail: e.to_string() };
     let genesis_actor = ohassist_core::doc::genesis_actor(kind, doc_id);
+    // A record new to the server whose changes all come from one actor (besides its genesis)
+    // cannot hold a conflict: one actor's changes are never concurrent with each other.
+    let one_writer = {
+        let mut actors = decoded.iter().map(|c| c.actor_id()).filter(|a| **a != genesis_actor);
+        let first = actors.next();
+        stored.is_none() && actors.all(|a| Some(a) == first)
+    };
     let (doc, old_county, genesis) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
@@ -182,7 +189,7 @@ fn apply_to_document(
     {
         return Err(invalid("记录的类型或编号被修改".into(), "the record's kind or id was changed".into()));
     }
-    let has_conflicts = doc.has_conflicts();
+    let has_conflicts = !one_writer && doc.has_conflicts();
     // Only what scope and the relational rows depend on is enforced here. Full validation
     // is the phone's job before writing; refusing a merge of two valid edits would wedge
     // the pushing phone's outbox for good.
