@@ -32,7 +32,7 @@ pub struct Incoming {
 
 /// Decodes the changes of a push. Automerge is given arbitrary bytes from the network
 /// here, so a panic inside it is caught and treated as an invalid change.
-pub fn decode_changes(changes: Vec<WireChange>) -> Result<Vec<Incoming>, ApiError> {
+pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, ApiError> {
     if changes.len() > wire::MAX_PUSH_CHANGES {
         return Err(ApiError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
@@ -59,7 +59,42 @@ pub fn decode_changes(changes: Vec<WireChange>) -> Result<Vec<Incoming>, ApiErro
         };
         out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
     }
-    Ok(out)
+    let prepared = prepare_new_visits(&out);
+    Ok(Decoded { incoming: out, prepared })
+}
+
+/// A push, decoded, with the visits it creates already merged (see [`prepare_new_visits`]).
+pub struct Decoded {
+    pub incoming: Vec<Incoming>,
+    pub prepared: HashMap<String, Prepared>,
+}
+
+/// A visit built from a push before the writer lock is taken, with its JSON.
+pub struct Prepared {
+    doc: Document,
+    json: serde_json::Value,
+}
+
+/// Builds, outside the writer lock and so in parallel with other pushes, the documents of
+/// the visits a push creates (those whose genesis it carries). The writer uses one only if
+/// the visit is still new when it gets there; anything odd is left to the writer's checks.
+fn prepare_new_visits(incoming: &[Incoming]) -> HashMap<String, Prepared> {
+    let mut groups: HashMap<&str, Vec<Change>> = HashMap::new();
+    for c in incoming.iter().filter(|c| c.kind == RecordKind::Visit) {
+        groups.entry(c.doc_id.as_str()).or_default().push(c.change.clone());
+    }
+    groups
+        .into_iter()
+        .filter(|(id, changes)| {
+            let genesis_actor = ohassist_core::doc::genesis_actor(RecordKind::Visit, id);
+            changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
+        })
+        .filter_map(|(id, changes)| {
+            let doc = Document::from_changes(RecordKind::Visit, id, changes).ok()?;
+            let json = doc.json(None);
+            Some((id.to_string(), Prepared { doc, json }))
+        })
+        .collect()
 }
 
 /// The outcome of a push: every hash of the request (in request order, without repeats)
@@ -70,12 +105,8 @@ pub struct Applied {
 }
 
 /// Applies a push in one transaction: all of it, or (on any error) nothing.
-pub fn apply_push(
-    conn: &mut Connection,
-    caller: &Caller,
-    incoming: Vec<Incoming>,
-    now: i64,
-) -> Result<Applied, ApiError> {
+pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, ApiError> {
+    let Decoded { incoming, mut prepared } = decoded;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut acknowledged = Vec::with_capacity(incoming.len());
     let mut seen = HashSet::new();
@@ -110,7 +141,8 @@ pub fn apply_push(
     let mut fresh = HashMap::new();
     for (doc_id, kind, changes) in groups {
         new += changes.len() as u32;
-        let (codes, visit) = apply_to_document(&tx, caller, &doc_id, kind, changes, now)?;
+        let ready = prepared.remove(&doc_id);
+        let (codes, visit) = apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now)?;
         affected.extend(codes);
         if let Some(v) = visit {
             fresh.insert(doc_id, *v);
@@ -131,6 +163,7 @@ fn apply_to_document(
     doc_id: &str,
     kind: RecordKind,
     changes: Vec<Incoming>,
+    ready: Option<Prepared>,
     now: i64,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), ApiError> {
     let stored: Option<(String, Vec<u8>, String)> = tx
@@ -150,6 +183,7 @@ fn apply_to_document(
         let first = actors.next();
         stored.is_none() && actors.all(|a| Some(a) == first)
     };
+    let mut ready_json = None;
     let (doc, old_county, genesis) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
@@ -166,7 +200,13 @@ fn apply_to_document(
         // the phone sent is taken as it is, which saves building it again. An enterprise's
         // genesis is rebuilt below, so a forged one fails as a duplicate sequence number.
         None if kind == RecordKind::Visit && decoded.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1) => {
-            (Document::from_changes(kind, doc_id, decoded).map_err(invalid_change)?, None, None)
+            match ready {
+                Some(p) => {
+                    ready_json = Some(p.json);
+                    (p.doc, None, None)
+                }
+                None => (Document::from_changes(kind, doc_id, decoded).map_err(invalid_change)?, None, None),
+            }
         }
         None => {
             let mut doc = Document::genesis(kind, doc_id);
@@ -183,7 +223,7 @@ fn apply_to_document(
         |zh: String, en: String| ApiError::InvalidRecord { doc_id: doc_id.to_string(), reason_zh: zh, reason_en: en };
     let from_validation = |e: ohassist_core::ValidationError| invalid(e.message_zh(), e.message_en());
     // A change may overwrite the root `kind`/`id`; such a document would no longer load.
-    let json = doc.json(None);
+    let json = ready_json.unwrap_or_else(|| doc.json(None));
     if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
         || json.get("id").and_then(|v| v.as_str()) != Some(doc_id)
     {
@@ -337,7 +377,7 @@ where
     let hash = change.hash().to_string();
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
-    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], now)?.0 {
+    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now)?.0 {
         crate::reports::status::refresh(tx, &code)?;
     }
     Ok(Some(hash))
