@@ -178,6 +178,27 @@ impl Bridge<RecordRef> for (m::RecordKind, String) {
 }
 
 mirror_record! {
+    /// A record the server refused: kept on the phone, readable and editable, pushed again
+    /// by itself when the reason may have cleared (an edit, news from the server about it,
+    /// a new login, or after a while). Show it with its reason and advice.
+    HeldRecord = s::HeldRecord {
+        doc_id: String,
+        kind: RecordKind,
+        /// The server's code: `out_of_scope`, `unknown_enterprise`, `invalid_record`, …
+        code: String,
+        reason_zh: String,
+        reason_en: String,
+        /// What the inspector can do about it.
+        advice_zh: String,
+        advice_en: String,
+        /// When the server refused it (ms since the epoch).
+        held_at_ms: i64,
+        /// Local changes of the record waiting for the server.
+        pending_changes: u64,
+    }
+}
+
+mirror_record! {
     /// The computed columns of Table 1 for one enterprise and year.
     Table1Status = status::Table1Status {
         /// 是否申报
@@ -341,6 +362,12 @@ impl Store {
     /// Every record that holds conflicts, most recently changed first. Blocks: disk I/O.
     pub fn conflicted_records(&self) -> Result<Vec<RecordRef>> {
         Ok(self.inner.conflicted_records()?.bridge())
+    }
+
+    /// Records the server refused, oldest first, with the reason in both languages and
+    /// what the inspector can do. Blocks: disk I/O.
+    pub fn held_records(&self) -> Result<Vec<HeldRecord>> {
+        Ok(self.inner.held_records()?.bridge())
     }
 
     /// Settles the conflict at `path` (as `Conflict.path` gives it) of record `id` with the

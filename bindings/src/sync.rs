@@ -54,6 +54,12 @@ mirror_record! {
         /// Records that hold conflicts after the sync.
         conflicted_records: u64,
         attachments_uploaded: u64,
+        /// Records the server refused, kept on the phone (`Store.held_records`).
+        held_records: u64,
+        /// Records refused in this sync.
+        newly_held: u64,
+        /// What the server sent that could not be applied, kept and retried.
+        quarantined: u64,
     }
 }
 

@@ -29,6 +29,7 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::limits::{Limits, Refusal};
 use crate::model::RecordKind;
 
 /// Who made a change: the user logged in and the device they used. Stored as the
@@ -59,6 +60,9 @@ pub struct ConflictValue {
     pub time_ms: i64,
     /// The Automerge operation id, `counter@actor`: stable, for choosing this value.
     pub op: String,
+    /// The hash of the change that wrote it, by which a server finds who pushed it.
+    #[serde(default)]
+    pub change: String,
 }
 
 /// A field with more than one concurrent value. `values[0]` is the one the record shows
@@ -87,6 +91,13 @@ pub fn genesis_actor(kind: RecordKind, id: &str) -> ActorId {
     h.update(b"\0");
     h.update(id.as_bytes());
     ActorId::from(&h.finalize()[..16])
+}
+
+/// The hash of the canonical genesis change of `(kind, id)`: the only change of the genesis
+/// actor a replica accepts from outside (a forged one would make every replica that already
+/// holds the real one refuse the record's later changes as a duplicate sequence number).
+pub fn genesis_hash(kind: RecordKind, id: &str) -> ChangeHash {
+    Document::genesis(kind, id).heads()[0]
 }
 
 /// A record document: its id, its kind and the Automerge document.
@@ -180,9 +191,57 @@ impl Document {
         &self.doc
     }
 
-    /// The record as JSON (the visible value of every field), at `heads` or now.
+    /// The record as JSON (the visible value of every field), at `heads` or now. Objects
+    /// nested deeper than [`READ_DEPTH`] read as `null`: a document from outside is checked
+    /// with [`Document::check_limits`] first, and no read may recurse without bound.
     pub fn json(&self, heads: Option<&[ChangeHash]>) -> Json {
-        read_obj(&self.doc, &ROOT, ObjType::Map, heads)
+        read_obj(&self.doc, &ROOT, ObjType::Map, heads, 0)
+    }
+
+    /// Walks the whole document, iteratively, and refuses one nested deeper than
+    /// `limits.max_depth` or holding a value longer than `limits.max_value_bytes`. Run on
+    /// every document built from bytes from outside, before anything else reads it.
+    pub fn check_limits(&self, limits: &Limits) -> std::result::Result<(), Refusal> {
+        let mut stack = vec![(ROOT, ObjType::Map, 0usize)];
+        let check_value = |v: &automerge::ValueRef<'_>| match v {
+            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) if s.len() > limits.max_value_bytes => {
+                Err(Refusal::ValueTooLong { found: s.len(), max: limits.max_value_bytes })
+            }
+            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) if b.len() > limits.max_value_bytes => {
+                Err(Refusal::ValueTooLong { found: b.len(), max: limits.max_value_bytes })
+            }
+            _ => Ok(()),
+        };
+        while let Some((obj, typ, depth)) = stack.pop() {
+            if depth > limits.max_depth {
+                return Err(Refusal::TooDeep { found: depth, max: limits.max_depth });
+            }
+            match typ {
+                ObjType::Map | ObjType::Table => {
+                    for item in self.doc.map_range(&obj, ..) {
+                        check_value(&item.value)?;
+                        if let automerge::ValueRef::Object(t) = item.value {
+                            stack.push((item.id(), t, depth + 1));
+                        }
+                    }
+                }
+                ObjType::List => {
+                    for item in self.doc.list_range(&obj, ..) {
+                        check_value(&item.value)?;
+                        if let automerge::ValueRef::Object(t) = item.value {
+                            stack.push((item.id(), t, depth + 1));
+                        }
+                    }
+                }
+                ObjType::Text => {
+                    let len = self.doc.length(&obj);
+                    if len > limits.max_value_bytes {
+                        return Err(Refusal::ValueTooLong { found: len, max: limits.max_value_bytes });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The typed record, now.
@@ -293,6 +352,7 @@ impl Document {
                 if let Some(change) = change {
                     value.author = Author::of_change(change);
                     value.time_ms = change.timestamp();
+                    value.change = change.hash().to_string();
                 }
             }
         }
@@ -393,14 +453,21 @@ fn scalar_json(s: &ScalarValue) -> Json {
     }
 }
 
-fn value_json(doc: &Automerge, value: &Value<'_>, id: &ObjId, heads: Option<&[ChangeHash]>) -> Json {
+/// How deep [`Document::json`] reads: far more than any record has, far less than a stack
+/// overflows at.
+pub const READ_DEPTH: usize = 64;
+
+fn value_json(doc: &Automerge, value: &Value<'_>, id: &ObjId, heads: Option<&[ChangeHash]>, depth: usize) -> Json {
     match value {
         Value::Scalar(s) => scalar_json(s),
-        Value::Object(t) => read_obj(doc, id, *t, heads),
+        Value::Object(t) => read_obj(doc, id, *t, heads, depth + 1),
     }
 }
 
-fn read_obj(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHash]>) -> Json {
+fn read_obj(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHash]>, depth: usize) -> Json {
+    if depth > READ_DEPTH {
+        return Json::Null;
+    }
     match typ {
         ObjType::Map | ObjType::Table => {
             let mut map = Map::new();
@@ -411,7 +478,7 @@ fn read_obj(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHa
             for item in items {
                 let id = item.id();
                 let value: Value<'static> = item.value.into();
-                let json = value_json(doc, &value, &id, heads);
+                let json = value_json(doc, &value, &id, heads, depth);
                 map.insert(item.key.into_owned(), json);
             }
             Json::Object(map)
@@ -427,7 +494,7 @@ fn read_obj(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHa
                         Some(h) => doc.get_at(obj, i, h),
                         None => doc.get(obj, i),
                     };
-                    got.ok().flatten().map(|(v, id)| value_json(doc, &v, &id, heads))
+                    got.ok().flatten().map(|(v, id)| value_json(doc, &v, &id, heads, depth))
                 })
                 .collect()
         }
@@ -544,10 +611,11 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, out: 
                     .iter()
                     .rev()
                     .map(|(v, id)| ConflictValue {
-                        value: value_json(doc, v, id, None),
+                        value: value_json(doc, v, id, None, path.len()),
                         author: None,
                         time_ms: 0,
                         op: op_string(id),
+                        change: String::new(),
                     })
                     .collect();
                 // Two devices that wrote the same value (both registering one enterprise, say)
@@ -557,9 +625,28 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: &mut Vec<String>, out: 
                 }
             }
         }
-        if is_map {
+        if is_map && path.len() <= READ_DEPTH {
             collect_conflicts(doc, &id, path, out);
         }
         path.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The skeletons are frozen (ADR 0001): these hashes pin them, so a change to a skeleton
+    /// fails here before a server refuses every phone's genesis as non-canonical.
+    #[test]
+    fn genesis_changes_are_frozen() {
+        assert_eq!(
+            genesis_hash(RecordKind::Enterprise, "91350100M000100Y43").to_string(),
+            "569ba0de04446120778a3e7c179025208ad208f0f7067d5bc98943701430e2e0"
+        );
+        assert_eq!(
+            genesis_hash(RecordKind::Visit, "00000000000000000000000000000000").to_string(),
+            "2696ab969c5282e24f6e16edc83857a299c4daa439bc8184b995fb8270e3eabe"
+        );
     }
 }

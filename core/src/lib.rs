@@ -3,6 +3,7 @@
 //!
 //! Layers, innermost first (each only uses the ones above it in this list):
 //! - [`model`], [`credit_code`], [`validate`], [`status`]: record types and pure rules;
+//! - [`limits`]: bounds on Automerge bytes from outside, checked before automerge reads them;
 //! - [`doc`]: records as Automerge documents — genesis, diff writes, conflicts (no I/O);
 //! - [`sqlite`]: the one way to open a SQLite database, with numbered migrations;
 //! - [`store`]: the device's store — documents, index tables, outbox, meta.
@@ -10,6 +11,7 @@
 pub mod credit_code;
 pub mod doc;
 pub mod error;
+pub mod limits;
 pub mod model;
 pub mod sqlite;
 pub mod status;

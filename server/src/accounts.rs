@@ -303,8 +303,18 @@ pub fn is_revoked(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> 
         .unwrap_or(false))
 }
 
+/// The user a device is bound to by a live login (a token not logged out, not expired).
+pub fn device_binding(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT user_id FROM devices WHERE id = ?1 AND token_hash IS NOT NULL AND expires_at > ?2",
+        params![device_id, crate::db::now()],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 /// Binds a new token to `(user, device)`, replacing the device's previous token (and its
-/// previous user, when somebody else logs in on the same phone).
+/// previous user, when somebody else logs in on the same phone after the first logged out).
 pub fn issue_token(
     conn: &Connection,
     user_id: &str,

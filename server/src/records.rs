@@ -1,11 +1,20 @@
 //! The records the county holds: applying a push to the merged documents, the change feed
 //! and the relational rows, and reading pull pages. Everything here runs inside a SQLite
-//! transaction the caller owns; nothing here knows HTTP beyond returning [`ApiError`].
+//! transaction the caller owns.
+//!
+//! Every pushed byte is hostile until checked: changes are decoded within
+//! [`ohassist_core::limits`], a genesis must be the canonical one, a merged document must
+//! load again within the limits, [`authority`] decides who may write which fields, and a
+//! visit's scope is its enterprise's county. A document that fails any of it is refused
+//! alone ([`Refused`]); the rest of the push is applied.
+
+mod authority;
 
 use std::collections::{HashMap, HashSet};
 
 use automerge::Change;
-use ohassist_core::doc::Document;
+use ohassist_core::doc::{self, Document};
+use ohassist_core::limits::{self, Limits, Refusal};
 use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
 use ohassist_core::sync::wire::{self, WireChange, WireDocument};
 use ohassist_core::validate;
@@ -21,7 +30,7 @@ const MAX_DOC_ID_CHARS: usize = 128;
 /// county still gets an answer quickly (excluded rows count too).
 const MAX_SCAN_ROWS: usize = 20_000;
 
-/// A pushed change, decoded and hashed (before any lock is taken).
+/// A pushed change, decoded within the limits and hashed (before any lock is taken).
 pub struct Incoming {
     pub doc_id: String,
     pub kind: RecordKind,
@@ -30,55 +39,150 @@ pub struct Incoming {
     pub change: Change,
 }
 
-/// Decodes the changes of a push. Automerge is given arbitrary bytes from the network
-/// here, so a panic inside it is caught and treated as an invalid change.
+/// Why one document of a push was refused: nothing of it was stored, the rest of the push
+/// was applied. A domain value; `api/` turns it into the wire's per-document result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    /// Machine-readable: `out_of_scope`, `invalid_change`, `too_large`, `too_deep`,
+    /// `checksum_mismatch`, `non_canonical_genesis`, `field_authority`, `unknown_enterprise`,
+    /// `kind_mismatch`, `missing_dependencies`, `invalid_record`.
+    pub code: &'static str,
+    pub reason_zh: String,
+    pub reason_en: String,
+}
+
+impl Refused {
+    fn new(doc_id: &str, kind: RecordKind, code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
+        Refused { doc_id: doc_id.to_string(), kind, code, reason_zh: zh.into(), reason_en: en.into() }
+    }
+
+    fn limit(doc_id: &str, kind: RecordKind, r: &Refusal) -> Self {
+        Refused::new(doc_id, kind, r.code(), r.message_zh(), r.to_string())
+    }
+}
+
+/// Applying one document failed: refused (the push goes on without it) or the database
+/// failed (the whole push fails and nothing is applied).
+#[derive(Debug)]
+pub enum DocError {
+    Refused(Refused),
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for DocError {
+    fn from(e: rusqlite::Error) -> Self {
+        DocError::Db(e)
+    }
+}
+
+impl From<DocError> for ApiError {
+    fn from(e: DocError) -> Self {
+        match e {
+            DocError::Db(e) => ApiError::from(e),
+            DocError::Refused(r) => match r.code {
+                "out_of_scope" => ApiError::OutOfScope { doc_id: r.doc_id },
+                "kind_mismatch" => ApiError::KindMismatch { doc_id: r.doc_id, kind: r.kind.as_str() },
+                _ => ApiError::InvalidRecord { doc_id: r.doc_id, reason_zh: r.reason_zh, reason_en: r.reason_en },
+            },
+        }
+    }
+}
+
+/// The limits every pushed change and every merged document is held to.
+pub fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Decodes the changes of a push within [`limits`]. A change that fails refuses its
+/// document (and only it); only a push that is malformed as a whole is an error.
 pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, ApiError> {
     if changes.len() > wire::MAX_PUSH_CHANGES {
         return Err(ApiError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
+    let limits = limits();
     let mut out = Vec::with_capacity(changes.len());
+    let mut refused: HashMap<String, Refused> = HashMap::new();
+    let mut kinds: HashMap<String, RecordKind> = HashMap::new();
+    let mut genesis: HashMap<String, String> = HashMap::new();
     for c in changes {
-        if c.bytes.len() > wire::MAX_CHANGE_BYTES {
-            return Err(ApiError::TooLarge(format!(
-                "a change of {} is {} bytes, at most {}",
-                c.doc_id,
-                c.bytes.len(),
-                wire::MAX_CHANGE_BYTES
-            )));
-        }
         if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
         {
             return Err(ApiError::MalformedBody(format!("document id of {} characters", c.doc_id.chars().count())));
         }
-        let bytes = c.bytes.clone();
-        let decoded = std::panic::catch_unwind(move || Change::from_bytes(bytes));
-        let change = match decoded {
-            Ok(Ok(change)) => change,
-            Ok(Err(e)) => return Err(ApiError::InvalidChange { doc_id: c.doc_id, detail: e.to_string() }),
-            Err(_) => return Err(ApiError::InvalidChange { doc_id: c.doc_id, detail: "undecodable".into() }),
+        if refused.contains_key(&c.doc_id) {
+            continue;
+        }
+        let same_kind = *kinds.entry(c.doc_id.clone()).or_insert(c.kind) == c.kind;
+        let change = match decode_one(&c, same_kind, &limits, &mut genesis) {
+            Ok(change) => change,
+            Err(r) => {
+                refused.insert(c.doc_id.clone(), r);
+                continue;
+            }
         };
         out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
     }
-    let prepared = prepare_new_visits(&out);
-    Ok(Decoded { incoming: out, prepared })
+    out.retain(|c| !refused.contains_key(&c.doc_id));
+    let prepared = prepare_new_visits(&out, &limits);
+    Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect() })
 }
 
-/// A push, decoded, with the visits it creates already merged (see [`prepare_new_visits`]).
+/// One pushed change, decoded within the limits; a genesis must be the canonical one.
+fn decode_one(
+    c: &WireChange,
+    same_kind: bool,
+    limits: &Limits,
+    genesis: &mut HashMap<String, String>,
+) -> Result<Change, Refused> {
+    let refuse = |code, zh: &str, en: &str| Refused::new(&c.doc_id, c.kind, code, zh, en);
+    if !same_kind {
+        return Err(refuse("kind_mismatch", "同一记录的类型前后不一", "one record sent as two kinds"));
+    }
+    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
+        let r = Refusal::TooLarge { what: "a change", found: c.bytes.len() as u64, max: wire::MAX_CHANGE_BYTES as u64 };
+        return Err(Refused::limit(&c.doc_id, c.kind, &r));
+    }
+    let change = limits::decode_change(&c.bytes, limits).map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
+    // Only the canonical genesis may come from the genesis actor: a forged one would be
+    // stored beside the real one that other replicas hold, and they would refuse every
+    // later change of the record for good.
+    if change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id) {
+        let canonical =
+            genesis.entry(c.doc_id.clone()).or_insert_with(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
+        if change.hash().to_string() != *canonical {
+            return Err(refuse(
+                "non_canonical_genesis",
+                "记录的初始修改与标准不符（应用版本不兼容）",
+                "the record's genesis change is not the canonical one (incompatible app)",
+            ));
+        }
+    }
+    Ok(change)
+}
+
+/// A push, decoded, with the visits it creates already merged (see [`prepare_new_visits`])
+/// and the documents already refused.
 pub struct Decoded {
     pub incoming: Vec<Incoming>,
     pub prepared: HashMap<String, Prepared>,
+    pub refused: Vec<Refused>,
 }
 
-/// A visit built from a push before the writer lock is taken, with its JSON.
+/// A visit built from a push before the writer lock is taken, checked against the limits
+/// and saved, with its JSON.
 pub struct Prepared {
     doc: Document,
     json: serde_json::Value,
+    saved: Vec<u8>,
 }
 
 /// Builds, outside the writer lock and so in parallel with other pushes, the documents of
-/// the visits a push creates (those whose genesis it carries). The writer uses one only if
-/// the visit is still new when it gets there; anything odd is left to the writer's checks.
-fn prepare_new_visits(incoming: &[Incoming]) -> HashMap<String, Prepared> {
+/// the visits a push creates (those whose genesis it carries), with every check that needs
+/// only the document. The writer uses one only if the visit is still new when it gets
+/// there; anything odd is left to the writer's checks.
+fn prepare_new_visits(incoming: &[Incoming], limits: &Limits) -> HashMap<String, Prepared> {
     let mut groups: HashMap<&str, Vec<Change>> = HashMap::new();
     for c in incoming.iter().filter(|c| c.kind == RecordKind::Visit) {
         groups.entry(c.doc_id.as_str()).or_default().push(c.change.clone());
@@ -86,31 +190,62 @@ fn prepare_new_visits(incoming: &[Incoming]) -> HashMap<String, Prepared> {
     groups
         .into_iter()
         .filter(|(id, changes)| {
-            let genesis_actor = ohassist_core::doc::genesis_actor(RecordKind::Visit, id);
+            let genesis_actor = doc::genesis_actor(RecordKind::Visit, id);
             changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
         })
         .filter_map(|(id, changes)| {
-            let doc = Document::from_changes(RecordKind::Visit, id, changes).ok()?;
-            let json = doc.json(None);
-            Some((id.to_string(), Prepared { doc, json }))
+            let doc = guarded(|| Document::from_changes(RecordKind::Visit, id, changes).ok())?;
+            let (json, saved) = checked_document(&doc, limits).ok()?;
+            Some((id.to_string(), Prepared { doc, json, saved }))
         })
         .collect()
 }
 
-/// The outcome of a push: every hash of the request (in request order, without repeats)
-/// and how many of them were new.
+/// Runs automerge on bytes from outside: a panic inside it is caught and read as `None`.
+fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok().flatten()
+}
+
+/// The checks a merged document passes before it may be stored: no missing dependencies,
+/// within the limits (walked iteratively, before any recursive read), and its saved bytes
+/// load again within the limits — a push may never leave a document that does not load.
+/// Returns its JSON and its saved bytes.
+fn checked_document(doc: &Document, limits: &Limits) -> Result<(serde_json::Value, Vec<u8>), Refusal> {
+    if doc.has_missing_deps() {
+        return Err(Refusal::Malformed("changes whose dependencies were not sent".into()));
+    }
+    doc.check_limits(limits)?;
+    let saved = guarded(|| Some(doc.save())).ok_or(Refusal::Undecodable)?;
+    if saved.len() > limits.max_document_bytes {
+        return Err(Refusal::TooLarge {
+            what: "the merged record",
+            found: saved.len() as u64,
+            max: limits.max_document_bytes as u64,
+        });
+    }
+    limits::check_document(&saved, limits)?;
+    guarded(|| automerge::Automerge::load(&saved).ok()).ok_or(Refusal::Undecodable)?;
+    Ok((doc.json(None), saved))
+}
+
+/// The outcome of a push: every hash the server now holds (in request order, without
+/// repeats), how many were new, and the documents refused.
 pub struct Applied {
     pub acknowledged: Vec<String>,
     pub new: u32,
+    pub refused: Vec<Refused>,
 }
 
-/// Applies a push in one transaction: all of it, or (on any error) nothing.
+/// Applies a push in one transaction, document by document: each document has all its
+/// changes applied or, refused, none (a savepoint per document); the refused documents are
+/// kept in `refused_uploads` for the console. A database error applies nothing.
 pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, ApiError> {
-    let Decoded { incoming, mut prepared } = decoded;
+    let Decoded { incoming, mut prepared, mut refused } = decoded;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut acknowledged = Vec::with_capacity(incoming.len());
     let mut seen = HashSet::new();
-    // Documents in order of first appearance, each with its new changes.
+    // Documents in order of first appearance, each with its new changes; enterprises before
+    // visits, so a visit can find the enterprise the same push registers.
     let mut groups: Vec<(String, RecordKind, Vec<Incoming>)> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
     {
@@ -119,20 +254,19 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
             if !seen.insert(c.hash.clone()) {
                 continue;
             }
-            acknowledged.push(c.hash.clone());
             if held.exists([&c.hash])? {
+                acknowledged.push(c.hash.clone());
                 continue;
             }
             let i = *group_of.entry(c.doc_id.clone()).or_insert_with(|| {
                 groups.push((c.doc_id.clone(), c.kind, Vec::new()));
                 groups.len() - 1
             });
-            if groups[i].1 != c.kind {
-                return Err(ApiError::KindMismatch { doc_id: c.doc_id, kind: groups[i].1.as_str() });
-            }
             groups[i].2.push(c);
         }
     }
+    groups.sort_by_key(|g| g.1 != RecordKind::Enterprise);
+    let limits = limits();
     let mut new = 0;
     // Status rows are refreshed once per enterprise after every document of the push is in:
     // a phone back with 250 visits of one enterprise costs one refresh, not 250.
@@ -140,23 +274,69 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     // Visits of this push as merged, so the refresh reads them from memory, not the database.
     let mut fresh = HashMap::new();
     for (doc_id, kind, changes) in groups {
-        new += changes.len() as u32;
+        let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         let ready = prepared.remove(&doc_id);
-        let (codes, visit) = apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now)?;
-        affected.extend(codes);
-        if let Some(v) = visit {
-            fresh.insert(doc_id, *v);
+        // A savepoint per document: a refused one leaves nothing behind.
+        tx.execute_batch("SAVEPOINT document")?;
+        match apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now, &limits) {
+            Ok((codes, visit)) => {
+                tx.execute_batch("RELEASE document")?;
+                new += hashes.len() as u32;
+                acknowledged.extend(hashes);
+                affected.extend(codes);
+                if let Some(v) = visit {
+                    fresh.insert(doc_id, *v);
+                }
+            }
+            Err(DocError::Refused(r)) => {
+                tx.execute_batch("ROLLBACK TO document; RELEASE document")?;
+                refused.push(r);
+            }
+            Err(DocError::Db(e)) => return Err(e.into()),
         }
     }
     for code in affected {
         crate::reports::status::refresh_with(&tx, &code, &fresh)?;
     }
+    for r in &refused {
+        record_refusal(&tx, caller, r, now)?;
+    }
     tx.commit()?;
-    Ok(Applied { acknowledged, new })
+    Ok(Applied { acknowledged, new, refused })
+}
+
+/// Most refused uploads kept per device: the oldest go first.
+const MAX_REFUSED_PER_DEVICE: i64 = 1_000;
+
+/// Keeps what was refused, for the console: who, which device, when, why.
+fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO refused_uploads (doc_id, kind, user_id, device_id, code, reason_zh, reason_en, first_at, last_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT (doc_id, device_id) DO UPDATE SET user_id = ?3, code = ?5, reason_zh = ?6, reason_en = ?7,
+             last_at = ?8, attempts = attempts + 1",
+    )?
+    .execute(params![
+        r.doc_id,
+        r.kind.as_str(),
+        caller.user_id,
+        caller.device_id,
+        r.code,
+        r.reason_zh,
+        r.reason_en,
+        now
+    ])?;
+    tx.prepare_cached(
+        "DELETE FROM refused_uploads WHERE device_id = ?1 AND rowid NOT IN
+            (SELECT rowid FROM refused_uploads WHERE device_id = ?1 ORDER BY last_at DESC LIMIT ?2)",
+    )?
+    .execute(params![caller.device_id, MAX_REFUSED_PER_DEVICE])?;
+    Ok(())
 }
 
 /// Applies one document's changes and returns the credit codes whose status rows the caller
 /// must refresh (in the same transaction) once every document of the batch is in.
+#[allow(clippy::too_many_arguments)]
 fn apply_to_document(
     tx: &Transaction<'_>,
     caller: &Caller,
@@ -165,7 +345,9 @@ fn apply_to_document(
     changes: Vec<Incoming>,
     ready: Option<Prepared>,
     now: i64,
-) -> Result<(Vec<String>, Option<Box<Visit>>), ApiError> {
+    limits: &Limits,
+) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
+    let refuse = |code, zh: &str, en: &str| DocError::Refused(Refused::new(doc_id, kind, code, zh, en));
     let stored: Option<(String, Vec<u8>, String)> = tx
         .query_row("SELECT kind, bytes, county_code FROM documents WHERE id = ?1", [doc_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -173,9 +355,8 @@ fn apply_to_document(
         .optional()?;
     let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
     let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
-    let invalid_change =
-        |e: ohassist_core::Error| ApiError::InvalidChange { doc_id: doc_id.to_string(), detail: e.to_string() };
-    let genesis_actor = ohassist_core::doc::genesis_actor(kind, doc_id);
+    let pushed = decoded.clone();
+    let genesis_actor = doc::genesis_actor(kind, doc_id);
     // A record new to the server whose changes all come from one actor (besides its genesis)
     // cannot hold a conflict: one actor's changes are never concurrent with each other.
     let one_writer = {
@@ -183,56 +364,71 @@ fn apply_to_document(
         let first = actors.next();
         stored.is_none() && actors.all(|a| Some(a) == first)
     };
-    let mut ready_json = None;
-    let (doc, old_county, genesis) = match stored {
+    let invalid_change = || refuse("invalid_change", "修改无法应用", "a change could not be applied");
+    let before: Option<Document>;
+    let (doc, old_county, genesis, checked) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
-                return Err(ApiError::KindMismatch {
-                    doc_id: doc_id.to_string(),
-                    kind: RecordKind::parse(&stored_kind).map_or("record", RecordKind::as_str),
-                });
+                return Err(refuse(
+                    "kind_mismatch",
+                    "记录的类型与服务器上的不同",
+                    "the record is of another kind on the server",
+                ));
             }
-            let mut doc = Document::load(kind, doc_id, &bytes)?;
-            doc.apply_changes(decoded).map_err(invalid_change)?;
-            (doc, Some(county), None)
+            let stored_doc = Document::load(kind, doc_id, &bytes)
+                .map_err(|_| refuse("invalid_change", "服务器上的记录无法读取", "the stored record does not load"))?;
+            let mut doc = stored_doc.clone();
+            before = Some(stored_doc);
+            guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
+            (doc, Some(county), None, None)
         }
-        // A visit's id is random, so its genesis cannot collide with another phone's: the one
-        // the phone sent is taken as it is, which saves building it again. An enterprise's
-        // genesis is rebuilt below, so a forged one fails as a duplicate sequence number.
-        None if kind == RecordKind::Visit && decoded.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1) => {
-            match ready {
-                Some(p) => {
-                    ready_json = Some(p.json);
-                    (p.doc, None, None)
-                }
-                None => (Document::from_changes(kind, doc_id, decoded).map_err(invalid_change)?, None, None),
-            }
+        // A new visit whose genesis came with it was built (and checked) before the lock.
+        None if ready.is_some() => {
+            before = None;
+            let p = ready.expect("checked");
+            (p.doc, None, None, Some((p.json, p.saved)))
         }
         None => {
+            before = None;
             let mut doc = Document::genesis(kind, doc_id);
             let genesis = doc.changes_since(&[]).into_iter().next();
-            doc.apply_changes(decoded).map_err(invalid_change)?;
-            (doc, None, genesis)
+            guarded(|| doc.apply_changes(decoded.clone()).ok()).ok_or_else(invalid_change)?;
+            (doc, None, genesis, None)
         }
     };
     if doc.has_missing_deps() {
-        return Err(ApiError::MissingDependencies { doc_id: doc_id.to_string() });
+        return Err(refuse(
+            "missing_dependencies",
+            "缺少先前的修改，请完整上传",
+            "changes whose dependencies were not sent",
+        ));
     }
-
-    let invalid =
-        |zh: String, en: String| ApiError::InvalidRecord { doc_id: doc_id.to_string(), reason_zh: zh, reason_en: en };
+    let (json, saved) = match checked {
+        Some(c) => c,
+        None => checked_document(&doc, limits).map_err(|r| DocError::Refused(Refused::limit(doc_id, kind, &r)))?,
+    };
+    let invalid = |zh: String, en: String| {
+        DocError::Refused(Refused {
+            doc_id: doc_id.to_string(),
+            kind,
+            code: "invalid_record",
+            reason_zh: zh,
+            reason_en: en,
+        })
+    };
     let from_validation = |e: ohassist_core::ValidationError| invalid(e.message_zh(), e.message_en());
     // A change may overwrite the root `kind`/`id`; such a document would no longer load.
-    let json = ready_json.unwrap_or_else(|| doc.json(None));
     if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
         || json.get("id").and_then(|v| v.as_str()) != Some(doc_id)
     {
         return Err(invalid("记录的类型或编号被修改".into(), "the record's kind or id was changed".into()));
     }
+    authority::check(caller, &doc, before.as_ref(), &pushed, kind)
+        .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
     let has_conflicts = !one_writer && doc.has_conflicts();
     // Only what scope and the relational rows depend on is enforced here. Full validation
-    // is the phone's job before writing; refusing a merge of two valid edits would wedge
-    // the pushing phone's outbox for good.
+    // is the phone's job before writing; refusing a merge of two valid edits would hold
+    // back the pushing phone's record.
     let row = match kind {
         RecordKind::Enterprise => {
             // The record is typed from the JSON already read: one walk of the document, not two.
@@ -255,32 +451,45 @@ fn apply_to_document(
             Row::Visit(Box::new(v))
         }
     };
+    // A visit's county is its enterprise's, whatever the visit says: an enterprise must be on
+    // the server (or come in the same push) before its visits, and a visit can reach no
+    // figure of a county its enterprise is not in.
     let county = match &row {
         Row::Enterprise(e) => e.county.code.clone(),
-        Row::Visit(v) => v.county_code.clone(),
+        Row::Visit(v) => tx
+            .prepare_cached("SELECT county_code FROM enterprises WHERE credit_code = ?1")?
+            .query_row([&v.enterprise_id], |r| r.get::<_, String>(0))
+            .optional()?
+            .ok_or_else(|| {
+                refuse(
+                    "unknown_enterprise",
+                    "所属企业尚未被服务器接受，走访记录暂存待传",
+                    "the visit's enterprise is not on the server (or was refused); the visit is held",
+                )
+            })?,
     };
     // Both ends must be in scope: a record may not be moved out of another county either.
     let in_scope = scope::covers(&caller.org_unit, &county)
         && old_county.as_deref().is_none_or(|c| scope::covers(&caller.org_unit, c));
     if !in_scope {
-        return Err(ApiError::OutOfScope { doc_id: doc_id.to_string() });
+        return Err(refuse("out_of_scope", "记录不属于您所在单位的辖区", "the record lies outside your org unit"));
     }
 
     let heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
-        params![
-            doc_id,
-            kind.as_str(),
-            doc.save(),
-            serde_json::to_string(&heads).map_err(ApiError::internal)?,
-            county,
-            has_conflicts,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        doc_id,
+        kind.as_str(),
+        saved,
+        serde_json::to_string(&heads).unwrap_or_else(|_| "[]".into()),
+        county,
+        has_conflicts,
+        now
+    ])?;
     // The enterprises whose computed status this document feeds (a visit may have been
     // moved from one enterprise to another).
     let mut affected: Vec<String> = match &row {
@@ -293,8 +502,13 @@ fn apply_to_document(
         affected.extend(before.filter(|b| *b != affected[0]));
     }
     match &row {
-        Row::Enterprise(e) => write_enterprise_row(tx, e, has_conflicts)?,
-        Row::Visit(v) => write_visit_row(tx, doc_id, v, has_conflicts, now)?,
+        Row::Enterprise(e) => {
+            write_enterprise_row(tx, e, has_conflicts)?;
+            if old_county.as_deref().is_some_and(|c| c != county) {
+                move_visits(tx, doc_id, &county, now)?;
+            }
+        }
+        Row::Visit(v) => write_visit_row(tx, doc_id, v, &county, has_conflicts, now)?,
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -317,11 +531,40 @@ fn apply_to_document(
     for (hash, bytes) in raw {
         insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
+    if old_county.as_deref().is_some_and(|c| c != county) {
+        feed_whole(tx, doc_id, kind, now)?;
+    }
     let visit = match row {
         Row::Visit(v) => Some(v),
         Row::Enterprise(_) => None,
     };
     Ok((affected, visit))
+}
+
+/// An enterprise moved to another county: its visits follow it (their scope is the
+/// enterprise's county), and each is fed whole so that the receiving county's phones get
+/// every change made before the move, not only the later ones.
+fn move_visits(tx: &Transaction<'_>, credit_code: &str, county: &str, now: i64) -> rusqlite::Result<()> {
+    let ids: Vec<String> = tx
+        .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?
+        .query_map([credit_code], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        tx.execute("UPDATE documents SET county_code = ?2, updated_at = ?3 WHERE id = ?1", params![id, county, now])?;
+        tx.execute("UPDATE visits SET county_code = ?2 WHERE id = ?1", params![id, county])?;
+        feed_whole(tx, &id, RecordKind::Visit, now)?;
+    }
+    Ok(())
+}
+
+/// Puts a marker in the feed that a pull answers with the whole document as it is then.
+fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at, whole)
+         VALUES (?1, ?2, ?3, x'', '', '', ?4, 1)",
+    )?
+    .execute(params![format!("whole:{}", uuid::Uuid::new_v4().simple()), doc_id, kind.as_str(), now])?;
+    Ok(())
 }
 
 /// The device id recorded in the feed for changes the server writes on behalf of a
@@ -377,7 +620,7 @@ where
     let hash = change.hash().to_string();
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
-    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now)?.0 {
+    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now, &limits())?.0 {
         crate::reports::status::refresh(tx, &code)?;
     }
     Ok(Some(hash))
@@ -416,7 +659,15 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
     crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
-fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: bool, now: i64) -> rusqlite::Result<()> {
+/// The visit's row, in its enterprise's `county`.
+fn write_visit_row(
+    tx: &Transaction<'_>,
+    id: &str,
+    v: &Visit,
+    county: &str,
+    has_conflicts: bool,
+    now: i64,
+) -> rusqlite::Result<()> {
     let flags = crate::attachments::visit_flags(tx, id, v, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
@@ -433,7 +684,7 @@ fn write_visit_row(tx: &Transaction<'_>, id: &str, v: &Visit, has_conflicts: boo
         params![
             id,
             v.enterprise_id,
-            v.county_code,
+            county,
             v.visit_date,
             v.review.state.code(),
             serde_json::to_string(&v.inspectors).unwrap_or_else(|_| "{}".into()),
@@ -554,14 +805,18 @@ pub fn changes_page(
 ) -> Result<Page, ApiError> {
     let tx = conn.transaction()?;
     // Rows the caller will not get are scanned without their bytes.
+    // A `whole` row (a record moved into a county) is answered with the whole document.
     let mut stmt = tx.prepare_cached(
         "SELECT c.seq, c.doc_id, c.kind,
-                CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2 THEN c.bytes END
+                CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2
+                     THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END END,
+                c.whole
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",
     )?;
     let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
     let mut changes = Vec::new();
+    let mut documents = Vec::new();
     let (mut size, mut scanned, mut last) = (0, 0, cursor);
     let mut more = false;
     while let Some(r) = rows.next()? {
@@ -573,10 +828,15 @@ pub fn changes_page(
         last = r.get::<_, i64>(0)? as u64;
         if let Some(bytes) = r.get::<_, Option<Vec<u8>>>(3)? {
             size += bytes.len();
-            changes.push(WireChange { doc_id: r.get(1)?, kind: kind_of(&r.get::<_, String>(2)?)?, bytes });
+            let (doc_id, kind) = (r.get(1)?, kind_of(&r.get::<_, String>(2)?)?);
+            if r.get::<_, bool>(4)? {
+                documents.push(WireDocument { doc_id, kind, bytes });
+            } else {
+                changes.push(WireChange { doc_id, kind, bytes });
+            }
         }
     }
-    Ok(Page { documents: Vec::new(), changes, cursor: last, page_token: None, more })
+    Ok(Page { documents, changes, cursor: last, page_token: None, more })
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    // The signal handlers are installed before the address is printed: a SIGTERM sent as
+    // soon as a script reads it must stop the server gracefully, not kill it.
+    let shutdown = shutdown_signal();
     // Tests (and scripts) read the port from this exact line.
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, data = %opts.data.display(), "listening");
@@ -64,14 +67,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     match opts.tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
         }
         Some((cert, key)) => {
             let config = tls_config(&cert, &key).await?;
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 stopper.graceful_shutdown(Some(TLS_DRAIN));
             });
             axum_server::from_tcp_rustls(listener, config).handle(handle).serve(router).await?;
@@ -124,30 +127,31 @@ async fn ensure_first_admin(db: &Db, org_unit: &str) -> Result<(), Box<dyn std::
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on either signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    let (int, term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install =
+            |kind| signal(kind).map_err(|e| tracing::error!(error = %e, "cannot listen for a shutdown signal")).ok();
+        (install(SignalKind::interrupt()), install(SignalKind::terminate()))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => drop(s.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {},
+                _ = wait(term) => {},
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        drop(tokio::signal::ctrl_c().await);
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

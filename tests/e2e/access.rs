@@ -98,38 +98,57 @@ fn role_scope_and_endpoint_table() {
         .into_iter()
         .map(|u| (u, token(&server.url(), u, PASSWORD, &format!("dev-{u}"))))
         .collect();
-    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("inspector, own county", "insp_a", new_visit_push(1, A), 200, ""),
-        ("inspector, other county", "insp_a", new_visit_push(2, B), 403, "out_of_scope"),
+    // (what, who, body, expected: None = applied, Some((status, code)) = refused; a push
+    // answers 200 with the refused document named, any other status refuses the request).
+    type Expect<'a> = Option<(u16, &'a str)>;
+    let cases: Vec<(&str, &str, Vec<u8>, Expect)> = vec![
+        ("inspector, own county", "insp_a", new_visit_push(1, A), None),
+        ("inspector, other county", "insp_a", new_visit_push(2, B), Some((200, "out_of_scope"))),
         (
             "inspector edits a foreign record",
             "insp_a",
             edit_push(&pb, &visit_b, |v| v.notes = "越权".into()),
-            403,
-            "out_of_scope",
+            Some((200, "out_of_scope")),
         ),
-        (
-            "inspector moves a record out of scope",
-            "insp_a",
-            edit_push(&pa, &visit_a, |v| v.county_code = B.into()),
-            403,
-            "out_of_scope",
-        ),
-        ("supervisor may not push", "sup_city", new_visit_push(1, A), 403, "forbidden"),
-        ("admin within unit", "admin_city", new_visit_push(2, B), 200, ""),
+        ("supervisor may not push", "sup_city", new_visit_push(1, A), Some((403, "forbidden"))),
+        ("admin within unit", "admin_city", new_visit_push(2, B), None),
     ];
-    for (what, user, body, status, code) in cases {
+    for (what, user, body, expect) in cases {
         let before = changes_on_server(&server);
         let answer = post(&push_url, Some(&tokens[user]), SYNC_HEADERS, body);
-        assert_eq!(answer.status, status, "{what}: {}", String::from_utf8_lossy(&answer.body));
-        if status != 200 {
-            assert_eq!(answer.code(), code, "{what}");
-            assert_eq!(changes_on_server(&server), before, "{what}: nothing applied");
-            assert!(!answer.json()["message"].as_str().unwrap_or("").is_empty(), "{what}: a message for people");
-        } else {
-            assert!(changes_on_server(&server) > before, "{what}: applied");
+        match expect {
+            None => {
+                assert_eq!(answer.status, 200, "{what}: {}", String::from_utf8_lossy(&answer.body));
+                let r: ohassist_core::sync::wire::PushResponse =
+                    ohassist_core::sync::wire::decode(&answer.body, 1 << 20).unwrap();
+                assert!(r.refused.is_empty(), "{what}: {r:?}");
+                assert!(changes_on_server(&server) > before, "{what}: applied");
+            }
+            Some((200, code)) => {
+                assert_eq!(answer.status, 200, "{what}: {}", String::from_utf8_lossy(&answer.body));
+                let r: ohassist_core::sync::wire::PushResponse =
+                    ohassist_core::sync::wire::decode(&answer.body, 1 << 20).unwrap();
+                assert_eq!(r.refused.len(), 1, "{what}: {r:?}");
+                assert_eq!(r.refused[0].code, code, "{what}");
+                assert!(!r.refused[0].message.is_empty(), "{what}: a message for people");
+                assert_eq!(changes_on_server(&server), before, "{what}: nothing applied");
+            }
+            Some((status, code)) => {
+                assert_eq!(answer.status, status, "{what}: {}", String::from_utf8_lossy(&answer.body));
+                assert_eq!(answer.code(), code, "{what}");
+                assert_eq!(changes_on_server(&server), before, "{what}: nothing applied");
+                assert!(!answer.json()["message"].as_str().unwrap_or("").is_empty(), "{what}: a message for people");
+            }
         }
     }
+    // A visit's county is its enterprise's: an inspector who writes another county into
+    // their visit moves nothing out of their scope.
+    let answer =
+        post(&push_url, Some(&tokens["insp_a"]), SYNC_HEADERS, edit_push(&pa, &visit_a, |v| v.county_code = B.into()));
+    assert_eq!(answer.status, 200);
+    let county: String =
+        server.db().query_row("SELECT county_code FROM visits WHERE id = ?1", [&visit_a], |r| r.get(0)).unwrap();
+    assert_eq!(county, A, "the visit stays in its enterprise's county");
 
     // Admin endpoints are for admins.
     let users_url = format!("{}/api/v1/admin/users", server.url());

@@ -7,4 +7,5 @@ mod bad_input;
 mod client;
 mod convergence;
 mod faults;
+mod hostile;
 mod web;

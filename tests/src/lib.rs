@@ -270,6 +270,16 @@ pub fn token(server_url: &str, username: &str, password: &str, device: &str) -> 
     a.json()["token"].as_str().unwrap().to_string()
 }
 
-/// The sync headers a real client sends with a CBOR body.
+/// The sync headers a real client sends with a CBOR body (the protocol version is checked
+/// against `wire::PROTOCOL_VERSION` by `sync_headers_name_the_current_protocol`).
 pub const SYNC_HEADERS: &[(&str, &str)] =
-    &[("content-type", "application/cbor"), ("content-encoding", "gzip"), ("x-ohassist-protocol", "1")];
+    &[("content-type", "application/cbor"), ("content-encoding", "gzip"), ("x-ohassist-protocol", "2")];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sync_headers_name_the_current_protocol() {
+        let v = super::SYNC_HEADERS.iter().find(|(k, _)| *k == "x-ohassist-protocol").unwrap().1;
+        assert_eq!(v, ohassist_core::sync::wire::PROTOCOL_VERSION.to_string());
+    }
+}

@@ -6,6 +6,7 @@
 //! state, never a mix. Writers take a `&Transaction`, readers a `&Connection`.
 
 mod attachments;
+mod held;
 mod index;
 pub mod schema;
 
@@ -19,11 +20,13 @@ use serde_json::Value as Json;
 
 use crate::doc::{now_ms, to_json, Author, Conflict, Document, HistoryEntry};
 use crate::error::{Error, Reason, Result, ValidationError};
+use crate::limits::{self, Limits};
 use crate::model::{new_item_id, Enterprise, RecordKind, Visit, SCHEMA_VERSION};
 use crate::status::{self, Table1Status};
 use crate::{credit_code, validate};
 
 pub use attachments::{sha256_hex, NewAttachment, PendingUpload, MAX_ATTACHMENT_BYTES};
+pub use held::{HeldRecord, Quarantined};
 pub use index::{EnterpriseFilter, EnterpriseSummary, VisitFilter, VisitSummary};
 
 /// A record as read from the store, with its version for a later edit.
@@ -356,8 +359,12 @@ impl Store {
     /// The oldest `limit` unacknowledged local changes.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT seq, doc_id, kind, hash, bytes FROM outbox ORDER BY seq LIMIT ?1")?;
+        // Held records wait until a retry is due (see `held.rs`).
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, doc_id, kind, hash, bytes FROM outbox o
+             WHERE NOT EXISTS (SELECT 1 FROM held h WHERE h.doc_id = o.doc_id AND h.retry = 0)
+             ORDER BY seq LIMIT ?1",
+        )?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(OutboxChange {
                 seq: r.get(0)?,
@@ -390,47 +397,47 @@ impl Store {
     /// if new. All or nothing: a change that does not decode, or a result that is not a
     /// valid record of that kind, applies nothing.
     pub fn apply_remote(&self, kind: RecordKind, id: &str, changes: &[Vec<u8>]) -> Result<()> {
-        let page = RemotePage { changes: vec![(kind, id.to_string(), changes.to_vec())], ..Default::default() };
-        self.apply_remote_page(&page)
+        self.write(|tx| apply_one_changes(tx, kind, id, changes))
     }
 
-    /// [`Store::apply_remote`] for many records in one transaction.
+    /// Changes of many records in one transaction, as [`Store::apply_remote_page`] applies
+    /// them (a record that fails is quarantined, the others apply).
     pub fn apply_remote_batch(&self, batch: &[(RecordKind, String, Vec<Vec<u8>>)]) -> Result<()> {
         self.apply_remote_page(&RemotePage { changes: batch.to_vec(), ..Default::default() })
     }
 
     /// Applies one page a server sent — whole documents, changes, and the sync bookkeeping
     /// that goes with them — in one transaction: after a crash the store holds the page and
-    /// its cursor, or neither.
+    /// its cursor, or neither. A page is input from outside: each record of it is applied
+    /// alone (a savepoint each), within the limits, and one that fails is quarantined with
+    /// its reason while the rest of the page applies; the cursor moves on either way.
     pub fn apply_remote_page(&self, page: &RemotePage) -> Result<()> {
         self.write(|tx| {
+            let mut touched: Vec<&str> = Vec::new();
             for (kind, id, bytes) in &page.documents {
-                match load(tx, id)? {
-                    // A record new to this store (every record, in a first sync): the saved
-                    // document is stored as it came, once it loads as what it claims to be.
-                    None => {
-                        let doc = Document::load(*kind, id, bytes)?;
-                        save_bytes(tx, &doc, bytes)?;
-                    }
-                    Some(_) => {
-                        let mut doc = load_or_genesis(tx, *kind, id)?;
-                        doc.merge_saved(bytes)?;
-                        save(tx, &doc, [])?;
-                    }
-                }
+                let _quarantined = isolated(
+                    tx,
+                    |tx| apply_one_document(tx, *kind, id, bytes),
+                    |tx, e| held::quarantine(tx, *kind, id, true, bytes, &e.to_string()),
+                )?;
+                touched.push(id);
             }
             for (kind, id, changes) in &page.changes {
-                let mut doc = load_or_genesis(tx, *kind, id)?;
-                let decoded = changes
-                    .iter()
-                    .map(|b| {
-                        Change::from_bytes(b.clone())
-                            .map_err(|e| Error::CorruptDocument { id: id.clone(), reason: e.to_string() })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                doc.apply_changes(decoded)?;
-                save(tx, &doc, [])?;
+                let outcome = isolated(tx, |tx| apply_one_changes(tx, *kind, id, changes), |_, _| Ok(()))?;
+                // Quarantined change by change, so the good ones of the record can be retried
+                // apart from the bad one.
+                if outcome.is_err() {
+                    for bytes in changes {
+                        let _quarantined = isolated(
+                            tx,
+                            |tx| apply_one_changes(tx, *kind, id, std::slice::from_ref(bytes)),
+                            |tx, e| held::quarantine(tx, *kind, id, false, bytes, &e.to_string()),
+                        )?;
+                    }
+                }
+                touched.push(id);
             }
+            held::touched(tx, &touched)?;
             for (key, value) in &page.meta {
                 match value {
                     Some(v) => meta_set(tx, key, v)?,
@@ -604,9 +611,80 @@ fn save_bytes(tx: &Transaction<'_>, doc: &Document, bytes: &[u8]) -> Result<()> 
     index::reindex(tx, doc)
 }
 
-/// Adds changes of `doc` to the outbox (once per hash).
+/// Runs `f` in a savepoint: on a storage error the whole transaction fails; on any other
+/// error (the input was bad) its writes are undone, `on_bad` records why, and the error is
+/// returned as the inner result.
+fn isolated(
+    tx: &Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<()>,
+    on_bad: impl FnOnce(&Transaction<'_>, &Error) -> rusqlite::Result<()>,
+) -> Result<std::result::Result<(), Error>> {
+    tx.execute_batch("SAVEPOINT remote")?;
+    match f(tx) {
+        Ok(()) => {
+            tx.execute_batch("RELEASE remote")?;
+            Ok(Ok(()))
+        }
+        Err(Error::Storage(e)) => Err(Error::Storage(e)),
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO remote; RELEASE remote")?;
+            on_bad(tx, &e)?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// Merges a saved document from a server, checked within the limits before automerge reads it.
+fn apply_one_document(tx: &Transaction<'_>, kind: RecordKind, id: &str, bytes: &[u8]) -> Result<()> {
+    let limits = Limits::default();
+    let corrupt = |reason: String| Error::CorruptDocument { id: id.to_string(), reason };
+    limits::check_document(bytes, &limits).map_err(|r| corrupt(r.to_string()))?;
+    match load(tx, id)? {
+        // A record new to this store (every record, in a first sync): the saved document is
+        // stored as it came, once it loads as what it claims to be.
+        None => {
+            let doc = guarded(|| Document::load(kind, id, bytes))?;
+            doc.check_limits(&limits).map_err(|r| corrupt(r.to_string()))?;
+            save_bytes(tx, &doc, bytes)
+        }
+        Some(_) => {
+            let mut doc = load_or_genesis(tx, kind, id)?;
+            guarded(|| doc.merge_saved(bytes))?;
+            doc.check_limits(&limits).map_err(|r| corrupt(r.to_string()))?;
+            save(tx, &doc, [])
+        }
+    }
+}
+
+/// Applies changes from a server to one record, each decoded within the limits.
+fn apply_one_changes(tx: &Transaction<'_>, kind: RecordKind, id: &str, changes: &[Vec<u8>]) -> Result<()> {
+    let limits = Limits::default();
+    let corrupt = |reason: String| Error::CorruptDocument { id: id.to_string(), reason };
+    let decoded = changes
+        .iter()
+        .map(|b| limits::decode_change(b, &limits).map_err(|r| corrupt(r.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut doc = load_or_genesis(tx, kind, id)?;
+    guarded(|| doc.apply_changes(decoded))?;
+    doc.check_limits(&limits).map_err(|r| corrupt(r.to_string()))?;
+    save(tx, &doc, [])
+}
+
+/// Runs automerge on bytes from outside, turning a panic inside it into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::CorruptDocument { id: String::new(), reason: "automerge could not read it".into() })
+    })
+}
+
+/// Adds changes of `doc` to the outbox (once per hash). An edit of a held record makes its
+/// retry due: the edit may be what clears the server's reason.
 fn queue(tx: &Transaction<'_>, doc: &Document, changes: impl IntoIterator<Item = Change>) -> Result<()> {
     let now = now_ms();
+    let mut changes = changes.into_iter().peekable();
+    if changes.peek().is_some() {
+        tx.prepare_cached("UPDATE held SET retry = 1 WHERE doc_id = ?1")?.execute([doc.id()])?;
+    }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (doc_id, kind, hash, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING",
     )?;

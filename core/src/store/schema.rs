@@ -5,7 +5,11 @@ use crate::sqlite::Schema;
 pub const SCHEMA: Schema = Schema {
     name: "ohassist store",
     application_id: 0x6f68_6131, // "oha1"
-    steps: &[include_str!("../../migrations/001_init.sql"), include_str!("../../migrations/002_attachments.sql")],
+    steps: &[
+        include_str!("../../migrations/001_init.sql"),
+        include_str!("../../migrations/002_attachments.sql"),
+        include_str!("../../migrations/003_held.sql"),
+    ],
 };
 
 #[cfg(test)]

@@ -383,3 +383,62 @@ fn a_newer_database_is_refused() {
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
     assert!(matches!(Store::open(&path), Err(Error::DatabaseTooNew { found: 99, .. })));
 }
+
+#[test]
+fn a_bad_record_of_a_page_is_quarantined_and_the_rest_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let mut good = Document::genesis(RecordKind::Visit, "good");
+    let author = Author { user: "x".into(), device: "y".into() };
+    let genesis = good.changes_since(&[]);
+    let change = good
+        .write_diff(&ActorId::random(), &author, &json!({}), &json!({"visit_date": "2025-03-01"}))
+        .unwrap()
+        .unwrap();
+    let good_bytes: Vec<Vec<u8>> = genesis.into_iter().chain([change]).map(|c| c.raw_bytes().to_vec()).collect();
+    let page = RemotePage {
+        documents: vec![(RecordKind::Visit, "bad-doc".into(), vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])],
+        changes: vec![
+            (RecordKind::Visit, "bad".into(), vec![vec![1, 2, 3]]),
+            (RecordKind::Visit, "good".into(), good_bytes),
+        ],
+        meta: vec![("sync_cursor".into(), Some("42".into()))],
+    };
+    s.apply_remote_page(&page).unwrap();
+    assert_eq!(s.get_visit("good").unwrap().record.visit_date, "2025-03-01");
+    assert_eq!(s.meta("sync_cursor").unwrap().as_deref(), Some("42"), "the cursor moves on");
+    let q = s.quarantined().unwrap();
+    let ids: Vec<&str> = q.iter().map(|q| q.doc_id.as_str()).collect();
+    assert_eq!(ids, ["bad-doc", "bad"]);
+    assert!(q.iter().all(|q| !q.reason.is_empty()));
+    assert!(s.get_visit("bad").is_err(), "nothing of it stored");
+    assert_eq!(s.retry_quarantine().unwrap(), 2, "still bad, still kept");
+    assert_eq!(s.quarantined().unwrap()[0].attempts, 2);
+}
+
+#[test]
+fn held_records_wait_until_a_retry_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let id = s.create_enterprise(enterprise()).unwrap();
+    let queued = s.outbox(100).unwrap().len();
+    assert!(queued >= 1);
+    s.hold(&[(id.clone(), RecordKind::Enterprise, "out_of_scope".into(), "不属于".into(), "outside".into())]).unwrap();
+    assert!(s.outbox(100).unwrap().is_empty(), "held: not pushed again");
+    assert_eq!(s.outbox_len().unwrap(), queued, "but still pending");
+    let held = s.held_records().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].code, "out_of_scope");
+    assert_eq!(held[0].pending_changes, queued as u64);
+    assert!(!held[0].advice_zh.is_empty() && !held[0].advice_en.is_empty());
+    // An edit makes the retry due.
+    s.edit_enterprise(&id, |e| e.address = "新地址".into()).unwrap();
+    assert_eq!(s.outbox(100).unwrap().len(), queued + 1);
+    s.hold(&[(id.clone(), RecordKind::Enterprise, "out_of_scope".into(), "不属于".into(), "outside".into())]).unwrap();
+    assert!(s.outbox(100).unwrap().is_empty());
+    s.retry_held(true).unwrap();
+    assert_eq!(s.outbox(100).unwrap().len(), queued + 1, "a new login retries every held record");
+    s.release(std::slice::from_ref(&id)).unwrap();
+    assert!(s.held_records().unwrap().is_empty());
+    assert_eq!(s.get_enterprise(&id).unwrap().record.address, "新地址", "readable and editable all along");
+}

@@ -85,6 +85,12 @@ pub struct SyncReport {
     /// Records that hold conflicts after the sync.
     pub conflicted_records: u64,
     pub attachments_uploaded: u64,
+    /// Records the server refused, kept on the phone with the reason (`Store::held_records`).
+    pub held_records: u64,
+    /// Records refused in this sync.
+    pub newly_held: u64,
+    /// What the server sent that could not be applied, kept and retried (`Store::quarantined`).
+    pub quarantined: u64,
 }
 
 /// Receives progress; called on the syncing thread, so keep it short.
@@ -458,6 +464,8 @@ pub async fn login(
     store.set_meta(META_ROLE, &response.role)?;
     store.set_meta(META_ORG_UNIT, &response.org_unit)?;
     store.set_meta(META_DISPLAY_NAME, &response.display_name)?;
+    // A new login may come with another role or unit: every held record is tried again.
+    store.retry_held(true)?;
     Ok(response)
 }
 
@@ -487,50 +495,12 @@ pub async fn sync(
     let mut p = SyncProgress { phase: "push".into(), ..Default::default() };
     p.changes_pending = store.outbox_len()? as u64;
     sink.on_progress(&p);
+    // Held records that have waited long enough are tried again (a rule may have changed).
+    store.retry_held(false)?;
 
     // Push: bounded batches, oldest first; drop from the outbox only what was acknowledged.
-    let budget = wire::MAX_PUSH_BYTES / 2;
-    loop {
-        let queued = store.outbox(wire::MAX_PUSH_CHANGES)?;
-        if queued.is_empty() {
-            break;
-        }
-        let mut batch = Vec::new();
-        let mut size = 0;
-        for c in queued {
-            if !batch.is_empty() && size + c.bytes.len() > budget {
-                break;
-            }
-            size += c.bytes.len();
-            batch.push(c);
-        }
-        let docs: HashSet<&str> = batch.iter().map(|c| c.doc_id.as_str()).collect();
-        let docs = docs.len() as u64;
-        let request = PushRequest {
-            protocol: wire::PROTOCOL_VERSION,
-            changes: batch
-                .iter()
-                .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
-                .collect(),
-        };
-        let response: PushResponse = client.call("/api/v1/sync/push", &request, &token, cancel, &mut p).await?;
-        let sent: HashSet<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
-        let acked: Vec<String> = response.acknowledged.into_iter().filter(|h| sent.contains(h.as_str())).collect();
-        if acked.is_empty() {
-            return Err(SyncError::Refused {
-                status: 200,
-                body: ErrorBody {
-                    code: "not_acknowledged".into(),
-                    message: "服务器未确认任何更改".into(),
-                    message_en: "the server acknowledged none of the pushed changes".into(),
-                    field: None,
-                },
-            });
-        }
-        report.changes_pushed += acked.len() as u64;
-        store.acknowledge(&acked)?;
-        p.documents_up += docs;
-        p.changes_pending = store.outbox_len()? as u64;
+    // A document the server refuses is held (kept, with the reason) and the rest go on.
+    while push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
         sink.on_progress(&p);
     }
 
@@ -557,6 +527,7 @@ pub async fn sync(
         }
         page.meta.push((META_CURSOR.into(), Some(response.cursor.to_string())));
         page.meta.push((META_PAGE_TOKEN.into(), response.page_token.clone()));
+        // A record of the page that cannot be applied is quarantined; the rest applies.
         store.apply_remote_page(&page)?;
         p.documents_down += docs.len() as u64;
         sink.on_progress(&p);
@@ -567,6 +538,13 @@ pub async fn sync(
             return Err(SyncError::Cancelled);
         }
     }
+    // What could not be applied may apply now that more has arrived.
+    report.quarantined = store.retry_quarantine()? as u64;
+    // Records held until something arrived about them (or for long enough) go once more.
+    if push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
+        sink.on_progress(&p);
+    }
+    report.held_records = store.held_records()?.len() as u64;
     // Attachments last, so that records are never held back by photos.
     p.phase = "attachments".into();
     let pending = store.pending_uploads()?;
@@ -585,6 +563,74 @@ pub async fn sync(
     report.conflicted_records = store.conflicted_records()?.len() as u64;
     report.progress = p;
     Ok(report)
+}
+
+/// Pushes one batch of the outbox (oldest first, within the push budget); returns false when
+/// there was nothing to push. Acknowledged changes leave the outbox; refused documents are
+/// held with the server's reason, accepted ones are held no longer.
+async fn push_batch(
+    client: &Client,
+    store: &Store,
+    token: &str,
+    cancel: &CancelToken,
+    p: &mut SyncProgress,
+    report: &mut SyncReport,
+) -> Result<bool, SyncError> {
+    let budget = wire::MAX_PUSH_BYTES / 2;
+    let queued = store.outbox(wire::MAX_PUSH_CHANGES)?;
+    if queued.is_empty() {
+        return Ok(false);
+    }
+    let mut batch = Vec::new();
+    let mut size = 0;
+    for c in queued {
+        if !batch.is_empty() && size + c.bytes.len() > budget {
+            break;
+        }
+        size += c.bytes.len();
+        batch.push(c);
+    }
+    let in_batch: HashSet<&str> = batch.iter().map(|c| c.doc_id.as_str()).collect();
+    let request = PushRequest {
+        protocol: wire::PROTOCOL_VERSION,
+        changes: batch
+            .iter()
+            .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
+            .collect(),
+    };
+    let response: PushResponse = client.call("/api/v1/sync/push", &request, token, cancel, p).await?;
+    let sent: HashSet<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
+    let acked: Vec<String> = response.acknowledged.into_iter().filter(|h| sent.contains(h.as_str())).collect();
+    let refused: Vec<(String, crate::model::RecordKind, String, String, String)> = response
+        .refused
+        .into_iter()
+        .filter(|r| in_batch.contains(r.doc_id.as_str()))
+        .map(|r| (r.doc_id, r.kind, r.code, r.message, r.message_en))
+        .collect();
+    if acked.is_empty() && refused.is_empty() {
+        return Err(SyncError::Refused {
+            status: 200,
+            body: ErrorBody {
+                code: "not_acknowledged".into(),
+                message: "服务器未确认任何更改".into(),
+                message_en: "the server acknowledged none of the pushed changes".into(),
+                field: None,
+            },
+        });
+    }
+    let refused_ids: HashSet<&str> = refused.iter().map(|r| r.0.as_str()).collect();
+    let accepted: Vec<String> = in_batch.iter().filter(|d| !refused_ids.contains(*d)).map(|d| d.to_string()).collect();
+    if !refused.is_empty() {
+        tracing::info!(documents = refused.len(), "the server refused documents; they are held");
+        store.hold(&refused)?;
+        report.newly_held += refused.len() as u64;
+    }
+    store.release(&accepted)?;
+    report.changes_pushed += acked.len() as u64;
+    store.acknowledge(&acked)?;
+    p.documents_up += accepted.len() as u64;
+    p.changes_pending = store.outbox_len()? as u64;
+    Ok(true)
 }
 
 /// [`sync`] on the calling thread (which it blocks): for callers without an async runtime.

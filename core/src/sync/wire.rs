@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::RecordKind;
 
 /// The protocol version this code speaks. The server refuses other versions with
-/// `protocol_version` (HTTP 426).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// `protocol_version` (HTTP 426). Version 2: per-document results of a push
+/// ([`PushResponse::refused`]) and whole documents in incremental pulls.
+pub const PROTOCOL_VERSION: u32 = 2;
 pub const PROTOCOL_HEADER: &str = "x-ohassist-protocol";
 pub const CONTENT_TYPE: &str = "application/cbor";
 
@@ -50,14 +51,33 @@ pub struct PushRequest {
     pub changes: Vec<WireChange>,
 }
 
-/// The server holds every change of the request (newly or already): the client may drop
-/// them from its outbox.
+/// A push is applied document by document: the server now holds every acknowledged change
+/// (the client may drop them from its outbox); each refused document had none of its pushed
+/// changes applied, and the client keeps it, held, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushResponse {
     /// Hashes (hex) of the request's changes that the server now holds.
     pub acknowledged: Vec<String>,
     /// How many of them were new to the server.
     pub new: u32,
+    /// The documents refused, with why.
+    #[serde(default)]
+    pub refused: Vec<RefusedDocument>,
+}
+
+/// One document of a push that the server refused: nothing of it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedDocument {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    /// Machine-readable: `out_of_scope`, `unknown_enterprise`, `invalid_record`,
+    /// `invalid_change`, `too_large`, `too_deep`, `checksum_mismatch`,
+    /// `non_canonical_genesis`, `field_authority`, `kind_mismatch`, `missing_dependencies`.
+    pub code: String,
+    /// For a person, in Chinese.
+    pub message: String,
+    /// The same in English.
+    pub message_en: String,
 }
 
 /// `POST /api/v1/sync/pull`: what changed in the caller's scope after `cursor`.

@@ -19,7 +19,74 @@ use crate::accounts::{self, Caller};
 use crate::db::now;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/login", post(login)).route("/api/v1/logout", post(logout))
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        // A login body is a few hundred bytes: refuse more before reading it.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BODY))
+}
+
+/// Largest login body read.
+pub const MAX_LOGIN_BODY: usize = 16 * 1024;
+/// Longest username and password accepted, checked before anything is kept or hashed.
+pub const MAX_USERNAME_CHARS: usize = 64;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Password hashes computed at once: argon2 takes ~50 ms of a core and 19 MiB each, so a
+/// burst of logins waits here instead of starving pushes of CPU and memory.
+static ARGON2_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Checks a username and password, for the API and the console alike: lengths first, then
+/// the failure limit, then argon2 (off the async threads, outside any database lock, a few at
+/// a time). Unknown users cost as long as a wrong password. Returns the user (enabled).
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> ApiResult<accounts::User> {
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(ApiError::InvalidInput {
+            field: "username",
+            reason_zh: format!("用户名最长 {MAX_USERNAME_CHARS} 个字符"),
+            reason_en: format!("a username has at most {MAX_USERNAME_CHARS} characters"),
+        });
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidInput {
+            field: "password",
+            reason_zh: format!("密码最长 {MAX_PASSWORD_BYTES} 字节"),
+            reason_en: format!("a password has at most {MAX_PASSWORD_BYTES} bytes"),
+        });
+    }
+    state
+        .login_limiter
+        .check(username, ip, Instant::now())
+        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    let name = username.to_string();
+    let user = state.db.read(move |conn| Ok(accounts::find_user(conn, &name)?)).await?;
+    // Unknown users are checked against a dummy hash, so they cost as long as a wrong password.
+    let hash = user.as_ref().map_or_else(|| accounts::dummy_hash().to_string(), |(_, h)| h.clone());
+    let password = password.to_string();
+    let permit = ARGON2_PERMITS.acquire().await.map_err(ApiError::internal)?;
+    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await?;
+    drop(permit);
+    match user {
+        Some((user, _)) if ok && !user.disabled => {
+            state.login_limiter.clear(username, ip);
+            Ok(user)
+        }
+        _ => {
+            state.login_limiter.record_failure(username, ip, Instant::now());
+            tracing::info!(ip = ?ip, "failed login");
+            Err(ApiError::InvalidCredentials)
+        }
+    }
+}
+
+/// Device ids: what the app chose at install, of a fixed character set and length.
+pub fn valid_device_id(id: &str) -> bool {
+    (1..=MAX_DEVICE_ID_CHARS).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Failed attempts allowed per username and address within [`WINDOW`].
@@ -77,36 +144,30 @@ async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let device_id = req.device_id.trim().to_string();
-    if device_id.is_empty() || device_id.chars().count() > MAX_DEVICE_ID_CHARS {
-        return Err(ApiError::MalformedBody(format!("device_id must be 1 to {MAX_DEVICE_ID_CHARS} characters")));
+    if !valid_device_id(&device_id) {
+        return Err(ApiError::InvalidInput {
+            field: "device_id",
+            reason_zh: format!("设备编号须为 1 至 {MAX_DEVICE_ID_CHARS} 个字母、数字或 - _ ."),
+            reason_en: format!("device_id must be 1 to {MAX_DEVICE_ID_CHARS} letters, digits or - _ ."),
+        });
     }
     let device_name: String = req.device_name.trim().chars().take(MAX_DEVICE_NAME_CHARS).collect();
-    state
-        .login_limiter
-        .check(&req.username, ip, Instant::now())
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-
-    let (username, lookup_device) = (req.username.clone(), device_id.clone());
-    let (user, revoked) = state
+    let user = authenticate(&state, &req.username, &req.password, ip).await?;
+    let lookup_device = device_id.clone();
+    let (revoked, bound_to) = state
         .db
-        .read(move |conn| Ok((accounts::find_user(conn, &username)?, accounts::is_revoked(conn, &lookup_device)?)))
+        .read(move |conn| {
+            Ok((accounts::is_revoked(conn, &lookup_device)?, accounts::device_binding(conn, &lookup_device)?))
+        })
         .await?;
-    // Unknown users are checked against a dummy hash, so they cost as long as a wrong password.
-    let hash = user.as_ref().map_or_else(|| accounts::dummy_hash().to_string(), |(_, h)| h.clone());
-    let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await?;
-    let user = match user {
-        Some((user, _)) if ok && !user.disabled => user,
-        _ => {
-            state.login_limiter.record_failure(&req.username, ip, Instant::now());
-            tracing::info!(ip = ?ip, "failed login");
-            return Err(ApiError::InvalidCredentials);
-        }
-    };
-    state.login_limiter.clear(&req.username, ip);
     // Told only to someone who knows the password, so it reveals nothing to a guesser.
     if revoked {
         return Err(ApiError::DeviceRevoked);
+    }
+    // A device id in use by another user's live login is theirs: taking it over would
+    // hide that device's changes from the new holder's pulls and log the owner out.
+    if bound_to.is_some_and(|owner| owner != user.id) {
+        return Err(ApiError::DeviceTaken);
     }
 
     let (token, token_hash) = accounts::new_token();

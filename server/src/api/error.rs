@@ -34,6 +34,9 @@ pub enum ApiError {
     Forbidden,
     #[error("this device has been revoked")]
     DeviceRevoked,
+    /// The device id is bound to another user's live login.
+    #[error("this device id belongs to another user's login")]
+    DeviceTaken,
     /// No token, or a token that is unknown, revoked or expired.
     #[error("unauthorized")]
     Unauthorized,
@@ -81,7 +84,7 @@ impl ApiError {
             InvalidRecord { .. } | InvalidInput { .. } | HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             OffsetMismatch(_) => StatusCode::CONFLICT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            OutOfScope { .. } | Forbidden | DeviceRevoked => StatusCode::FORBIDDEN,
+            OutOfScope { .. } | Forbidden | DeviceRevoked | DeviceTaken => StatusCode::FORBIDDEN,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,6 +142,12 @@ impl ApiError {
                 "此设备已被管理员停用，请联系管理员".into(),
                 "this device has been revoked by an administrator".into(),
                 None,
+            ),
+            DeviceTaken => (
+                "device_taken",
+                "此设备编号正被其他用户使用，请该用户先退出登录".into(),
+                "this device id is in use by another user's login; that user must log out first".into(),
+                Some("device_id".into()),
             ),
             Unauthorized => (
                 "unauthorized",

@@ -5,7 +5,7 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::Router;
-use ohassist_core::sync::wire::{self, PullRequest, PullResponse, PushRequest, PushResponse};
+use ohassist_core::sync::wire::{self, PullRequest, PullResponse, PushRequest, PushResponse, RefusedDocument};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Wire;
@@ -34,8 +34,26 @@ async fn push(
     let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes)).await??;
     let who = caller.clone();
     let applied = state.db.write(move |conn| records::apply_push(conn, &who, incoming, now())).await?;
-    tracing::info!(user = %caller.user_id, device = %caller.device_id, changes = count, new = applied.new, "push");
-    Ok(Wire(PushResponse { acknowledged: applied.acknowledged, new: applied.new }))
+    tracing::info!(
+        user = %caller.user_id,
+        device = %caller.device_id,
+        changes = count,
+        new = applied.new,
+        refused = applied.refused.len(),
+        "push"
+    );
+    let refused = applied
+        .refused
+        .into_iter()
+        .map(|r| RefusedDocument {
+            message: format!("记录 {} 未被接受：{}", r.doc_id, r.reason_zh),
+            message_en: format!("record {} was not accepted: {}", r.doc_id, r.reason_en),
+            doc_id: r.doc_id,
+            kind: r.kind,
+            code: r.code.to_string(),
+        })
+        .collect();
+    Ok(Wire(PushResponse { acknowledged: applied.acknowledged, new: applied.new, refused }))
 }
 
 async fn pull(

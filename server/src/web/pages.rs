@@ -3,8 +3,6 @@
 //! two tables (HTML, XLSX, CSV). Every POST checks the session's CSRF token before
 //! anything else.
 
-use std::time::Instant;
-
 use automerge::ActorId;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -20,7 +18,7 @@ use serde::Deserialize;
 use super::session::{self, Lang, Session, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use super::views::{self, Params};
 use super::{download, render, WebError};
-use crate::accounts::{self, Role};
+use crate::accounts::Role;
 use crate::api::error::ApiError;
 use crate::api::extract::ClientIp;
 use crate::api::AppState;
@@ -117,31 +115,19 @@ async fn login(
     if expected.is_empty() || !session::same_secret(&form.csrf, &expected) {
         return WebError::Csrf.into_response();
     }
-    if let Err(secs) = state.login_limiter.check(&form.username, ip, Instant::now()) {
-        return WebError::Api(ApiError::RateLimited { retry_after_secs: secs }).into_response();
-    }
-    let username = form.username.clone();
+    // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
-    let result = state
-        .db
-        .write(move |conn| {
-            let found = accounts::find_user(conn, &username)?;
-            let (user, hash) = match found {
-                Some((u, h)) if !u.disabled => (Some(u), h),
-                _ => (None, accounts::dummy_hash().to_string()),
-            };
-            let ok = accounts::verify_password(&form.password, &hash);
-            match user {
-                Some(u) if ok && u.role != Role::Inspector => Ok(Ok(session::create(conn, &u.id, now)?)),
-                Some(u) if ok => Ok(Err(Some(u.role))),
-                _ => Ok(Err(None)),
-            }
-        })
-        .await;
+    let result = match crate::api::auth::authenticate(&state, &form.username, &form.password, ip).await {
+        Ok(u) if u.role != Role::Inspector => {
+            state.db.write(move |conn| Ok(session::create(conn, &u.id, now)?)).await.map(Ok)
+        }
+        Ok(u) => Ok(Err(Some(u.role))),
+        Err(ApiError::InvalidCredentials) => Ok(Err(None)),
+        Err(e) => return WebError::Api(e).into_response(),
+    };
     let p = Params::new();
     match result {
         Ok(Ok(secret)) => {
-            state.login_limiter.clear(&form.username, ip);
             let mut r = Redirect::to("/dashboard").into_response();
             let c = session::cookie(SESSION_COOKIE, &secret, Some(session::SESSION_LIFETIME_SECS), &headers);
             if let Ok(v) = c.parse() {
@@ -159,7 +145,6 @@ async fn login(
             )),
         ),
         Ok(Err(None)) => {
-            state.login_limiter.record_failure(&form.username, ip, Instant::now());
             login_form(lang, &headers, &p, Some(("用户名或密码错误".into(), "wrong username or password".into())))
         }
         Err(e) => WebError::Api(e).into_response(),

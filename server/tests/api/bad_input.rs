@@ -29,9 +29,39 @@ async fn malformed_login_bodies() {
             .unwrap();
         f.send(req).await.assert_error(StatusCode::BAD_REQUEST, "malformed_body");
     }
-    let empty_device = json!({"username": "a", "password": "b", "device_id": " "}).to_string();
-    let req = Request::post("/api/v1/login").body(Body::from(empty_device)).unwrap();
-    f.send(req).await.assert_error(StatusCode::BAD_REQUEST, "malformed_body");
+    let login = |body: String| Request::post("/api/v1/login").body(Body::from(body)).unwrap();
+    for device in [" ", "有中文", "a/b", &"x".repeat(200)] {
+        let body = json!({"username": "a", "password": "b", "device_id": device}).to_string();
+        let e = f.send(login(body)).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_eq!(e.field.as_deref(), Some("device_id"));
+    }
+    // Oversized bodies are refused before they are read; long fields before anything is
+    // kept or hashed.
+    let huge = json!({"username": "u".repeat(2 << 20), "password": "b", "device_id": "d"}).to_string();
+    f.send(login(huge)).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let long_name = json!({"username": "u".repeat(65), "password": "b", "device_id": "d"}).to_string();
+    let e = f.send(login(long_name)).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert_eq!(e.field.as_deref(), Some("username"));
+    let long_password = json!({"username": "u", "password": "p".repeat(1025), "device_id": "d"}).to_string();
+    let e = f.send(login(long_password)).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert_eq!(e.field.as_deref(), Some("password"));
+}
+
+#[tokio::test]
+async fn a_device_id_bound_to_another_users_login_is_not_taken_over() {
+    let f = Fixture::new();
+    f.add_user("zhang", Role::Inspector, "210102");
+    f.add_user("li", Role::Inspector, "210102");
+    let _ = f.login("zhang", "phone-zhang").await;
+    f.login_as("li", PASSWORD, "phone-zhang").await.assert_error(StatusCode::FORBIDDEN, "device_taken");
+    // Once the owner logged out, the phone may be handed on.
+    let token = f.login("zhang", "phone-zhang").await;
+    let req = Request::post("/api/v1/logout")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.send(req).await.status, StatusCode::NO_CONTENT);
+    let _ = f.login("li", "phone-zhang").await;
 }
 
 #[tokio::test]
@@ -63,16 +93,17 @@ async fn invalid_automerge_bytes_name_the_document() {
         kind: RecordKind::Enterprise,
         bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
     };
-    let e = f
+    // The bad document is refused alone; the good one is applied.
+    let before = f.count("documents");
+    let answer = f
         .post_wire("/api/v1/sync/push", &t, push_of(vec![good, bad]))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_change");
-    assert_eq!(e.field.as_deref(), Some("91210102X"));
+        .assert_refused("91210102X", "invalid_change");
+    assert_eq!(answer.refused.len(), 1);
+    assert_eq!(f.count("documents"), before + 1);
     let empty = WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![] };
-    f.post_wire("/api/v1/sync/push", &t, push_of(vec![empty]))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_change");
-    f.assert_nothing_stored();
+    f.post_wire("/api/v1/sync/push", &t, push_of(vec![empty])).await.assert_refused("d", "invalid_change");
+    assert_eq!(f.count("documents"), before + 1);
 }
 
 #[tokio::test]
@@ -84,10 +115,10 @@ async fn oversized_pushes() {
     // A small gzip body that inflates past the limit.
     let bomb = vec![WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![0; wire::MAX_PUSH_BYTES] }];
     f.post_wire("/api/v1/sync/push", &t, push_of(bomb)).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    // One change over its own limit.
+    // One change over its own limit refuses its document.
     let big =
         vec![WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![0; wire::MAX_CHANGE_BYTES + 1] }];
-    f.post_wire("/api/v1/sync/push", &t, push_of(big)).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    f.post_wire("/api/v1/sync/push", &t, push_of(big)).await.assert_refused("d", "too_large");
     // Too many changes.
     let many =
         vec![WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![1] }; wire::MAX_PUSH_CHANGES + 1];
@@ -107,13 +138,19 @@ async fn wrong_or_missing_protocol_versions() {
         }
         b.body(Body::from(body)).unwrap()
     };
-    f.send(request(Some("2"), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
+    let (old, next) = ((wire::PROTOCOL_VERSION - 1).to_string(), (wire::PROTOCOL_VERSION + 1).to_string());
+    // An app on the old protocol is told to update (426), never wedged.
+    f.send(request(Some(&old), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
+    f.send(request(Some(&next), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     f.send(request(Some("one"), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     f.send(request(None, body)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
-    let v2 = wire::encode(&PushRequest { protocol: 2, changes: vec![c] });
-    f.send(request(Some("1"), v2)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
-    let pull_v2 = wire::encode(&PullRequest { protocol: 2, cursor: 0, page_token: None });
-    f.post_wire("/api/v1/sync/pull", &t, pull_v2).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
+    let other = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION + 1, changes: vec![c] });
+    let current = wire::PROTOCOL_VERSION.to_string();
+    f.send(request(Some(&current), other)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
+    let pull_other = wire::encode(&PullRequest { protocol: wire::PROTOCOL_VERSION - 1, cursor: 0, page_token: None });
+    f.post_wire("/api/v1/sync/pull", &t, pull_other)
+        .await
+        .assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     f.assert_nothing_stored();
 }
 
@@ -125,7 +162,7 @@ async fn missing_or_unknown_tokens() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     let no_auth = Request::post("/api/v1/sync/push")
-        .header(wire::PROTOCOL_HEADER, "1")
+        .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION.to_string())
         .body(Body::from(push_of(vec![c])))
         .unwrap();
     f.send(no_auth).await.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");

@@ -41,6 +41,20 @@ impl Reply {
         e
     }
 
+    /// Asserts a push answered 200 with `doc_id` refused for `code` (reason in both languages)
+    /// and none of its changes acknowledged; returns the answer.
+    pub fn assert_refused(&self, doc_id: &str, code: &str) -> wire::PushResponse {
+        let response: wire::PushResponse = self.wire();
+        let r = response
+            .refused
+            .iter()
+            .find(|r| r.doc_id == doc_id)
+            .unwrap_or_else(|| panic!("{doc_id} not refused: {response:?}"));
+        assert_eq!(r.code, code, "{r:?}");
+        assert!(!r.message.is_empty() && !r.message_en.is_empty());
+        response
+    }
+
     pub fn wire<T: serde::de::DeserializeOwned>(&self) -> T {
         assert_eq!(self.status, StatusCode::OK, "body: {}", String::from_utf8_lossy(&self.body));
         wire::decode(&self.body, 64 * 1024 * 1024).expect("a wire body")

@@ -101,15 +101,20 @@ async fn pushing_the_same_batch_twice_is_idempotent() {
 }
 
 #[tokio::test]
-async fn an_out_of_scope_push_is_refused_whole() {
+async fn an_out_of_scope_document_is_refused_alone() {
     let f = Fixture::new();
     let a = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
     let (_, inside) = new_enterprise("210102", 1, "甲矿业");
     let (far, outside) = new_enterprise("210103", 2, "乙矿业");
-    let reply = f.push(&a, &[inside, outside]).await;
-    let e = reply.assert_error(StatusCode::FORBIDDEN, "out_of_scope");
-    assert_eq!(e.field.as_deref(), Some(far.doc.id()));
-    f.assert_nothing_stored();
+    let outside_hash = ohassist_core::limits::decode_change(&outside.bytes, &Default::default()).unwrap().hash();
+    let answer = f.push(&a, &[inside.clone(), outside.clone()]).await.assert_refused(far.doc.id(), "out_of_scope");
+    assert!(!answer.acknowledged.contains(&outside_hash.to_string()));
+    assert_eq!(f.count("documents"), 1, "the one in scope is applied");
+    assert_eq!(f.count("refused_uploads"), 1, "the refusal is kept for the console");
+    // A retry of the same push gives the same answer.
+    let again = f.push(&a, &[inside, outside]).await.assert_refused(far.doc.id(), "out_of_scope");
+    assert_eq!(again.acknowledged, answer.acknowledged);
+    assert_eq!(f.count("documents"), 1);
 }
 
 #[tokio::test]
@@ -122,7 +127,7 @@ async fn a_record_cannot_be_moved_out_of_another_county() {
     let mut moved = ent.doc.read::<Enterprise>().unwrap();
     moved.county.code = "210102".into();
     let c2 = ent.write(&moved);
-    f.push(&a, &[c2]).await.assert_error(StatusCode::FORBIDDEN, "out_of_scope");
+    f.push(&a, &[c2]).await.assert_refused(ent.doc.id(), "out_of_scope");
     assert_eq!(f.count("changes"), 2, "genesis and the first edit only");
 }
 
@@ -155,7 +160,7 @@ async fn changes_with_missing_dependencies_are_refused() {
     let mut renamed = ent.doc.read::<Enterprise>().unwrap();
     renamed.name = "改名".into();
     let c2 = ent.write(&renamed);
-    f.push(&a, &[c2]).await.assert_error(StatusCode::BAD_REQUEST, "missing_dependencies");
+    f.push(&a, &[c2]).await.assert_refused(ent.doc.id(), "missing_dependencies");
     f.assert_nothing_stored();
 }
 
@@ -167,14 +172,14 @@ async fn a_document_that_is_not_a_valid_record_is_refused() {
     let code = credit_code("210102", 1);
     let mut r = Record::new(RecordKind::Enterprise, "not-a-credit-code");
     let c = r.write(&enterprise(&code, "210102", "甲"));
-    f.push(&a, &[c]).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_record");
+    f.push(&a, &[c]).await.assert_refused("not-a-credit-code", "invalid_record");
     // A visit without a county.
     let (mut v, _) = new_visit(&code, "210102");
     let mut bad = Record::new(RecordKind::Visit, v.doc.id());
     let mut visit = v.doc.read::<Visit>().unwrap();
     visit.county_code = "21".into();
     let c = bad.write(&visit);
-    f.push(&a, &[c]).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_record");
+    f.push(&a, &[c]).await.assert_refused(v.doc.id(), "invalid_record");
     let _ = v.write(&Visit::default());
     f.assert_nothing_stored();
 }
@@ -190,7 +195,7 @@ async fn a_change_sent_under_the_wrong_kind_is_refused() {
     renamed.name = "改名".into();
     let c2 = ent.write(&renamed);
     let as_visit = WireChange { kind: RecordKind::Visit, ..c2 };
-    f.push(&a, &[as_visit]).await.assert_error(StatusCode::BAD_REQUEST, "kind_mismatch");
+    f.push(&a, &[as_visit]).await.assert_refused(ent.doc.id(), "kind_mismatch");
     assert_eq!(f.count("changes"), before);
 }
 
