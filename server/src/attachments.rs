@@ -130,9 +130,10 @@ pub fn visit_bytes(conn: &Connection, visit_id: &str, except: &str) -> rusqlite:
     .map(|n| n as u64)
 }
 
-/// True when the caller may read `sha`: through `visit` (in scope — else `NotFound` —
-/// and linked to the hash by an upload or by its document, `visit` being that document),
-/// or, without a visit, through any linked visit whose county is in `org_unit`.
+/// True when the caller may read `sha`: its bytes were uploaded for a visit whose county is
+/// in `org_unit`. A visit that merely *references* a hash grants nothing (a reference costs
+/// a push; the bytes prove possession). With `visit` given, it must be in scope (else
+/// `NotFound`).
 pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&str, &Visit)>) -> ApiResult<bool> {
     match visit {
         Some((id, v)) => {
@@ -140,17 +141,19 @@ pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&st
             let linked = conn
                 .prepare_cached("SELECT 1 FROM attachment_visits WHERE sha256 = ?1 AND visit_id = ?2")?
                 .exists(params![sha, id])?;
-            Ok(linked || v.attachments.contains_key(sha))
+            Ok(linked || (v.attachments.contains_key(sha) && linked_in_scope(conn, org_unit, sha)?))
         }
-        None => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id
-                 WHERE v.sha256 = ?1",
-            )?;
-            let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            Ok(counties.iter().any(|c| scope::covers(org_unit, c)))
-        }
+        None => Ok(linked_in_scope(conn, org_unit, sha)?),
     }
+}
+
+/// True when `sha` was uploaded for some visit whose county is in `org_unit`.
+pub fn linked_in_scope(conn: &Connection, org_unit: &str, sha: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id WHERE v.sha256 = ?1",
+    )?;
+    let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(counties.iter().any(|c| scope::covers(org_unit, c)))
 }
 
 /// What a chunk did.
@@ -208,6 +211,8 @@ pub fn append_chunk(cfg: &Config, sha: &str, offset: u64, total: u64, chunk: &[u
     let dir = dest.parent().expect("complete dir");
     fs::create_dir_all(dir).map_err(io)?;
     if total == 0 && !partial.exists() {
+        // An empty file: nothing was appended, so the partial directory may not exist yet.
+        fs::create_dir_all(partial.parent().expect("partial dir")).map_err(io)?;
         File::create(&partial).map_err(io)?.sync_all().map_err(io)?;
     }
     fs::rename(&partial, &dest).map_err(io)?;
@@ -319,6 +324,10 @@ pub fn gc_partials(cfg: &Config, older_than: std::time::Duration) -> ApiResult<V
     Ok(removed)
 }
 
+/// Largest source image a thumbnail is made of, per side, and the decoder's memory cap.
+const THUMB_MAX_SOURCE_PX: u32 = 12_000;
+const THUMB_MAX_ALLOC: u64 = 256 * 1024 * 1024;
+
 /// A JPEG thumbnail (at most [`THUMB_PX`] on its longest side) of a stored image, cached
 /// under `thumbs/`. `None` when the file is not a JPEG or PNG image the decoder reads.
 pub fn thumbnail(cfg: &Config, sha: &str) -> ApiResult<Option<Vec<u8>>> {
@@ -326,8 +335,27 @@ pub fn thumbnail(cfg: &Config, sha: &str) -> ApiResult<Option<Vec<u8>>> {
     if let Ok(bytes) = fs::read(&cached) {
         return Ok(Some(bytes));
     }
+    let failed = cached.with_extension("failed");
+    if failed.exists() {
+        return Ok(None);
+    }
     let bytes = fs::read(cfg.complete_path(sha)).map_err(io)?;
-    let Ok(img) = image::load_from_memory(&bytes) else { return Ok(None) };
+    // Bounded decode: a small file may claim 100,000 × 100,000 pixels.
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(io)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(THUMB_MAX_SOURCE_PX);
+    limits.max_image_height = Some(THUMB_MAX_SOURCE_PX);
+    limits.max_alloc = Some(THUMB_MAX_ALLOC);
+    reader.limits(limits);
+    let decoded = reader.decode();
+    let Ok(img) = decoded else {
+        // Cached as failed, so a hostile image costs one decode, not one per page view.
+        if let Some(dir) = failed.parent() {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        fs::write(&failed, b"").map_err(io)?;
+        return Ok(None);
+    };
     let thumb = image::DynamicImage::ImageRgb8(img.thumbnail(THUMB_PX, THUMB_PX).to_rgb8());
     let mut out = Vec::new();
     thumb

@@ -71,11 +71,14 @@ async fn status(
     let q = query(q)?;
     let unit = caller.org_unit.clone();
     let s = sha.clone();
+    // Complete only when uploaded for a visit of the caller's unit: another county's file is
+    // never reported as held (the phone uploads its bytes, which proves it has them).
     let held = state
         .db
         .read(move |conn| {
             store::check_visit_scope(conn, &unit, &q.visit)?;
-            Ok(store::stored(conn, &s)?)
+            let linked = store::linked_in_scope(conn, &unit, &s)?;
+            Ok(store::stored(conn, &s)?.filter(|_| linked))
         })
         .await?;
     Ok(Json(match held {
@@ -109,7 +112,8 @@ async fn upload(
         .db
         .read(move |conn| {
             store::check_visit_scope(conn, &unit, &visit_id)?;
-            Ok((store::stored(conn, &s)?, store::visit_bytes(conn, &visit_id, &s)?))
+            let linked = store::linked_in_scope(conn, &unit, &s)?;
+            Ok((store::stored(conn, &s)?.filter(|_| linked), store::visit_bytes(conn, &visit_id, &s)?))
         })
         .await?;
     if let Some((size, _)) = held {
@@ -194,7 +198,7 @@ async fn download(
         })
         .await?;
     let start = range_start(&headers);
-    if start.is_some_and(|n| n >= size && size > 0) {
+    if start.is_some_and(|n| n >= size) {
         return Err(ApiError::RangeNotSatisfiable { size });
     }
     let from = start.unwrap_or(0);

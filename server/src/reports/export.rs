@@ -166,12 +166,21 @@ pub fn table2_xlsx(title: &str, rows: &[Table2Row], total: &Table2Row, sig: &Sig
     wb.save_to_buffer()
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) is
+/// written with a leading apostrophe: an enterprise named `=HYPERLINK(…)` stays text.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 fn csv_bytes(lines: Vec<Vec<String>>) -> Vec<u8> {
     let mut out = vec![0xEF, 0xBB, 0xBF];
     let mut w = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
     for line in lines {
         // Writing into memory cannot fail.
-        let _ = w.write_record(&line);
+        let _ = w.write_record(line.iter().map(|c| neutralise(c).into_owned()));
     }
     out.extend(w.into_inner().unwrap_or_default());
     out
@@ -196,4 +205,20 @@ pub fn table2_csv(title: &str, rows: &[Table2Row], total: &Table2Row, sig: &Sign
     lines.extend(table2_body(rows, total));
     lines.extend(csv_tail(sig));
     csv_bytes(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_written_as_text() {
+        for cell in ["=HYPERLINK(\"x\")", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(neutralise(cell).starts_with('\''), "{cell}");
+        }
+        assert_eq!(neutralise("甲矿业"), "甲矿业");
+        assert_eq!(neutralise("12"), "12");
+        let csv = String::from_utf8(csv_bytes(vec![vec!["=cmd|' /C calc'!A0".into(), "2".into()]])).unwrap();
+        assert!(csv.contains("'=cmd"), "{csv}");
+    }
 }

@@ -214,12 +214,61 @@ const COL_INDUSTRY: &str = "行业类别";
 const COL_GOVERNANCE: &str = "是否纳入专项治理";
 const COL_CITY: &str = "是否为市级帮扶对象";
 
-/// Reads an uploaded file into rows of text: XLSX (first sheet) or CSV (UTF-8, BOM allowed).
+/// Bounds of an import file: an enterprise list of a province fits many times over.
+pub const MAX_IMPORT_ROWS: usize = 20_000;
+pub const MAX_IMPORT_COLUMNS: usize = 64;
+pub const MAX_IMPORT_CELL_CHARS: usize = 1_000;
+/// Uncompressed bytes of an XLSX file's parts, by its zip directory.
+pub const MAX_IMPORT_XLSX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads an uploaded file into rows of text: XLSX (first sheet) or CSV (UTF-8, BOM allowed),
+/// within the bounds above (checked before the rows are kept). CPU work: call it off the
+/// async threads.
 pub fn read_table(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, RowError> {
+    let rows = read_rows(filename, bytes)?;
+    if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() > MAX_IMPORT_COLUMNS) {
+        return Err(RowError {
+            line: i + 1,
+            zh: format!("列数过多：{} 列，上限 {MAX_IMPORT_COLUMNS}", row.len()),
+            en: format!("{} columns, at most {MAX_IMPORT_COLUMNS}", row.len()),
+        });
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if row.iter().any(|c| c.chars().count() > MAX_IMPORT_CELL_CHARS) {
+            return Err(RowError {
+                line: i + 1,
+                zh: format!("单元格过长，上限 {MAX_IMPORT_CELL_CHARS} 个字符"),
+                en: format!("a cell longer than {MAX_IMPORT_CELL_CHARS} characters"),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn too_many_rows() -> RowError {
+    RowError {
+        line: MAX_IMPORT_ROWS + 1,
+        zh: format!("行数过多，上限 {MAX_IMPORT_ROWS} 行"),
+        en: format!("more than {MAX_IMPORT_ROWS} rows"),
+    }
+}
+
+fn read_rows(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, RowError> {
     let unreadable =
         |en: String| RowError { line: 0, zh: "文件无法读取（应为 UTF-8 编码的 CSV 或 XLSX）".into(), en };
     if filename.to_lowercase().ends_with(".xlsx") {
         use calamine::{Reader, Xlsx};
+        // A few MB of zip may inflate to gigabytes of sheet XML: read the directory first.
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| unreadable(format!("not a zip file: {e}")))?;
+        let declared: u64 = archive.decompressed_size().map(|n| n as u64).unwrap_or(u64::MAX);
+        if declared > MAX_IMPORT_XLSX_BYTES {
+            return Err(RowError {
+                line: 0,
+                zh: format!("文件解压后过大（上限 {} MB）", MAX_IMPORT_XLSX_BYTES >> 20),
+                en: format!("the file is larger than {} MB uncompressed", MAX_IMPORT_XLSX_BYTES >> 20),
+            });
+        }
         let mut wb: Xlsx<std::io::Cursor<Vec<u8>>> =
             calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec()))
                 .map_err(|e: calamine::XlsxError| unreadable(e.to_string()))?;
@@ -227,6 +276,9 @@ pub fn read_table(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, RowE
             .worksheet_range_at(0)
             .ok_or_else(|| unreadable("no worksheet".into()))?
             .map_err(|e| unreadable(e.to_string()))?;
+        if range.height() > MAX_IMPORT_ROWS {
+            return Err(too_many_rows());
+        }
         return Ok(range.rows().map(|r| r.iter().map(|c| c.to_string().trim().to_string()).collect()).collect());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))?;
@@ -234,6 +286,9 @@ pub fn read_table(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, RowE
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
+        if i >= MAX_IMPORT_ROWS {
+            return Err(too_many_rows());
+        }
         let rec =
             rec.map_err(|e| RowError { line: i + 1, zh: format!("CSV 格式错误：{e}"), en: e.to_string() })?;
         rows.push(rec.iter().map(|c| c.trim().to_string()).collect());
@@ -480,11 +535,15 @@ async fn import(State(state): State<AppState>, s: Session, mut multipart: Multip
         .filter(|y| (2000..=2100).contains(y))
         .ok_or(WebError::Invalid { zh: "年份无效".into(), en: "invalid year".into() })?;
     let page = |ctx: minijinja::Value| render("import.html", context! { ..base(&s, "import"), ..ctx });
-    let rows = match read_table(&filename, &bytes) {
-        Ok(rows) => rows,
-        Err(e) => return page(context! { year, errors => vec![e] }),
-    };
-    let clean = match validate_rows(&rows, year, &s.caller.org_unit) {
+    // Parsed and validated off the async threads and outside the writer.
+    let (name, file, unit) = (filename.clone(), bytes.clone(), s.caller.org_unit.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        let rows = read_table(&name, &file).map_err(|e| vec![e])?;
+        validate_rows(&rows, year, &unit)
+    })
+    .await
+    .map_err(|e| WebError::Api(ApiError::from(e)))?;
+    let clean = match checked {
         Ok(clean) => clean,
         Err(errors) => return page(context! { year, errors }),
     };
@@ -503,5 +562,32 @@ async fn import(State(state): State<AppState>, s: Session, mut multipart: Multip
     match outcome {
         Err(duplicates) => page(context! { year, duplicates, file_b64, filename }),
         Ok(written) => page(context! { year, written }),
+    }
+}
+
+#[cfg(test)]
+mod import_bounds {
+    use super::*;
+
+    #[test]
+    fn oversized_imports_are_refused_before_their_rows_are_kept() {
+        let many = "a,b\n".repeat(MAX_IMPORT_ROWS + 1);
+        assert!(read_table("x.csv", many.as_bytes()).unwrap_err().en.contains("rows"));
+        let wide = vec!["c"; MAX_IMPORT_COLUMNS + 1].join(",");
+        assert!(read_table("x.csv", wide.as_bytes()).unwrap_err().en.contains("columns"));
+        let long = "x".repeat(MAX_IMPORT_CELL_CHARS + 1);
+        assert!(read_table("x.csv", long.as_bytes()).unwrap_err().en.contains("cell"));
+        // A zip whose one part inflates to 100 MB of zeros (a few hundred KB on the wire).
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..100 {
+            std::io::Write::write_all(&mut w, &zeros).unwrap();
+        }
+        let bomb = w.finish().unwrap().into_inner();
+        assert!(bomb.len() < 1 << 20);
+        let e = read_table("bomb.xlsx", &bomb).unwrap_err();
+        assert!(e.en.contains("uncompressed"), "{}", e.en);
     }
 }

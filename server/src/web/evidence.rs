@@ -206,7 +206,11 @@ async fn thumb(
 ) -> Result<Response, WebError> {
     permitted(&state, &s, id, &sha).await?;
     let cfg = state.attachments.clone();
+    // Thumbnails are decoded two at a time: a page of large photos cannot take every core.
+    static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let permit = DECODES.acquire().await.map_err(ApiError::internal)?;
     let jpeg = tokio::task::spawn_blocking(move || store::thumbnail(&cfg, &sha)).await.map_err(ApiError::from)??;
+    drop(permit);
     match jpeg {
         Some(bytes) => Ok(private(bytes.into_response(), "image/jpeg")),
         None => Err(ApiError::NotFound.into()),

@@ -484,3 +484,54 @@ fn serve_takes_the_attachment_limits_and_flag_thresholds() {
     assert_eq!(args.max_visit_distance_m, 2000.0);
     assert_eq!(args.max_clock_skew_s, 24 * 3600);
 }
+
+#[tokio::test]
+async fn another_countys_file_is_never_reported_held_nor_opened_by_reference() {
+    let f = Fixture::new();
+    let heping = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let other = f.user_token("wang", Role::Inspector, "210103", "phone-b").await;
+    let v = plain_visit(&f, &heping, "210102", 1).await;
+    let bytes = photo(3000, 9);
+    let h = sha(&bytes);
+    assert!(f.upload(&heping, &v, &bytes).await.complete);
+    // County B's inspector references A's photo by its hash in a visit of their own.
+    let code = credit_code("210103", 5);
+    let mut ent = Record::new(ohassist_core::model::RecordKind::Enterprise, &code);
+    let c1 = ent.write(&enterprise(&code, "210103", "乙"));
+    let id = ohassist_core::model::new_item_id();
+    let mut visit = Record::new(ohassist_core::model::RecordKind::Visit, &id);
+    let mut attachments = std::collections::BTreeMap::new();
+    attachments.insert(h.clone(), ohassist_core::model::Attachment { sha256: h.clone(), ..Default::default() });
+    let c2 = visit.write(&Visit {
+        enterprise_id: code.clone(),
+        county_code: "210103".into(),
+        visit_date: "2025-03-01".into(),
+        attachments,
+        ..Visit::default()
+    });
+    let pushed: PushResponse = f.push(&other, &[c1, c2]).await.wire();
+    assert!(pushed.refused.is_empty(), "{pushed:?}");
+    let status = status_of(&f.upload_status(&other, &h, &id).await);
+    assert!(!status.complete, "another county's file is not reported as held");
+    assert_eq!(status.offset, 0);
+    f.download(&other, &h, Some(&id), None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    f.download(&other, &h, None, None).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    // Uploading the bytes proves possession: then the file is theirs to read too.
+    assert!(f.upload(&other, &id, &bytes).await.complete);
+    assert_eq!(f.download(&other, &h, Some(&id), None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_range_on_an_empty_file_is_not_satisfiable() {
+    let f = Fixture::new();
+    let heping = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let v = plain_visit(&f, &heping, "210102", 1).await;
+    let h = sha(b"");
+    let r = f.patch(&heping, &h, &v, 0, 0, b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert!(status_of(&r).complete);
+    f.download(&heping, &h, Some(&v), Some("bytes=0-"))
+        .await
+        .assert_error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
+    assert_eq!(f.download(&heping, &h, Some(&v), None).await.status, StatusCode::OK);
+}
