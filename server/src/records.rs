@@ -567,6 +567,17 @@ fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) ->
     Ok(())
 }
 
+/// Who pushed each change of a document, by change hash, as the server recorded it (the
+/// account and device of the token, not the message the phone wrote in the change).
+pub fn recorded_authors(conn: &Connection, doc_id: &str) -> rusqlite::Result<HashMap<String, doc::Author>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT hash, user_id, device_id FROM changes WHERE doc_id = ?1 AND whole = 0")?;
+    let rows = stmt.query_map([doc_id], |r| {
+        Ok((r.get::<_, String>(0)?, doc::Author { user: r.get(1)?, device: r.get(2)? }))
+    })?;
+    rows.collect()
+}
+
 /// The device id recorded in the feed for changes the server writes on behalf of a
 /// supervisor or an admin (reviews, conflict resolutions, imported enterprises).
 pub const WEB_DEVICE: &str = "web";

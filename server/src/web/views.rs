@@ -212,10 +212,17 @@ fn user_names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
     rows.collect()
 }
 
-fn conflict_views(doc: &Document, names: &HashMap<String, String>) -> Vec<ConflictView> {
+fn conflict_views(conn: &Connection, doc: &Document, names: &HashMap<String, String>) -> Vec<ConflictView> {
+    let recorded = crate::records::recorded_authors(conn, doc.id()).unwrap_or_default();
     doc.conflicts()
         .into_iter()
-        .map(|c| {
+        .map(|mut c| {
+            // Who pushed each value, as the server recorded it; never only the phone's word.
+            for v in &mut c.values {
+                if let Some(a) = recorded.get(&v.change) {
+                    v.author = Some(a.clone());
+                }
+            }
             let values_text = c
                 .values
                 .iter()
@@ -249,9 +256,16 @@ pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, A
     let doc = load_document(conn, org_unit, RecordKind::Visit, id)?;
     let visit: Visit = doc.read()?;
     let names = user_names(conn)?;
+    let recorded = crate::records::recorded_authors(conn, id)?;
     let history = doc
         .history()
         .into_iter()
+        .map(|mut entry| {
+            if let Some(a) = recorded.get(&entry.hash) {
+                entry.author = a.clone();
+            }
+            entry
+        })
         .map(|entry| HistoryView {
             user_name: names.get(&entry.author.user).cloned().unwrap_or_else(|| entry.author.user.clone()),
             time: format_ms(entry.time_ms),
@@ -262,7 +276,7 @@ pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, A
         .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [&visit.enterprise_id], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
-    Ok(VisitView { id: id.to_string(), conflicts: conflict_views(&doc, &names), visit, enterprise_name, history })
+    Ok(VisitView { id: id.to_string(), conflicts: conflict_views(conn, &doc, &names), visit, enterprise_name, history })
 }
 
 /// Most documents the conflicts queue shows at once.
@@ -283,7 +297,7 @@ pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>,
     let mut out = Vec::new();
     for (id, kind, bytes) in docs {
         let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
-        out.extend(conflict_views(&Document::load(kind, &id, &bytes)?, &names));
+        out.extend(conflict_views(conn, &Document::load(kind, &id, &bytes)?, &names));
     }
     Ok(out)
 }

@@ -249,3 +249,34 @@ async fn first_sync_pages_return_every_document_exactly_once() {
     assert_eq!(first_sync, expected);
     assert!(seen.contains(&late_id) || late.changes.iter().any(|c| c.doc_id == late_id));
 }
+
+#[tokio::test]
+async fn the_console_names_the_account_that_pushed_not_the_one_the_change_claims() {
+    let f = Fixture::new();
+    let a = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let sup = f.user_token("chief", Role::Supervisor, "210100", "desk").await;
+    let zhang_id: String = f
+        .state
+        .db
+        .blocking_writer()
+        .query_row("SELECT id FROM users WHERE username = 'zhang'", [], |r| r.get(0))
+        .unwrap();
+    let (ent, c1) = new_enterprise("210102", 1, "甲矿业");
+    // The change's message claims user "u" on device "d" (see `common::author`).
+    let (v, c2) = new_visit(ent.doc.id(), "210102");
+    let pushed: PushResponse = f.push(&a, &[c1, c2]).await.wire();
+    assert!(pushed.refused.is_empty());
+    let req = axum::http::Request::get(format!("/api/v1/visits/{}", v.doc.id()))
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {sup}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let reply = f.send(req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let view: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let history = view["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    for h in history {
+        assert_eq!(h["author"]["user"], zhang_id.as_str(), "{h}");
+        assert_eq!(h["author"]["device"], "phone-a", "{h}");
+    }
+}
