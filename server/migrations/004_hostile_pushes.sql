@@ -12,6 +12,7 @@ CREATE TABLE refused_uploads (
     kind       TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,
+    label      TEXT NOT NULL,                -- the record in words (name; date and enterprise), or ''
     code       TEXT NOT NULL,
     reason_zh  TEXT NOT NULL,
     reason_en  TEXT NOT NULL,

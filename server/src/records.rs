@@ -51,11 +51,26 @@ pub struct Refused {
     pub code: &'static str,
     pub reason_zh: String,
     pub reason_en: String,
+    /// The record in words, when it could be read: an enterprise's name; a visit's date and
+    /// its enterprise.
+    pub label: String,
 }
 
 impl Refused {
     fn new(doc_id: &str, kind: RecordKind, code: &'static str, zh: impl Into<String>, en: impl Into<String>) -> Self {
-        Refused { doc_id: doc_id.to_string(), kind, code, reason_zh: zh.into(), reason_en: en.into() }
+        Refused {
+            doc_id: doc_id.to_string(),
+            kind,
+            code,
+            reason_zh: zh.into(),
+            reason_en: en.into(),
+            label: String::new(),
+        }
+    }
+
+    fn labelled(mut self, label: String) -> Self {
+        self.label = label;
+        self
     }
 
     fn limit(doc_id: &str, kind: RecordKind, r: &Refusal) -> Self {
@@ -311,16 +326,17 @@ const MAX_REFUSED_PER_DEVICE: i64 = 1_000;
 /// Keeps what was refused, for the console: who, which device, when, why.
 fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO refused_uploads (doc_id, kind, user_id, device_id, code, reason_zh, reason_en, first_at, last_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (doc_id, device_id) DO UPDATE SET user_id = ?3, code = ?5, reason_zh = ?6, reason_en = ?7,
-             last_at = ?8, attempts = attempts + 1",
+        "INSERT INTO refused_uploads (doc_id, kind, user_id, device_id, label, code, reason_zh, reason_en, first_at, last_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT (doc_id, device_id) DO UPDATE SET user_id = ?3, label = ?5, code = ?6, reason_zh = ?7,
+             reason_en = ?8, last_at = ?9, attempts = attempts + 1",
     )?
     .execute(params![
         r.doc_id,
         r.kind.as_str(),
         caller.user_id,
         caller.device_id,
+        r.label,
         r.code,
         r.reason_zh,
         r.reason_en,
@@ -407,15 +423,7 @@ fn apply_to_document(
         Some(c) => c,
         None => checked_document(&doc, limits).map_err(|r| DocError::Refused(Refused::limit(doc_id, kind, &r)))?,
     };
-    let invalid = |zh: String, en: String| {
-        DocError::Refused(Refused {
-            doc_id: doc_id.to_string(),
-            kind,
-            code: "invalid_record",
-            reason_zh: zh,
-            reason_en: en,
-        })
-    };
+    let invalid = |zh: String, en: String| DocError::Refused(Refused::new(doc_id, kind, "invalid_record", zh, en));
     let from_validation = |e: ohassist_core::ValidationError| invalid(e.message_zh(), e.message_en());
     // A change may overwrite the root `kind`/`id`; such a document would no longer load.
     if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
@@ -454,25 +462,42 @@ fn apply_to_document(
     // A visit's county is its enterprise's, whatever the visit says: an enterprise must be on
     // the server (or come in the same push) before its visits, and a visit can reach no
     // figure of a county its enterprise is not in.
-    let county = match &row {
-        Row::Enterprise(e) => e.county.code.clone(),
+    let enterprise_of_visit: Option<(String, String)> = match &row {
+        Row::Enterprise(_) => None,
         Row::Visit(v) => tx
-            .prepare_cached("SELECT county_code FROM enterprises WHERE credit_code = ?1")?
-            .query_row([&v.enterprise_id], |r| r.get::<_, String>(0))
-            .optional()?
-            .ok_or_else(|| {
-                refuse(
-                    "unknown_enterprise",
-                    "所属企业尚未被服务器接受，走访记录暂存待传",
-                    "the visit's enterprise is not on the server (or was refused); the visit is held",
-                )
-            })?,
+            .prepare_cached("SELECT county_code, name FROM enterprises WHERE credit_code = ?1")?
+            .query_row([&v.enterprise_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    };
+    let label = match &row {
+        Row::Enterprise(e) => e.name.clone(),
+        Row::Visit(v) => {
+            let name = enterprise_of_visit.as_ref().map_or(v.enterprise_id.as_str(), |(_, n)| n.as_str());
+            format!("{} · {name}", v.visit_date)
+        }
+    };
+    let refuse_labelled =
+        |code, zh: &str, en: &str| DocError::Refused(Refused::new(doc_id, kind, code, zh, en).labelled(label.clone()));
+    let county = match (&row, enterprise_of_visit) {
+        (Row::Enterprise(e), _) => e.county.code.clone(),
+        (Row::Visit(_), Some((county, _))) => county,
+        (Row::Visit(_), None) => {
+            return Err(refuse_labelled(
+                "unknown_enterprise",
+                "所属企业尚未被服务器接受，走访记录暂存待传",
+                "the visit's enterprise is not on the server (or was refused); the visit is held",
+            ))
+        }
     };
     // Both ends must be in scope: a record may not be moved out of another county either.
     let in_scope = scope::covers(&caller.org_unit, &county)
         && old_county.as_deref().is_none_or(|c| scope::covers(&caller.org_unit, c));
     if !in_scope {
-        return Err(refuse("out_of_scope", "记录不属于您所在单位的辖区", "the record lies outside your org unit"));
+        return Err(refuse_labelled(
+            "out_of_scope",
+            "记录不属于您所在单位的辖区",
+            "the record lies outside your org unit",
+        ));
     }
 
     let heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
@@ -567,14 +592,54 @@ fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) ->
     Ok(())
 }
 
+/// One refused upload as the console lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefusedUpload {
+    pub doc_id: String,
+    pub kind: String,
+    pub label: String,
+    pub user_name: String,
+    pub device_name: String,
+    pub code: String,
+    pub reason_zh: String,
+    pub reason_en: String,
+    /// Seconds since the epoch, the last attempt.
+    pub last_at: i64,
+    pub attempts: i64,
+}
+
+/// The refused uploads of users of `org_unit` (and below), newest first.
+pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusqlite::Result<Vec<RefusedUpload>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.doc_id, r.kind, r.label, u.display_name, coalesce(nullif(d.name, ''), r.device_id), r.code,
+                r.reason_zh, r.reason_en, r.last_at, r.attempts
+         FROM refused_uploads r JOIN users u ON u.id = r.user_id LEFT JOIN devices d ON d.id = r.device_id
+         WHERE substr(u.org_unit, 1, length(?1)) = ?1 ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![scope::prefix(org_unit), limit as i64], |r| {
+        Ok(RefusedUpload {
+            doc_id: r.get("doc_id")?,
+            kind: r.get("kind")?,
+            label: r.get("label")?,
+            user_name: r.get(3)?,
+            device_name: r.get(4)?,
+            code: r.get("code")?,
+            reason_zh: r.get("reason_zh")?,
+            reason_en: r.get("reason_en")?,
+            last_at: r.get("last_at")?,
+            attempts: r.get("attempts")?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Who pushed each change of a document, by change hash, as the server recorded it (the
 /// account and device of the token, not the message the phone wrote in the change).
 pub fn recorded_authors(conn: &Connection, doc_id: &str) -> rusqlite::Result<HashMap<String, doc::Author>> {
     let mut stmt =
         conn.prepare_cached("SELECT hash, user_id, device_id FROM changes WHERE doc_id = ?1 AND whole = 0")?;
-    let rows = stmt.query_map([doc_id], |r| {
-        Ok((r.get::<_, String>(0)?, doc::Author { user: r.get(1)?, device: r.get(2)? }))
-    })?;
+    let rows =
+        stmt.query_map([doc_id], |r| Ok((r.get::<_, String>(0)?, doc::Author { user: r.get(1)?, device: r.get(2)? })))?;
     rows.collect()
 }
 

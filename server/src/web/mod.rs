@@ -167,6 +167,7 @@ fn templates() -> &'static Environment<'static> {
             ("enterprise.html", include_str!("../../templates/enterprise.html")),
             ("visit.html", include_str!("../../templates/visit.html")),
             ("conflicts.html", include_str!("../../templates/conflicts.html")),
+            ("refused.html", include_str!("../../templates/refused.html")),
             ("conflict_forms.html", include_str!("../../templates/conflict_forms.html")),
             ("table.html", include_str!("../../templates/table.html")),
             ("users.html", include_str!("../../templates/users.html")),

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/visits/{id}", get(visit))
         .route("/visits/{id}/review", post(review))
         .route("/conflicts", get(conflicts))
+        .route("/refused", get(refused))
         .route("/conflicts/resolve", post(resolve))
         .route("/tables/{n}", get(table))
 }
@@ -429,6 +430,18 @@ async fn conflicts(State(state): State<AppState>, s: Session) -> Result<Html<Str
         "conflicts.html",
         context! { ..base(&s, "conflicts"), ..context! { conflicts => list, next => "/conflicts" } },
     )
+}
+
+/// Uploads the server refused, of the unit's inspectors: which record, who, which device,
+/// when, why. The phones keep them held; this is where a supervisor sees what to settle.
+async fn refused(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    let unit = s.caller.org_unit.clone();
+    let list = state.db.read(move |conn| Ok(crate::records::refused_uploads(conn, &unit, 500)?)).await?;
+    let rows: Vec<_> = list
+        .into_iter()
+        .map(|r| context! { time => views::format_local(r.last_at), ..minijinja::Value::from_serialize(&r) })
+        .collect();
+    render("refused.html", context! { ..base(&s, "refused"), ..context! { refused => rows } })
 }
 
 #[derive(Deserialize)]

@@ -199,6 +199,16 @@ pub struct ValueText {
     pub time: String,
 }
 
+/// Seconds since the epoch as China Standard Time (UTC+8), `2025-11-14 09:30`.
+pub fn format_local(secs: i64) -> String {
+    let cst = time::UtcOffset::from_hms(8, 0, 0).expect("a valid offset");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(|t| t.to_offset(cst))
+        .ok()
+        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).ok())
+        .unwrap_or_default()
+}
+
 pub fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()

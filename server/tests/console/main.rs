@@ -11,6 +11,7 @@ mod access;
 mod admin;
 mod city;
 mod evidence;
+mod refused;
 mod tables;
 mod visit_page;
 mod writes;
