@@ -100,7 +100,7 @@ for api in 'static func `open`(path: String)' 'func login(serverUrl: String' 'fu
     'func listConflicts(id: String)' 'func resolveConflict(id: String, path: String, valueJson: String)' \
     'func table1Status(enterpriseId: String, year: Int32)' 'public protocol SyncProgressCallback' \
     'enum OhassistError: Swift.Error' 'public struct Visit' 'func cancel()' 'func wait() throws' \
-    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String)' 'func signVisit(visitId: String'; do
+    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String)' 'func signVisit(visitId: String' 'func heldRecords()'; do
     grep -qF -- "$api" "$SWIFT" || { echo "Swift bindings lack: $api" >&2; exit 1; }
 done
 for f in OhassistFFIFFI.h OhassistFFIFFI.modulemap; do

@@ -337,3 +337,72 @@ fn mutated_pushes_never_answer_5xx() {
     eprintln!("mutated pushes: {cases} cases, statuses {statuses:?}");
     w.assert_healthy();
 }
+
+/// Documented bound of the server's peak memory while it answers hostile pushes.
+const HOSTILE_MEMORY_BOUND: u64 = 256 * 1024 * 1024;
+
+/// Eight hostile pushes at once — each a full 8 MiB body of compression bombs, deep nesting
+/// and long values — keep the server under its documented memory bound.
+#[test]
+fn eight_hostile_pushes_at_once_stay_within_the_memory_bound() {
+    let w = world();
+    let mut bomb_chunk = Vec::new();
+    {
+        let base = raw_visit("b", |tx| tx.put(ROOT, "notes", "x").unwrap());
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut enc, &vec![0u8; 512 << 20]).unwrap();
+        let deflated = enc.finish().unwrap();
+        bomb_chunk.extend_from_slice(&base[1].bytes[..8]);
+        bomb_chunk.push(2);
+        let mut len = deflated.len() as u64;
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                bomb_chunk.push(b);
+                break;
+            }
+            bomb_chunk.push(b | 0x80);
+        }
+        bomb_chunk.extend_from_slice(&deflated);
+    }
+    let deep = raw_visit("deep", |tx| {
+        let mut obj = ROOT;
+        for _ in 0..5_000 {
+            obj = tx.put_object(&obj, "n", ObjType::Map).unwrap();
+        }
+    });
+    let long = raw_visit("long", |tx| tx.put(ROOT, "notes", "y".repeat(900_000)).unwrap());
+    let bodies: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let mut changes = Vec::new();
+            let mut size = 0;
+            let mut n = 0;
+            while size < 7 << 20 {
+                let (id, bytes) = match n % 3 {
+                    0 => (format!("bomb-{i}-{n}"), bomb_chunk.clone()),
+                    1 => (format!("deep-{i}-{n}"), deep[1].bytes.clone()),
+                    _ => (format!("long-{i}-{n}"), long[1].bytes.clone()),
+                };
+                size += bytes.len();
+                changes.push(wire_change(RecordKind::Visit, &id, bytes));
+                n += 1;
+            }
+            wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes })
+        })
+        .collect();
+    let url = format!("{}/api/v1/sync/push", w.server.url());
+    std::thread::scope(|s| {
+        for body in bodies {
+            let (url, token) = (&url, &w.token);
+            s.spawn(move || {
+                let answer = post(url, Some(token), SYNC_HEADERS, body);
+                assert!(answer.status < 500, "{}", answer.status);
+            });
+        }
+    });
+    let peak = w.server.peak_memory();
+    eprintln!("server peak memory after 8 hostile pushes at once: {} MiB", peak >> 20);
+    assert!(peak < HOSTILE_MEMORY_BOUND, "peak {} MiB", peak >> 20);
+    w.assert_healthy();
+}

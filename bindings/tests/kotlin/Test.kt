@@ -184,6 +184,18 @@ fun run(dir: String) {
     check(b.listConflicts(vid).isEmpty() && b.getVisit(vid).record.notes == "A 和 B 的备注", "resolved")
     expectThrows<OhassistException.Conflict>("resolving again") { b.resolveConflict(vid, "notes", "\"x\"") }
 
+    step = "held record"
+    // An enterprise of another county: the server refuses it alone; the phone keeps it held.
+    val far = newEnterprise("91350122MA0000001K", "邻县企业", County(code = "350122", name = "闽清县"))
+        .copy(industry = Industry.MINING)
+    a.createEnterprise(far)
+    val heldReport = syncOnce(a, "a pushes a record of another county")
+    check(heldReport.newlyHeld == 1uL && heldReport.heldRecords == 1uL, "held in the report: $heldReport")
+    val held = a.heldRecords().single()
+    check(held.docId == "91350122MA0000001K" && held.code == "out_of_scope", "held: $held")
+    check(held.reasonZh.isNotEmpty() && held.reasonEn.isNotEmpty() && held.adviceZh.isNotEmpty(), "reasons")
+    check(held.pendingChanges > 0uL && a.pendingChanges() > 0uL, "kept for later")
+
     step = "cancel"
     val gate = CountDownLatch(1)
     val blocking = object : SyncProgressCallback {

@@ -195,6 +195,19 @@ def run(d):
     assert signed.record.signature.signer_name == "王厂长"
     assert signed.record.signature.image_sha256 in signed.record.attachments
 
+    step = "held record"
+    # An enterprise of another county: the server refuses it alone; the phone keeps it held.
+    far = oh.new_enterprise("91350122MA0000001K", "邻县企业", oh.County(code="350122", name="闽清县"))
+    far.industry = oh.Industry.MINING
+    a.create_enterprise(far)
+    report = sync_once(a, "a pushes a record of another county")
+    assert report.newly_held == 1 and report.held_records == 1, report
+    held = a.held_records()
+    assert len(held) == 1 and held[0].doc_id == "91350122MA0000001K", held
+    assert held[0].code == "out_of_scope" and held[0].kind == oh.RecordKind.ENTERPRISE, held
+    assert held[0].reason_zh and held[0].reason_en and held[0].advice_zh, held
+    assert held[0].pending_changes > 0 and a.pending_changes() > 0, "kept for later"
+
     step = "cancel"
     gate = threading.Event()
 

@@ -89,6 +89,8 @@ pub fn valid_device_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Most (username, address) keys the limiter keeps.
+pub const MAX_LIMITER_KEYS: usize = 10_000;
 /// Failed attempts allowed per username and address within [`WINDOW`].
 pub const MAX_FAILURES: usize = 5;
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -126,11 +128,22 @@ impl LoginLimiter {
 
     pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget keys whose failures all expired, so the map cannot grow without bound.
-        if map.len() > 10_000 {
+        // Forget keys whose failures all expired; past the cap (a flood of distinct names
+        // within the window) forget some others too: the map never holds more than
+        // MAX_LIMITER_KEYS keys of at most 64 characters.
+        if map.len() >= MAX_LIMITER_KEYS {
             map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            while map.len() >= MAX_LIMITER_KEYS {
+                let Some(k) = map.keys().next().cloned() else { break };
+                map.remove(&k);
+            }
         }
-        map.entry(Self::key(username, ip)).or_default().push_back(now);
+        let times = map.entry(Self::key(username, ip)).or_default();
+        times.push_back(now);
+        // Only the last MAX_FAILURES matter for the limit.
+        while times.len() > MAX_FAILURES {
+            times.pop_front();
+        }
     }
 
     pub fn clear(&self, username: &str, ip: Option<IpAddr>) {
@@ -210,5 +223,20 @@ mod tests {
         assert!(limiter.check("zhang", ip, t0).is_err(), "usernames are case-insensitive");
         assert!(limiter.check("zhang", Some(IpAddr::from([10, 0, 0, 2])), t0).is_ok(), "per address");
         assert!(limiter.check("zhang", ip, t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn the_failure_table_is_bounded() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_LIMITER_KEYS * 2) {
+            limiter.record_failure(&format!("user{i}"), None, t0);
+        }
+        for _ in 0..100 {
+            limiter.record_failure("same", None, t0);
+        }
+        let map = limiter.failures.lock().unwrap();
+        assert!(map.len() <= MAX_LIMITER_KEYS, "{}", map.len());
+        assert!(map.values().all(|t| t.len() <= MAX_FAILURES));
     }
 }
