@@ -6,5 +6,6 @@ mod attachments;
 mod bad_input;
 mod client;
 mod convergence;
+mod devices;
 mod faults;
 mod web;

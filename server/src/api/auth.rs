@@ -87,10 +87,22 @@ async fn login(
         .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
 
     let (username, lookup_device) = (req.username.clone(), device_id.clone());
-    let (user, revoked) = state
+    let (user, revoked, status) = state
         .db
-        .read(move |conn| Ok((accounts::find_user(conn, &username)?, accounts::is_revoked(conn, &lookup_device)?)))
+        .read(move |conn| {
+            Ok((
+                accounts::find_user(conn, &username)?,
+                accounts::is_revoked(conn, &lookup_device)?,
+                accounts::device_status(conn, &lookup_device)?,
+            ))
+        })
         .await?;
+    // Only the phone holding the store knows its device id: told before the password is
+    // checked, so that a lost phone erases itself even when someone else tries to log in on it.
+    if status == Some(accounts::DeviceStatus::Lost) {
+        tracing::warn!(device = %device_id, "login from a device marked lost; told to erase");
+        return Err(ApiError::DeviceLost);
+    }
     // Unknown users are checked against a dummy hash, so they cost as long as a wrong password.
     let hash = user.as_ref().map_or_else(|| accounts::dummy_hash().to_string(), |(_, h)| h.clone());
     let password = req.password;

@@ -34,6 +34,13 @@ pub enum ApiError {
     Forbidden,
     #[error("this device has been revoked")]
     DeviceRevoked,
+    /// An admin marked the device lost: every request of it is refused with this, which tells
+    /// the phone to erase its store.
+    #[error("this device has been marked lost")]
+    DeviceLost,
+    /// An admin retired the device: it may push what it holds, not pull or download.
+    #[error("this device has been retired")]
+    DeviceRetired,
     /// No token, or a token that is unknown, revoked or expired.
     #[error("unauthorized")]
     Unauthorized,
@@ -81,7 +88,8 @@ impl ApiError {
             InvalidRecord { .. } | InvalidInput { .. } | HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             OffsetMismatch(_) => StatusCode::CONFLICT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            OutOfScope { .. } | Forbidden | DeviceRevoked => StatusCode::FORBIDDEN,
+            OutOfScope { .. } | Forbidden | DeviceRevoked | DeviceRetired => StatusCode::FORBIDDEN,
+            DeviceLost => StatusCode::GONE,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,6 +146,18 @@ impl ApiError {
                 "device_revoked",
                 "此设备已被管理员停用，请联系管理员".into(),
                 "this device has been revoked by an administrator".into(),
+                None,
+            ),
+            DeviceLost => (
+                "device_lost",
+                "此设备已被管理员标记为丢失，设备上的数据已清除".into(),
+                "this device has been marked lost by an administrator; its data is erased".into(),
+                None,
+            ),
+            DeviceRetired => (
+                "device_retired",
+                "此设备已退役：请上传尚未同步的数据，之后设备上的数据将被清除".into(),
+                "this device has been retired: push what it still holds, then it is erased".into(),
                 None,
             ),
             Unauthorized => (
