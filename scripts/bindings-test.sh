@@ -95,7 +95,7 @@ stop_server
 # ---- Swift -----------------------------------------------------------------------------
 say "Swift: checking the generated API"
 SWIFT="$GEN/swift/OhassistFFI.swift"
-for api in 'static func `open`(path: String, key: Data)' 'func generateStoreKey() -> Data' 'case WrongKey' 'case DeviceErased(reason: String)' 'func login(serverUrl: String' 'func startSync(callback: SyncProgressCallback)' \
+for api in 'static func `open`(path: String, key: Data)' 'func generateStoreKey() -> Data' 'case WrongKey' 'case DeviceErased(reason: String' 'func login(serverUrl: String' 'func startSync(callback: SyncProgressCallback)' \
     'func createVisit(visit: Visit)' 'func updateVisit(id: String, visit: Visit, version: [String])' \
     'func listConflicts(id: String)' 'func resolveConflict(id: String, path: String, valueJson: String)' \
     'func table1Status(enterpriseId: String, year: Int32)' 'public protocol SyncProgressCallback' \
