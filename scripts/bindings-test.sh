@@ -95,12 +95,12 @@ stop_server
 # ---- Swift -----------------------------------------------------------------------------
 say "Swift: checking the generated API"
 SWIFT="$GEN/swift/OhassistFFI.swift"
-for api in 'static func `open`(path: String)' 'func login(serverUrl: String' 'func startSync(callback: SyncProgressCallback)' \
+for api in 'static func `open`(path: String, key: Data)' 'func generateStoreKey() -> Data' 'case WrongKey' 'case DeviceErased(reason: String' 'func login(serverUrl: String' 'func startSync(callback: SyncProgressCallback)' \
     'func createVisit(visit: Visit)' 'func updateVisit(id: String, visit: Visit, version: [String])' \
     'func listConflicts(id: String)' 'func resolveConflict(id: String, path: String, valueJson: String)' \
     'func table1Status(enterpriseId: String, year: Int32)' 'public protocol SyncProgressCallback' \
     'enum OhassistError: Swift.Error' 'public struct Visit' 'func cancel()' 'func wait() throws' \
-    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String)' 'func signVisit(visitId: String' 'func heldRecords()'; do
+    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String) throws  -> Data' 'func signVisit(visitId: String' 'func heldRecords()'; do
     grep -qF -- "$api" "$SWIFT" || { echo "Swift bindings lack: $api" >&2; exit 1; }
 done
 for f in OhassistFFIFFI.h OhassistFFIFFI.modulemap; do

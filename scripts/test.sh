@@ -12,6 +12,18 @@ for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 
+step "system packages: libssl-dev (SQLCipher links libcrypto), sqlite3 (the encryption test checks it cannot read a store)"
+# The system libcrypto builds in seconds; a vendored OpenSSL (the `vendored-openssl` feature,
+# for Android) adds minutes to every clean build on this machine (ADR 0003).
+missing=()
+[ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev pkg-config)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 step "browser for the console tests (Debian chromium + chromedriver, CJK fonts)"
 ./scripts/install-browser.sh
 

@@ -39,6 +39,16 @@ pub enum OhassistError {
     /// The sync was cancelled through its handle.
     #[error("cancelled")]
     Cancelled,
+    /// The key does not open this store (another key, or not an ohassist store). Nothing was
+    /// changed: open it with the right key, or, if the key is lost, delete the store and
+    /// start as a new device (`bindings/README.md`).
+    #[error("the key does not open this store")]
+    WrongKey,
+    /// An admin marked this device `lost` or `retired` (`reason`): the store has been erased
+    /// (after pushing what it held, when retired) and logged out. It is empty now, with a new
+    /// device identity; the app shows why and returns to its login screen.
+    #[error("this device was {reason}; its store was erased")]
+    DeviceErased { reason: String },
 }
 
 pub type Result<T, E = OhassistError> = std::result::Result<T, E>;
@@ -52,6 +62,7 @@ impl From<ohassist_core::Error> for OhassistError {
             }
             E::AlreadyExists { id } => OhassistError::AlreadyExists { id },
             E::NotFound(id) => OhassistError::NotFound { id },
+            E::WrongKey => OhassistError::WrongKey,
             e @ E::NoSuchConflict { .. } => OhassistError::Conflict { message: e.to_string() },
             e @ (E::CorruptDocument { .. }
             | E::CorruptDatabase(_)
@@ -73,6 +84,9 @@ impl From<SyncError> for OhassistError {
             SyncError::Unauthorized => OhassistError::NotAuthorised,
             SyncError::ProtocolVersion => OhassistError::ProtocolTooOld,
             SyncError::Cancelled => OhassistError::Cancelled,
+            SyncError::DeviceErased(reason) => OhassistError::DeviceErased { reason: reason.as_str().to_string() },
+            // The core erases the store before this reaches an app; mapped for completeness.
+            SyncError::DeviceLost => OhassistError::DeviceErased { reason: "lost".into() },
             SyncError::Refused { status, body } => {
                 tracing::warn!(status, code = %body.code, "server refused");
                 match (status, body.field) {

@@ -231,12 +231,16 @@ pub struct Store {
 
 #[uniffi::export]
 impl Store {
-    /// Opens the store at `path` (a file in app-private storage), creating it and the
-    /// device's identity on first use. Blocks: disk I/O, and a schema upgrade after an app
-    /// update.
+    /// Opens the encrypted store at `path` (a file in app-private storage) with `key`, the 32
+    /// bytes the app keeps in the Android Keystore / iOS Keychain (`bindings/README.md`),
+    /// creating it and the device's identity on first use. A store of an earlier app version,
+    /// still plain, is encrypted in place on this first open with a key. Fails with `WrongKey`
+    /// (and changes nothing) when the key does not open the store. Blocks: disk I/O, a schema
+    /// upgrade after an app update, and that one-time encryption (seconds for a full store).
     #[uniffi::constructor]
-    pub fn open(path: String) -> Result<Arc<Self>> {
-        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path)?) }))
+    pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>> {
+        let key = s::StoreKey::from_slice(&key)?;
+        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path, &key)?) }))
     }
 
     /// This device's id, kept in the store. No I/O.
@@ -386,6 +390,13 @@ impl Store {
     pub fn pending_changes(&self) -> Result<u64> {
         Ok(self.inner.outbox_len()? as u64)
     }
+}
+
+/// 32 random bytes from the operating system, for an app that lets the library make the store
+/// key it then keeps in the platform keystore. No I/O.
+#[uniffi::export]
+pub fn generate_store_key() -> Vec<u8> {
+    s::StoreKey::generate().as_bytes().to_vec()
 }
 
 impl EnterpriseFilter {

@@ -124,13 +124,13 @@ impl Store {
 
 #[uniffi::export]
 impl Store {
-    /// The local file of attachment `sha256` of visit `visit_id`, downloading it from the
-    /// server first if this store does not hold it (lazily, when a screen needs it). Blocks:
-    /// disk I/O, and network I/O when it downloads — call it off the main thread.
-    pub fn fetch_attachment(&self, visit_id: String, sha256: String) -> Result<String> {
+    /// The bytes of attachment `sha256` of visit `visit_id` (decrypted, in memory: show them,
+    /// do not write them to a file), downloading them from the server first if this store does
+    /// not hold them (lazily, when a screen needs them). Blocks: disk I/O, and network I/O when
+    /// it downloads — call it off the main thread.
+    pub fn fetch_attachment(&self, visit_id: String, sha256: String) -> Result<Vec<u8>> {
         let config = self.sync_config()?.ok_or(OhassistError::NotAuthorised)?;
-        let path = cs::fetch_attachment_blocking(&self.inner, &config, &visit_id, &sha256, &CancelToken::new())?;
-        Ok(path.to_string_lossy().into_owned())
+        Ok(cs::fetch_attachment_blocking(&self.inner, &config, &visit_id, &sha256, &CancelToken::new())?)
     }
 }
 

@@ -170,6 +170,10 @@ pub enum Error {
     CorruptDatabase(String),
     #[error("the database has schema version {found}, newer than this program supports ({supported}); update the app")]
     DatabaseTooNew { found: u32, supported: u32 },
+    /// The key does not open this store: another key, or a file that is not an ohassist
+    /// store. Nothing was changed.
+    #[error("the key does not open this store (a wrong key, or not an ohassist store); nothing was changed")]
+    WrongKey,
     #[error("storage error: {0}")]
     Storage(#[from] rusqlite::Error),
     #[error("document error: {0}")]

@@ -3,7 +3,7 @@
 //! unreferenced and on the server.
 
 use ohassist_core::model::{AttachmentKind, County, Enterprise, Industry, Visit};
-use ohassist_core::store::{sha256_hex, NewAttachment, Store};
+use ohassist_core::store::{sha256_hex, NewAttachment, Store, StoreKey};
 use proptest::prelude::*;
 
 const CODE: &str = "91350100M000100Y43";
@@ -31,7 +31,7 @@ fn blob(i: usize) -> Vec<u8> {
 
 fn setup() -> (tempfile::TempDir, Store, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let store = Store::open(dir.path().join("s.db"), &StoreKey::new([3; 32])).unwrap();
     let mut e = Enterprise {
         credit_code: CODE.into(),
         name: "企业".into(),
@@ -73,7 +73,7 @@ proptest! {
                     store.collect_garbage().unwrap();
                     let referenced = store.referenced_attachments().unwrap();
                     for (i, h) in hashes.iter().enumerate() {
-                        let kept = store.attachment_path(h).unwrap().is_some();
+                        let kept = store.has_attachment(h).unwrap();
                         if referenced.contains(h) && before[i].is_some() {
                             prop_assert!(kept, "referenced attachment {i} was deleted");
                         }

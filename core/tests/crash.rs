@@ -5,16 +5,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use ohassist_core::model::{County, Enterprise, Industry, Post, Visit};
-use ohassist_core::store::{Store, VisitFilter};
+use ohassist_core::store::{Store, StoreKey, VisitFilter};
 
 const CODE: &str = "91350100M000100Y43";
 const CHILD_ENV: &str = "OHASSIST_CRASH_CHILD_STORE";
+
+fn key() -> StoreKey {
+    StoreKey::new([9; 32])
+}
 
 /// In the child: write visits forever, printing each id once its transaction committed.
 #[test]
 fn crash_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     if store.find_enterprise(CODE).unwrap().is_none() {
         let mut e = Enterprise {
             credit_code: CODE.into(),
@@ -71,7 +75,7 @@ fn sigkill_during_writes_loses_nothing_committed() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let store = Store::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let store = Store::open(&path, &key()).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         store.check().unwrap_or_else(|e| panic!("round {round}: integrity: {e}"));
         let listed = store.list_visits(&VisitFilter::default()).unwrap();
         for (id, i) in &committed {

@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::scope;
 
+pub use ohassist_core::sync::wire::DeviceStatus;
+
 /// How long a device token lives.
 pub const TOKEN_LIFETIME_SECS: i64 = 90 * 24 * 3600;
 
@@ -70,6 +72,20 @@ pub struct Device {
     pub expires_at: Option<i64>,
     /// Holds a token that is neither expired nor logged out.
     pub logged_in: bool,
+    /// `active`, `lost` or `retired`, as an admin set it.
+    pub status: DeviceStatus,
+    pub status_changed_at: Option<i64>,
+    /// What the device reported it still holds unsynced at its last sync (`None`: never reported).
+    pub pending_changes: Option<i64>,
+    pub pending_attachments: Option<i64>,
+    pub reported_at: Option<i64>,
+}
+
+impl Device {
+    /// Whether the phone last said it holds changes or attachments the server does not have.
+    pub fn holds_unsynced(&self) -> bool {
+        self.pending_changes.unwrap_or(0) > 0 || self.pending_attachments.unwrap_or(0) > 0
+    }
 }
 
 /// The authenticated caller of a request, as the token names them.
@@ -252,7 +268,8 @@ pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<Use
 pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
     let mut stmt = conn.prepare(
         "SELECT d.id, d.user_id, u.username, d.name, d.created_at, d.last_seen, d.revoked_at, d.expires_at,
-                d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2
+                d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2,
+                d.status, d.status_changed_at, d.pending_changes, d.pending_attachments, d.reported_at
          FROM devices d JOIN users u ON u.id = d.user_id
          WHERE substr(u.org_unit, 1, length(?1)) = ?1
          ORDER BY d.last_seen DESC, d.id",
@@ -268,6 +285,11 @@ pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Re
             revoked_at: r.get(6)?,
             expires_at: r.get(7)?,
             logged_in: r.get(8)?,
+            status: DeviceStatus::parse(&r.get::<_, String>(9)?).unwrap_or(DeviceStatus::Active),
+            status_changed_at: r.get(10)?,
+            pending_changes: r.get(11)?,
+            pending_attachments: r.get(12)?,
+            reported_at: r.get(13)?,
         })
     })?;
     rows.collect()
@@ -292,6 +314,48 @@ pub fn revoke_device(conn: &Connection, device_id: &str, now: i64) -> Result<(),
     if n == 0 {
         return Err(AccountError::NoSuchDevice);
     }
+    Ok(())
+}
+
+/// Marks a device lost or retired (or active again). A lost device keeps its token, so that
+/// it is recognised and told to erase itself when it next reaches the server.
+pub fn set_device_status(
+    conn: &Connection,
+    device_id: &str,
+    status: DeviceStatus,
+    now: i64,
+) -> Result<(), AccountError> {
+    let n = conn.execute(
+        "UPDATE devices SET status = ?2, status_changed_at = ?3 WHERE id = ?1",
+        params![device_id, status.as_str(), now],
+    )?;
+    if n == 0 {
+        return Err(AccountError::NoSuchDevice);
+    }
+    Ok(())
+}
+
+/// The status of `device_id`, if the device exists.
+pub fn device_status(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<DeviceStatus>> {
+    Ok(conn
+        .query_row("SELECT status FROM devices WHERE id = ?1", [device_id], |r| r.get::<_, String>(0))
+        .optional()?
+        .and_then(|s| DeviceStatus::parse(&s)))
+}
+
+/// Records what a device reports it still holds unsynced (also its last contact).
+pub fn record_report(
+    conn: &Connection,
+    device_id: &str,
+    pending_changes: u64,
+    pending_attachments: u64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE devices SET pending_changes = ?2, pending_attachments = ?3, reported_at = ?4, last_seen = ?4
+         WHERE id = ?1",
+        params![device_id, pending_changes as i64, pending_attachments as i64, now],
+    )?;
     Ok(())
 }
 
@@ -334,16 +398,21 @@ pub fn issue_token(
 }
 
 /// The caller a token belongs to, if it is live: known, not logged out, not revoked, not
-/// expired, and its user not disabled.
-pub fn caller_by_token(conn: &Connection, token_hash: &str, now: i64) -> rusqlite::Result<Option<Caller>> {
+/// expired, and its user not disabled; with the status of its device, which the caller of
+/// this function must act on (a lost device is still found, so that it can be told).
+pub fn caller_by_token(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> rusqlite::Result<Option<(Caller, DeviceStatus)>> {
     conn.query_row(
-        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen
+        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status
          FROM devices d JOIN users u ON u.id = d.user_id
          WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0",
         params![token_hash, now],
         |r| {
             let role: String = r.get(3)?;
-            Ok(Caller {
+            let caller = Caller {
                 user_id: r.get(0)?,
                 username: r.get(1)?,
                 display_name: r.get(2)?,
@@ -351,7 +420,8 @@ pub fn caller_by_token(conn: &Connection, token_hash: &str, now: i64) -> rusqlit
                 org_unit: r.get(4)?,
                 device_id: r.get(5)?,
                 last_seen: r.get(6)?,
-            })
+            };
+            Ok((caller, DeviceStatus::parse(&r.get::<_, String>(7)?).unwrap_or(DeviceStatus::Active)))
         },
     )
     .optional()

@@ -113,6 +113,11 @@ pub enum DeviceCommand {
     List,
     /// Revoke a device: its token stops working and it cannot log in again.
     Revoke { device_id: String },
+    /// Mark a device lost: every request is refused, and the phone erases its store (unsynced
+    /// data included) when it next reaches the server.
+    Lost { device_id: String },
+    /// Retire a device: it may push what it still holds, then erases its store and logs out.
+    Retire { device_id: String },
 }
 
 fn init_logging() {
@@ -260,17 +265,34 @@ fn run_device(data: &Path, cmd: DeviceCommand) -> CliResult {
     let conn = db.blocking_writer();
     match cmd {
         DeviceCommand::List => {
-            println!("{:<36} {:<20} {:<10} {:<8} name", "device id", "user", "logged in", "revoked");
+            println!(
+                "{:<36} {:<20} {:<10} {:<8} {:<8} {:<10} name",
+                "device id", "user", "logged in", "revoked", "status", "unsynced"
+            );
             for d in accounts::list_devices(&conn, scope::COUNTRY, now())? {
+                let unsynced = match (d.pending_changes, d.pending_attachments) {
+                    (Some(c), Some(a)) => format!("{c}+{a}"),
+                    _ => "-".into(),
+                };
                 println!(
-                    "{:<36} {:<20} {:<10} {:<8} {}",
+                    "{:<36} {:<20} {:<10} {:<8} {:<8} {:<10} {}",
                     d.id,
                     d.username,
                     d.logged_in,
                     d.revoked_at.is_some(),
+                    d.status.as_str(),
+                    unsynced,
                     d.name
                 );
             }
+        }
+        DeviceCommand::Lost { device_id } => {
+            accounts::set_device_status(&conn, &device_id, accounts::DeviceStatus::Lost, now())?;
+            println!("device {device_id} marked lost: it erases its data when it next reaches the server");
+        }
+        DeviceCommand::Retire { device_id } => {
+            accounts::set_device_status(&conn, &device_id, accounts::DeviceStatus::Retired, now())?;
+            println!("device {device_id} retired: it pushes what it holds, then erases its data");
         }
         DeviceCommand::Revoke { device_id } => {
             accounts::revoke_device(&conn, &device_id, now())?;

@@ -20,6 +20,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/002_console.sql"),
         include_str!("../migrations/003_attachments.sql"),
         include_str!("../migrations/004_hostile_pushes.sql"),
+        include_str!("../migrations/005_device_status.sql"),
     ],
 };
 

@@ -30,7 +30,7 @@ fn new_visit_push(i: usize, county: &str) -> Vec<u8> {
 
 /// A push that edits an existing visit held by `phone` so that `edit` applies.
 fn edit_push(phone: &Phone, id: &str, edit: impl FnOnce(&mut Visit)) -> Vec<u8> {
-    let conn = rusqlite::Connection::open(phone.store.path()).unwrap();
+    let conn = phone_db(phone.store.path());
     let bytes: Vec<u8> = conn.query_row("SELECT bytes FROM documents WHERE id = ?1", [id], |r| r.get(0)).unwrap();
     let mut doc = Document::load(RecordKind::Visit, id, &bytes).unwrap();
     let old: Visit = doc.read().unwrap();

@@ -91,14 +91,15 @@ fn ten_photos_survive_cuts_without_starting_over_and_reach_a_second_phone_lazily
     assert_eq!(v.attachments.len(), 10);
     let sha = sha256_hex(&photos[3]);
     assert_eq!(v.attachments[&sha].caption, "警示标识 3");
-    assert!(b.store.attachment_path(&sha).unwrap().is_none(), "not downloaded before a screen needs it");
-    let path = fetch_attachment_blocking(&b.store, &b.config, &visit_id, &sha, &CancelToken::new()).unwrap();
-    assert!(std::fs::read(&path).unwrap() == photos[3]);
-    assert!(b.store.attachment_path(&sha256_hex(&photos[4])).unwrap().is_none(), "only what was asked for");
+    assert!(!b.store.has_attachment(&sha).unwrap(), "not downloaded before a screen needs it");
+    let bytes = fetch_attachment_blocking(&b.store, &b.config, &visit_id, &sha, &CancelToken::new()).unwrap();
+    assert!(bytes == photos[3]);
+    assert!(b.store.read_attachment(&sha).unwrap().unwrap() == photos[3], "kept, encrypted, for the next screen");
+    assert!(!b.store.has_attachment(&sha256_hex(&photos[4])).unwrap(), "only what was asked for");
 
     // Once the server holds them and the visit drops one, the phone may free its bytes.
     a.store.remove_attachment(&visit_id, &sha).unwrap();
     a.store.collect_garbage().unwrap();
-    assert!(a.store.attachment_path(&sha).unwrap().is_none());
-    assert!(a.store.attachment_path(&sha256_hex(&photos[0])).unwrap().is_some());
+    assert!(!a.store.has_attachment(&sha).unwrap());
+    assert!(a.store.has_attachment(&sha256_hex(&photos[0])).unwrap());
 }

@@ -127,7 +127,7 @@ fn logout_user_switch_and_server_switch_keep_unacknowledged_changes() {
 fn plain_http_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
-    let store = ohassist_core::store::Store::open(dir.path().join("p.db")).unwrap();
+    let store = ohassist_core::store::Store::open(dir.path().join("p.db"), &phone_key()).unwrap();
     let config = sync::SyncConfig::new(server.url());
     match sync::login_blocking(&store, &config, "admin", "x") {
         Err(SyncError::Config(m)) => assert!(m.contains("HTTP"), "{m}"),
@@ -152,7 +152,7 @@ fn https_with_the_servers_own_certificate() {
     let url = format!("https://localhost:{}", server.addr.rsplit(':').next().unwrap());
 
     // Without trusting the county's certificate, the phone refuses the server.
-    let store = ohassist_core::store::Store::open(dir.path().join("phone.db")).unwrap();
+    let store = ohassist_core::store::Store::open(dir.path().join("phone.db"), &phone_key()).unwrap();
     let mut config = sync::SyncConfig::new(&url);
     config.max_attempts = 1;
     assert!(matches!(sync::login_blocking(&store, &config, "zhang", PASSWORD), Err(SyncError::Offline(_))));

@@ -26,7 +26,7 @@ fn sync_until_done(phone: &Phone, attempts: usize) -> usize {
 
 /// Every change hash of every document a store holds.
 fn all_change_hashes(phone: &Phone) -> HashSet<String> {
-    let conn = rusqlite::Connection::open(phone.store.path()).unwrap();
+    let conn = phone_db(phone.store.path());
     let mut stmt = conn.prepare("SELECT id, kind, bytes FROM documents").unwrap();
     let rows: Vec<(String, String, Vec<u8>)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect();

@@ -6,6 +6,7 @@ mod attachments;
 mod bad_input;
 mod client;
 mod convergence;
+mod devices;
 mod faults;
 mod hostile;
 mod web;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ohassist_core::model::{County, Enterprise, Industry, Visit};
-use ohassist_core::store::Store;
+use ohassist_core::store::{Store, StoreKey};
 use ohassist_core::sync::{self, CancelToken, SyncConfig, SyncError, SyncReport};
 
 /// The `ohassist` binary, built once per process (a no-op when `cargo test --workspace`
@@ -164,17 +164,33 @@ pub fn add_user(data: &Path, username: &str, role: &str, org_unit: &str, passwor
     );
 }
 
-/// A phone: a real store file and the real sync client.
+/// A phone: a real encrypted store file and the real sync client.
 pub struct Phone {
     pub store: Store,
     pub config: SyncConfig,
     _dir: tempfile::TempDir,
 }
 
+/// The store key of every test phone (a real app keeps a random one in the keystore).
+pub fn phone_key() -> StoreKey {
+    StoreKey::new([0x42; 32])
+}
+
+/// A raw connection to a test phone's encrypted database, for tests that read its rows.
+pub fn phone_db(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex_key(&phone_key()))).unwrap();
+    conn
+}
+
+fn hex_key(key: &StoreKey) -> String {
+    key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Phone {
     pub fn new(server_url: &str) -> Phone {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("phone.db")).unwrap();
+        let store = Store::open(dir.path().join("phone.db"), &phone_key()).unwrap();
         let mut config = SyncConfig::new(server_url);
         config.allow_http = true;
         config.initial_backoff = Duration::from_millis(20);
@@ -237,8 +253,15 @@ impl Answer {
     }
 }
 
+/// reqwest here is built without a default TLS crypto provider; the core's client installs
+/// one, so a raw request made before any phone connected needs that done first.
+fn install_tls_provider() {
+    let _ = sync::Client::new(SyncConfig::new("https://127.0.0.1"));
+}
+
 /// Posts raw bytes, for tests of what a well-behaved client never sends.
 pub fn post(url: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    install_tls_provider();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::new().post(url).body(body);
@@ -255,6 +278,7 @@ pub fn post(url: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<
 }
 
 pub fn get(url: &str, token: Option<&str>) -> Answer {
+    install_tls_provider();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut req = reqwest::Client::new().get(url);

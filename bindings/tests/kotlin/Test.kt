@@ -62,9 +62,12 @@ fun main() {
 }
 
 fun run(dir: String) {
-    step = "open"
-    val a = Store.open("$dir/a.db")
+    step = "open with a key"
+    val key = generateStoreKey()
+    check(key.size == 32, "a 32-byte key")
+    val a = Store.open("$dir/a.db", key)
     check(a.deviceId().isNotEmpty(), "device id")
+    expectThrows<OhassistException.InvalidInput>("a short key") { Store.open("$dir/x.db", ByteArray(5)) }
 
     step = "create enterprise"
     val enterprise = newEnterprise(CODE, "闽侯示范企业", County(code = COUNTY, name = "闽侯县"))
@@ -162,7 +165,7 @@ fun run(dir: String) {
     check(a.pendingChanges() == 0uL, "outbox drained: ${a.pendingChanges()} left")
 
     step = "second device"
-    val b = Store.open("$dir/b.db")
+    val b = Store.open("$dir/b.db", generateStoreKey())
     check(b.deviceId() != a.deviceId(), "two devices")
     b.login(url, user, password, true)
     syncOnce(b, "b pulls")
@@ -213,6 +216,19 @@ fun run(dir: String) {
     step = "logout"
     a.logout()
     expectThrows<OhassistException.NotAuthorised>("sync after logout") { a.startSync(Counter()).use { it.wait() } }
+    val device = a.deviceId()
     a.close()
     b.close()
+
+    step = "reopen with the key, then a wrong key"
+    Store.open("$dir/a.db", key).use { again ->
+        check(again.deviceId() == device, "the same device after reopening")
+        check(again.getEnterprise(CODE).record.name == "闽侯示范企业", "the record reads back with the key")
+    }
+    val file = java.io.File("$dir/a.db")
+    val before = file.readBytes()
+    val wrong = ByteArray(32) { (key[it].toInt() xor 0xff).toByte() }
+    expectThrows<OhassistException.WrongKey>("a wrong key") { Store.open("$dir/a.db", wrong) }
+    check(file.readBytes().contentEquals(before), "a wrong key changed nothing")
+    check(!String(before, Charsets.ISO_8859_1).contains(CODE), "no plaintext credit code in the store file")
 }

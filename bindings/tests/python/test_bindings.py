@@ -52,9 +52,12 @@ def sync_once(store, label):
 
 def run(d):
     global step
-    step = "open"
-    a = oh.Store.open(os.path.join(d, "a.db"))
+    step = "open with a key"
+    key = oh.generate_store_key()
+    assert isinstance(key, bytes) and len(key) == 32
+    a = oh.Store.open(os.path.join(d, "a.db"), key)
     assert a.device_id()
+    expect_raises(oh.OhassistError.InvalidInput, "a short key", lambda: oh.Store.open(os.path.join(d, "x.db"), b"short"))
 
     step = "create enterprise"
     enterprise = oh.new_enterprise(CODE, "闽侯示范企业", oh.County(code=COUNTY, name="闽侯县"))
@@ -145,7 +148,7 @@ def run(d):
     assert a.pending_changes() == 0, f"outbox not drained: {a.pending_changes()}"
 
     step = "second device"
-    b = oh.Store.open(os.path.join(d, "b.db"))
+    b = oh.Store.open(os.path.join(d, "b.db"), oh.generate_store_key())
     assert b.device_id() != a.device_id()
     b.login(url, user, password, True)
     sync_once(b, "b pulls")
@@ -184,8 +187,8 @@ def run(d):
     assert report.progress.attachment_bytes_up == len(data), report.progress
     sync_once(b, "b learns of the photo")
     assert sha in b.get_visit(vid).record.attachments
-    with open(b.fetch_attachment(vid, sha), "rb") as f:
-        assert f.read() == data, "the fetched photo differs"
+    fetched = b.fetch_attachment(vid, sha)
+    assert isinstance(fetched, bytes) and fetched == data, "the fetched photo differs"
 
     step = "signature"
     sig_png = os.path.join(d, "signature.png")
@@ -224,6 +227,18 @@ def run(d):
     step = "logout"
     a.logout()
     expect_raises(oh.OhassistError.NotAuthorised, "sync after logout", lambda: a.start_sync(Counter()).wait())
+
+    step = "reopen with the key, then a wrong key"
+    device = a.device_id()
+    del a
+    a = oh.Store.open(os.path.join(d, "a.db"), key)
+    assert a.device_id() == device and a.get_enterprise(CODE).record.name == "闽侯示范企业"
+    del a
+    before = open(os.path.join(d, "a.db"), "rb").read()
+    wrong = bytes(b ^ 0xFF for b in key)
+    expect_raises(oh.OhassistError.WrongKey, "a wrong key", lambda: oh.Store.open(os.path.join(d, "a.db"), wrong))
+    assert open(os.path.join(d, "a.db"), "rb").read() == before, "a wrong key changed the file"
+    assert CODE.encode() not in before and "闽侯示范企业".encode() not in before, "plaintext in the store file"
 
 
 def main():

@@ -1,6 +1,11 @@
 //! Attachment bytes in the device store: content-addressed files beside the database,
 //! written atomically, referenced from visits by SHA-256, and garbage-collected only when
 //! no document references them and the server holds them.
+//!
+//! In an encrypted store every file is sealed (`crypto.rs`) and named by a keyed hash of its
+//! SHA-256; the SHA-256 of the plaintext stays the attachment's id, so de-duplication and the
+//! server's checks are unchanged, and the bytes leave the store only as plaintext, through
+//! [`Store::read_attachment`] and [`Store::read_attachment_range`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,13 +31,12 @@ pub struct NewAttachment {
     pub location: Option<GeoFix>,
 }
 
-/// An attachment waiting to be uploaded.
+/// An attachment waiting to be uploaded; its bytes come from [`Store::read_attachment_range`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
     pub sha256: String,
     pub visit_id: String,
     pub size: u64,
-    pub path: PathBuf,
 }
 
 /// Largest attachment the store accepts (the server may be stricter).
@@ -57,6 +61,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Where a plain store keeps attachment `sha256`.
+fn plain_blob_path(dir: &Path, sha256: &str) -> PathBuf {
+    dir.join(&sha256[..2]).join(sha256)
+}
+
 impl Store {
     /// The folder of attachment files, beside the database file.
     pub fn attachments_dir(&self) -> PathBuf {
@@ -66,21 +75,116 @@ impl Store {
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.attachments_dir().join(&sha256[..2]).join(sha256)
+        match &self.cipher {
+            Some(cipher) => {
+                let name = cipher.file_name(sha256);
+                self.attachments_dir().join(&name[..2]).join(name)
+            }
+            None => plain_blob_path(&self.attachments_dir(), sha256),
+        }
     }
 
-    /// The local file of an attachment, if this store holds its bytes.
-    pub fn attachment_path(&self, sha256: &str) -> Result<Option<PathBuf>> {
+    /// Writes the bytes of attachment `sha256` (sealed in an encrypted store), atomically.
+    fn write_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.blob_path(sha256);
+        if path.exists() {
+            return Ok(());
+        }
+        match &self.cipher {
+            Some(cipher) => write_atomically(&path, &cipher.seal(sha256, bytes)),
+            None => write_atomically(&path, bytes),
+        }
+    }
+
+    /// Whether this store holds the bytes of attachment `sha256`.
+    pub fn has_attachment(&self, sha256: &str) -> Result<bool> {
         crate::validate::sha256_field("sha256", sha256)?;
         let known: bool =
             self.conn()
                 .query_row("SELECT EXISTS (SELECT 1 FROM attachments WHERE sha256 = ?1)", [sha256], |r| r.get(0))?;
-        let path = self.blob_path(sha256);
-        if known && path.exists() {
-            self.conn().execute("UPDATE attachments SET used_at = ?2 WHERE sha256 = ?1", params![sha256, now_ms()])?;
-            return Ok(Some(path));
+        Ok(known && self.blob_path(sha256).exists())
+    }
+
+    /// The plaintext of attachment `sha256`, if this store holds it (a screen showing it).
+    pub fn read_attachment(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        if !self.has_attachment(sha256)? {
+            return Ok(None);
         }
-        Ok(None)
+        let path = self.blob_path(sha256);
+        let bytes = match &self.cipher {
+            Some(cipher) => cipher.open_file(sha256, &path)?,
+            None => std::fs::read(&path)?,
+        };
+        self.conn().execute("UPDATE attachments SET used_at = ?2 WHERE sha256 = ?1", params![sha256, now_ms()])?;
+        Ok(Some(bytes))
+    }
+
+    /// `len` plaintext bytes of attachment `sha256` from `offset` (an upload's chunk).
+    pub fn read_attachment_range(&self, sha256: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        crate::validate::sha256_field("sha256", sha256)?;
+        let path = self.blob_path(sha256);
+        if !path.exists() {
+            return Err(Error::NotFound(format!("attachment {sha256}")));
+        }
+        match &self.cipher {
+            Some(cipher) => cipher.open_range(sha256, &path, offset, len),
+            None => {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut file = std::fs::File::open(&path)?;
+                file.seek(SeekFrom::Start(offset))?;
+                let mut chunk = vec![0u8; len as usize];
+                file.read_exact(&mut chunk)?;
+                Ok(chunk)
+            }
+        }
+    }
+
+    /// Encrypts the files of a store that was plain (kept under their SHA-256 until now), once:
+    /// each is sealed under its new name, written atomically, and only then is the plain file
+    /// removed, so a kill at any point leaves every attachment readable and the next open
+    /// resumes. Does nothing once the store records that all files are sealed.
+    pub(super) fn seal_attachment_files(&self) -> Result<()> {
+        let Some(cipher) = &self.cipher else { return Ok(()) };
+        if self.meta(super::META_ATTACHMENTS_SEALED)?.is_some() {
+            return Ok(());
+        }
+        let dir = self.attachments_dir();
+        let mut sealed = 0;
+        if dir.exists() {
+            for sub in std::fs::read_dir(&dir)? {
+                let sub = sub?.path();
+                if !sub.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(&sub)? {
+                    let path = entry?.path();
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                    if name.starts_with(".tmp-") {
+                        std::fs::remove_file(&path)?;
+                        continue;
+                    }
+                    if super::crypto::is_sealed(&path)? {
+                        continue;
+                    }
+                    let bytes = std::fs::read(&path)?;
+                    if sha256_hex(&bytes) == name {
+                        let target = self.blob_path(&name);
+                        if !target.exists() {
+                            write_atomically(&target, &cipher.seal(&name, &bytes))?;
+                        }
+                        sealed += 1;
+                    } else {
+                        tracing::warn!("removing a damaged plain attachment file");
+                    }
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        self.set_meta(super::META_ATTACHMENTS_SEALED, "1")?;
+        if sealed > 0 {
+            tracing::info!(files = sealed, "attachment files encrypted");
+        }
+        Ok(())
     }
 
     /// Adds the file at `file` to visit `visit_id`: its bytes are stored once (by hash) and
@@ -102,10 +206,7 @@ impl Store {
         // The visit must exist before any byte is written.
         self.get_visit(visit_id)?;
         let sha = sha256_hex(bytes);
-        let path = self.blob_path(&sha);
-        if !path.exists() {
-            write_atomically(&path, bytes)?;
-        }
+        self.write_blob(&sha, bytes)?;
         let author = self.author()?.user;
         let now = now_ms();
         {
@@ -208,8 +309,7 @@ impl Store {
             // only then are all visits read.
             let visit_id = if references(&visit_id)? { Some(visit_id) } else { self.visit_referencing(&sha256)? };
             if let Some(visit_id) = visit_id {
-                let path = self.blob_path(&sha256);
-                out.push(PendingUpload { sha256, visit_id, size: size as u64, path });
+                out.push(PendingUpload { sha256, visit_id, size: size as u64 });
             }
         }
         Ok(out)
@@ -223,7 +323,7 @@ impl Store {
     }
 
     /// Stores bytes fetched from the server for `visit_id` after checking their hash.
-    pub fn store_downloaded_attachment(&self, visit_id: &str, sha256: &str, bytes: &[u8]) -> Result<PathBuf> {
+    pub fn store_downloaded_attachment(&self, visit_id: &str, sha256: &str, bytes: &[u8]) -> Result<()> {
         crate::validate::sha256_field("sha256", sha256)?;
         if sha256_hex(bytes) != sha256 {
             return Err(Error::CorruptDocument {
@@ -231,10 +331,7 @@ impl Store {
                 reason: "the downloaded bytes do not match their hash".into(),
             });
         }
-        let path = self.blob_path(sha256);
-        if !path.exists() {
-            write_atomically(&path, bytes)?;
-        }
+        self.write_blob(sha256, bytes)?;
         let media: String =
             self.get_visit(visit_id)?.record.attachments.get(sha256).map(|a| a.media_type.clone()).unwrap_or_default();
         let now = now_ms();
@@ -243,7 +340,7 @@ impl Store {
              VALUES (?1, ?2, ?3, 'cached', ?4, ?5, ?5) ON CONFLICT (sha256) DO UPDATE SET used_at = excluded.used_at",
             params![sha256, bytes.len() as i64, media, visit_id, now],
         )?;
-        Ok(path)
+        Ok(())
     }
 
     fn visit_referencing(&self, sha256: &str) -> Result<Option<String>> {

@@ -4,14 +4,20 @@
 //! Every write is one `IMMEDIATE` transaction that saves the document, rebuilds its index
 //! row and queues its new changes, so a crash at any point leaves the old or the new
 //! state, never a mix. Writers take a `&Transaction`, readers a `&Connection`.
+//!
+//! On a phone the store is encrypted: [`Store::open`] takes the key the app keeps in the
+//! platform keystore; the database is a SQLCipher file and attachment files are sealed with a
+//! key derived from it (`crypto.rs`). A plain store of an earlier version is encrypted on its
+//! first open with a key.
 
 mod attachments;
+mod crypto;
 mod held;
 mod index;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use automerge::{ActorId, Change, ChangeHash};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -26,6 +32,7 @@ use crate::status::{self, Table1Status};
 use crate::{credit_code, validate};
 
 pub use attachments::{sha256_hex, NewAttachment, PendingUpload, MAX_ATTACHMENT_BYTES};
+pub use crypto::StoreKey;
 pub use held::{HeldRecord, Quarantined};
 pub use index::{EnterpriseFilter, EnterpriseSummary, VisitFilter, VisitSummary};
 
@@ -65,15 +72,29 @@ pub struct OutboxChange {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The device's identity and its CRDT actor, both renewed when the store is erased.
+    identity: RwLock<Identity>,
+    /// `None` for a plain store (benchmarks, tests): attachment files are then plain too.
+    cipher: Option<crypto::AttachmentCipher>,
+}
+
+struct Identity {
     device_id: String,
     /// A fresh actor for every open: an actor id is never reused, not even after the file
     /// is restored from a backup that predates changes this actor already sent.
     actor: ActorId,
 }
 
+/// The meta key recording that every attachment file of the store is encrypted.
+const META_ATTACHMENTS_SEALED: &str = "attachments_sealed";
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).field("device_id", &self.device_id).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("device_id", &self.device_id())
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
     }
 }
 
@@ -101,19 +122,80 @@ fn parse_heads(version: &[String]) -> Result<Vec<ChangeHash>> {
 }
 
 impl Store {
-    /// Opens the store at `path`, creating it (and a device id) on first use.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+    /// Opens the encrypted store at `path` with `key`, creating it (and a device id) on first
+    /// use. A plain store (of an earlier version) is encrypted in place first, crash-safely, and
+    /// so are its attachment files. A key that does not open the store is [`Error::WrongKey`]
+    /// and changes nothing.
+    pub fn open(path: impl AsRef<Path>, key: &StoreKey) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let (conn, _encrypted_now) = crate::sqlite::open_encrypted(&path, &schema::SCHEMA, key.as_bytes())?;
+        let store = Store::with_connection(conn, path, Some(crypto::AttachmentCipher::new(key)))?;
+        store.seal_attachment_files()?;
+        Ok(store)
+    }
+
+    /// Opens a plain (unencrypted) store, as stores were before encryption. Not for phones:
+    /// for comparisons in benchmarks and for tests of the migration.
+    pub fn open_unencrypted(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let conn = crate::sqlite::open(&path, &schema::SCHEMA)?;
-        let device_id = match meta_get(&conn, "device_id")? {
-            Some(id) => id,
-            None => {
-                let id = new_item_id();
-                meta_set(&conn, "device_id", &id)?;
-                id
-            }
-        };
-        Ok(Store { conn: Mutex::new(conn), path, device_id, actor: ActorId::random() })
+        if meta_get(&conn, META_ATTACHMENTS_SEALED)?.is_some() {
+            return Err(Error::CorruptDatabase("this store's attachments are encrypted; open it with its key".into()));
+        }
+        Store::with_connection(conn, path, None)
+    }
+
+    fn with_connection(conn: Connection, path: PathBuf, cipher: Option<crypto::AttachmentCipher>) -> Result<Store> {
+        // 16 MiB of page cache instead of SQLite's 2 MiB: every page read from disk is decrypted
+        // and authenticated, so lists read repeatedly stay in memory (peak memory: the bench).
+        conn.pragma_update(None, "cache_size", -16_384)?;
+        let device_id = device_id_of(&conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+            identity: RwLock::new(Identity { device_id, actor: ActorId::random() }),
+            cipher,
+        })
+    }
+
+    /// Whether the database and attachment files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Erases everything the store holds — records, unsynced changes, attachments, the login —
+    /// and gives it a new device identity, as a freshly installed app has. For a device an
+    /// admin marked lost or retired (`sync::client`); nothing else calls it. Freed pages are
+    /// overwritten (`secure_delete`) and the file is vacuumed, so the old contents do not
+    /// linger even encrypted.
+    pub fn erase(&self) -> Result<()> {
+        // Lock order everywhere: the connection, then the identity.
+        let conn = self.conn();
+        conn.pragma_update(None, "secure_delete", true)?;
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             DELETE FROM outbox; DELETE FROM enterprises; DELETE FROM visits; DELETE FROM attachments;
+             DELETE FROM documents; DELETE FROM meta; DELETE FROM sqlite_sequence;
+             COMMIT;",
+        )?;
+        if self.cipher.is_some() {
+            meta_set(&conn, META_ATTACHMENTS_SEALED, "1")?;
+        }
+        let device_id = device_id_of(&conn)?;
+        conn.execute_batch("VACUUM")?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let dir = self.attachments_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Identity { device_id, actor: ActorId::random() };
+        drop(conn);
+        tracing::info!("store erased");
+        Ok(())
+    }
+
+    fn actor(&self) -> ActorId {
+        self.identity.read().unwrap_or_else(|p| p.into_inner()).actor.clone()
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -126,8 +208,8 @@ impl Store {
         &self.path
     }
 
-    pub fn device_id(&self) -> &str {
-        &self.device_id
+    pub fn device_id(&self) -> String {
+        self.identity.read().unwrap_or_else(|p| p.into_inner()).device_id.clone()
     }
 
     /// The user every new change is attributed to (set at login).
@@ -137,7 +219,7 @@ impl Store {
 
     pub fn author(&self) -> Result<Author> {
         let user = meta_get(&self.conn(), "user_id")?.unwrap_or_default();
-        Ok(Author { user, device: self.device_id.clone() })
+        Ok(Author { user, device: self.device_id() })
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -179,7 +261,8 @@ impl Store {
             }
             let mut doc = Document::genesis(RecordKind::Enterprise, &id);
             let genesis = doc.changes_since(&[]);
-            let change = doc.write_diff(&self.actor, &author, &creation_base::<Enterprise>(), &to_json(&enterprise))?;
+            let change =
+                doc.write_diff(&self.actor(), &author, &creation_base::<Enterprise>(), &to_json(&enterprise))?;
             save(tx, &doc, genesis.into_iter().chain(change))?;
             Ok(id.clone())
         })
@@ -250,7 +333,7 @@ impl Store {
             validate::visit(&visit, today())?;
             let mut doc = Document::genesis(RecordKind::Visit, &id);
             let genesis = doc.changes_since(&[]);
-            let change = doc.write_diff(&self.actor, &author, &creation_base::<Visit>(), &to_json(&visit))?;
+            let change = doc.write_diff(&self.actor(), &author, &creation_base::<Visit>(), &to_json(&visit))?;
             save(tx, &doc, genesis.into_iter().chain(change))?;
             Ok(id.clone())
         })
@@ -324,7 +407,7 @@ impl Store {
         let segments: Vec<String> = path.split('.').map(str::to_string).collect();
         self.write(|tx| {
             let mut doc = load(tx, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
-            let change = doc.resolve(&self.actor, &author, &segments, value)?;
+            let change = doc.resolve(&self.actor(), &author, &segments, value)?;
             // The chosen value must still make a valid record.
             match doc.kind() {
                 RecordKind::Enterprise => validate::enterprise(&doc.read()?)?,
@@ -510,7 +593,7 @@ impl Store {
         let author = self.author()?;
         self.write(|tx| {
             let mut doc = load(tx, id)?.filter(|d| d.kind() == kind).ok_or_else(|| Error::NotFound(id.to_string()))?;
-            let change = doc.write_from_base(&self.actor, &author, &base, new)?;
+            let change = doc.write_from_base(&self.actor(), &author, &base, new)?;
             save(tx, &doc, change)?;
             record_of(tx, &doc)
         })
@@ -528,7 +611,7 @@ impl Store {
             let old: T = doc.read()?;
             let mut new = old.clone();
             f(&mut new)?;
-            let change = doc.write_diff(&self.actor, &author, &to_json(&old), &to_json(&new))?;
+            let change = doc.write_diff(&self.actor(), &author, &to_json(&old), &to_json(&new))?;
             save(tx, &doc, change)?;
             record_of(tx, &doc)
         })
@@ -551,6 +634,18 @@ fn check_visit_identity(before: &Visit, after: &Visit) -> Result<()> {
         return Err(ValidationError::new("enterprise_id", Reason::Immutable).into());
     }
     Ok(())
+}
+
+/// The device id kept in the store, made on first use.
+fn device_id_of(conn: &Connection) -> Result<String> {
+    Ok(match meta_get(conn, "device_id")? {
+        Some(id) => id,
+        None => {
+            let id = new_item_id();
+            meta_set(conn, "device_id", &id)?;
+            id
+        }
+    })
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {

@@ -24,8 +24,13 @@ pub(crate) fn visit() -> Visit {
     Visit { enterprise_id: CODE.into(), visit_date: "2025-05-20".into(), ..Default::default() }
 }
 
+/// The key of every test store.
+pub(crate) fn key() -> StoreKey {
+    StoreKey::new([7u8; 32])
+}
+
 fn open(dir: &tempfile::TempDir, name: &str) -> Store {
-    let s = Store::open(dir.path().join(name)).unwrap();
+    let s = Store::open(dir.path().join(name), &key()).unwrap();
     s.set_user(name).unwrap();
     s
 }
@@ -323,20 +328,20 @@ fn every_open_uses_a_new_actor_so_a_restored_backup_never_reuses_one() {
     let backup = dir.path().join("backup.db");
     let server = open(&dir, "server");
     {
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, &key()).unwrap();
         s.create_enterprise(enterprise()).unwrap();
         send(&s, &server);
     }
     std::fs::copy(&path, &backup).unwrap();
     {
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, &key()).unwrap();
         s.edit_enterprise(CODE, |e| e.address = "备份之后".into()).unwrap();
         send(&s, &server);
     }
     // Restore the backup: the edit after it is lost locally but the server has it.
     std::fs::copy(&backup, &path).unwrap();
     let _ = std::fs::remove_file(dir.path().join("phone.db-wal"));
-    let s = Store::open(&path).unwrap();
+    let s = Store::open(&path, &key()).unwrap();
     s.edit_enterprise(CODE, |e| e.contact.phone = "13800000000".into()).unwrap();
     // Had the actor been reused, this would be a duplicate sequence number.
     send(&s, &server);
@@ -379,9 +384,12 @@ fn a_remote_change_that_makes_an_invalid_record_is_refused_whole() {
 fn a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    drop(Store::open(&path).unwrap());
-    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-    assert!(matches!(Store::open(&path), Err(Error::DatabaseTooNew { found: 99, .. })));
+    drop(Store::open(&path, &key()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key().as_bytes()))).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(Store::open(&path, &key()), Err(Error::DatabaseTooNew { found: 99, .. })));
 }
 
 #[test]

@@ -148,8 +148,29 @@ pub enum SyncError {
     Refused { status: u16, body: ErrorBody },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An admin marked this device lost or retired, and the store has been erased (after
+    /// pushing what it held, when retired): it is empty, logged out, a new device.
+    #[error("this device was {}; its store was erased", .0.as_str())]
+    DeviceErased(wire::DeviceStatus),
+    /// The server refused this device as lost. Never returned: the entry points of this
+    /// module erase the store on it and return [`SyncError::DeviceErased`].
+    #[error("this device was marked lost")]
+    DeviceLost,
     #[error(transparent)]
     Store(#[from] crate::Error),
+}
+
+/// The one place where a phone reacts to being marked lost: whatever it was doing, it erases
+/// its store and attachments, unsynced changes included (a lost phone's data is the risk).
+fn erase_if_lost<T>(store: &Store, result: Result<T, SyncError>) -> Result<T, SyncError> {
+    match result {
+        Err(SyncError::DeviceLost) => {
+            tracing::warn!("the server says this device is lost: erasing the store");
+            store.erase()?;
+            Err(SyncError::DeviceErased(wire::DeviceStatus::Lost))
+        }
+        other => other,
+    }
 }
 
 /// An HTTP client bound to one server.
@@ -271,6 +292,7 @@ impl Client {
             field: None,
         });
         match status {
+            _ if body.code == "device_lost" => SyncError::DeviceLost,
             StatusCode::UNAUTHORIZED => SyncError::Unauthorized,
             StatusCode::UPGRADE_REQUIRED => SyncError::ProtocolVersion,
             _ if body.code == "protocol_version" => SyncError::ProtocolVersion,
@@ -307,6 +329,80 @@ impl Client {
 }
 
 impl Client {
+    /// Tells the server what this store still holds unacknowledged; answers the device's status.
+    async fn report(
+        &self,
+        store: &Store,
+        token: &str,
+        cancel: &CancelToken,
+        p: &mut SyncProgress,
+    ) -> Result<wire::DeviceStatus, SyncError> {
+        let report = wire::DeviceReport {
+            pending_changes: store.outbox_len()? as u64,
+            pending_attachments: store.pending_uploads()?.len() as u64,
+        };
+        let body = serde_json::to_vec(&report).expect("serialises");
+        let (status, bytes) = self.send("/api/v1/device/report", body, "application/json", Some(token), cancel).await?;
+        p.round_trips += 1;
+        if !status.is_success() {
+            return Err(Self::refused(status, &bytes));
+        }
+        let answer: wire::DeviceReportResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::Config(format!("the server's device status could not be read: {e}")))?;
+        Ok(answer.status)
+    }
+
+    /// Uploads every attachment the server does not hold yet.
+    async fn upload_pending(
+        &self,
+        store: &Store,
+        token: &str,
+        cancel: &CancelToken,
+        p: &mut SyncProgress,
+        report: &mut SyncReport,
+        sink: &dyn ProgressSink,
+    ) -> Result<(), SyncError> {
+        p.phase = "attachments".into();
+        let pending = store.pending_uploads()?;
+        p.attachments_pending = pending.len() as u64;
+        sink.on_progress(p);
+        for upload in pending {
+            self.upload_attachment(store, &upload, token, cancel, p, sink).await?;
+            store.mark_uploaded(&upload.sha256)?;
+            report.attachments_uploaded += 1;
+            p.attachments_pending -= 1;
+            sink.on_progress(p);
+        }
+        Ok(())
+    }
+
+    /// A retired device, once the server acknowledged everything it held: report that, log
+    /// out and erase. Anything still unacknowledged keeps the store as it is.
+    async fn retire(
+        &self,
+        store: &Store,
+        token: &str,
+        cancel: &CancelToken,
+        p: &mut SyncProgress,
+    ) -> Result<SyncReport, SyncError> {
+        self.report(store, token, cancel, p).await?;
+        if store.outbox_len()? > 0 || !store.pending_uploads()?.is_empty() {
+            return Err(SyncError::Refused {
+                status: 403,
+                body: ErrorBody {
+                    code: "device_retired".into(),
+                    message: "此设备已退役，但仍有未上传的数据，请稍后再同步".into(),
+                    message_en: "this device is retired but still holds unsynced data; sync again later".into(),
+                    field: None,
+                },
+            });
+        }
+        let _ = self.send("/api/v1/logout", Vec::new(), "application/json", Some(token), cancel).await;
+        tracing::info!("this device is retired and everything is on the server: erasing the store");
+        store.erase()?;
+        Err(SyncError::DeviceErased(wire::DeviceStatus::Retired))
+    }
+
     fn attachment_error(status: StatusCode, bytes: &[u8]) -> SyncError {
         Self::refused(status, bytes)
     }
@@ -330,24 +426,21 @@ impl Client {
     /// 90 % resumes at 90 %.
     async fn upload_attachment(
         &self,
+        store: &Store,
         upload: &crate::store::PendingUpload,
         token: &str,
         cancel: &CancelToken,
         p: &mut SyncProgress,
         sink: &dyn ProgressSink,
     ) -> Result<(), SyncError> {
-        use std::io::{Read, Seek, SeekFrom};
         let mut state = self.upload_status(&upload.sha256, &upload.visit_id, token, cancel).await?;
-        let mut file = std::fs::File::open(&upload.path).map_err(crate::Error::from)?;
         let mut conflicts = 0;
         while !state.complete {
             if cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
             }
-            let mut chunk =
-                vec![0u8; wire::MAX_ATTACHMENT_CHUNK.min((upload.size - state.offset.min(upload.size)) as usize)];
-            file.seek(SeekFrom::Start(state.offset)).map_err(crate::Error::from)?;
-            file.read_exact(&mut chunk).map_err(crate::Error::from)?;
+            let len = wire::MAX_ATTACHMENT_CHUNK.min((upload.size - state.offset.min(upload.size)) as usize);
+            let chunk = store.read_attachment_range(&upload.sha256, state.offset, len as u64)?;
             let path = format!(
                 "/api/v1/attachments/{}/upload?visit={}&offset={}&total={}",
                 upload.sha256, upload.visit_id, state.offset, upload.size
@@ -396,24 +489,36 @@ impl Client {
 /// Bytes of downloaded attachments a phone keeps before dropping the least recently used.
 pub const DOWNLOAD_BUDGET_BYTES: u64 = 200 * 1024 * 1024;
 
-/// The local file of attachment `sha256` of visit `visit_id`, downloading it first if this
-/// store does not hold it (lazily, when a screen needs it), within [`DOWNLOAD_BUDGET_BYTES`].
+/// The bytes of attachment `sha256` of visit `visit_id`, downloading them first if this
+/// store does not hold them (lazily, when a screen needs them), within [`DOWNLOAD_BUDGET_BYTES`].
+/// They are kept encrypted in the store and handed out only in memory.
 pub async fn fetch_attachment(
     store: &Store,
     config: &SyncConfig,
     visit_id: &str,
     sha256: &str,
     cancel: &CancelToken,
-) -> Result<std::path::PathBuf, SyncError> {
-    if let Some(path) = store.attachment_path(sha256)? {
-        return Ok(path);
+) -> Result<Vec<u8>, SyncError> {
+    let result = fetch_attachment_inner(store, config, visit_id, sha256, cancel).await;
+    erase_if_lost(store, result)
+}
+
+async fn fetch_attachment_inner(
+    store: &Store,
+    config: &SyncConfig,
+    visit_id: &str,
+    sha256: &str,
+    cancel: &CancelToken,
+) -> Result<Vec<u8>, SyncError> {
+    if let Some(bytes) = store.read_attachment(sha256)? {
+        return Ok(bytes);
     }
     let token = store.meta(META_TOKEN)?.ok_or(SyncError::Unauthorized)?;
     let client = Client::new(config.clone())?;
     let bytes = client.download_attachment(sha256, visit_id, &token, cancel).await?;
-    let path = store.store_downloaded_attachment(visit_id, sha256, &bytes)?;
+    store.store_downloaded_attachment(visit_id, sha256, &bytes)?;
     store.evict_downloads(DOWNLOAD_BUDGET_BYTES.max(bytes.len() as u64))?;
-    Ok(path)
+    Ok(bytes)
 }
 
 /// [`fetch_attachment`] on the calling thread.
@@ -423,7 +528,7 @@ pub fn fetch_attachment_blocking(
     visit_id: &str,
     sha256: &str,
     cancel: &CancelToken,
-) -> Result<std::path::PathBuf, SyncError> {
+) -> Result<Vec<u8>, SyncError> {
     runtime()?.block_on(fetch_attachment(store, config, visit_id, sha256, cancel))
 }
 
@@ -436,11 +541,21 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> Result<LoginResponse, SyncError> {
+    let result = login_inner(store, config, username, password).await;
+    erase_if_lost(store, result)
+}
+
+async fn login_inner(
+    store: &Store,
+    config: &SyncConfig,
+    username: &str,
+    password: &str,
+) -> Result<LoginResponse, SyncError> {
     let client = Client::new(config.clone())?;
     let request = LoginRequest {
         username: username.to_string(),
         password: password.to_string(),
-        device_id: store.device_id().to_string(),
+        device_id: store.device_id(),
         device_name: String::new(),
     };
     let body = serde_json::to_vec(&request).expect("serialises");
@@ -483,7 +598,22 @@ pub async fn logout(store: &Store, config: &SyncConfig) -> Result<(), SyncError>
 }
 
 /// Pushes the outbox, then pulls until the server has nothing more, reporting progress.
+///
+/// A device an admin marked `lost` erases its store at once ([`SyncError::DeviceErased`]); a
+/// `retired` one pushes its outbox and uploads its attachments, and only once the server holds
+/// all of them erases its store and logs out (the same error, `Retired`). Unacknowledged
+/// changes are never erased otherwise.
 pub async fn sync(
+    store: &Store,
+    config: &SyncConfig,
+    sink: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<SyncReport, SyncError> {
+    let result = sync_inner(store, config, sink, cancel).await;
+    erase_if_lost(store, result)
+}
+
+async fn sync_inner(
     store: &Store,
     config: &SyncConfig,
     sink: &dyn ProgressSink,
@@ -495,6 +625,7 @@ pub async fn sync(
     let mut p = SyncProgress { phase: "push".into(), ..Default::default() };
     p.changes_pending = store.outbox_len()? as u64;
     sink.on_progress(&p);
+    let status = client.report(store, &token, cancel, &mut p).await?;
     // Held records that have waited long enough are tried again (a rule may have changed).
     store.retry_held(false)?;
 
@@ -502,6 +633,11 @@ pub async fn sync(
     // A document the server refuses is held (kept, with the reason) and the rest go on.
     while push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
         sink.on_progress(&p);
+    }
+
+    if status == wire::DeviceStatus::Retired {
+        client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
+        return client.retire(store, &token, cancel, &mut p).await;
     }
 
     // Pull: pages until the server says there is no more.
@@ -546,17 +682,8 @@ pub async fn sync(
     }
     report.held_records = store.held_records()?.len() as u64;
     // Attachments last, so that records are never held back by photos.
-    p.phase = "attachments".into();
-    let pending = store.pending_uploads()?;
-    p.attachments_pending = pending.len() as u64;
-    sink.on_progress(&p);
-    for upload in pending {
-        client.upload_attachment(&upload, &token, cancel, &mut p, sink).await?;
-        store.mark_uploaded(&upload.sha256)?;
-        report.attachments_uploaded += 1;
-        p.attachments_pending -= 1;
-        sink.on_progress(&p);
-    }
+    client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
+    client.report(store, &token, cancel, &mut p).await?;
     p.phase = "done".into();
     p.changes_pending = store.outbox_len()? as u64;
     sink.on_progress(&p);

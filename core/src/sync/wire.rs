@@ -223,3 +223,48 @@ pub struct UploadStatus {
 pub const MAX_ATTACHMENT_CHUNK: usize = 1024 * 1024;
 /// Default per-file limit (the server's is configurable).
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
+
+/// What an admin decided for a device: `active`, or `lost` (every request refused with
+/// 410 `device_lost`; the phone erases its store when it hears it), or `retired` (the phone
+/// pushes what it holds, then erases and logs out; pulls and downloads are refused with
+/// 403 `device_retired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Active,
+    Lost,
+    Retired,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Lost => "lost",
+            DeviceStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeviceStatus> {
+        match s {
+            "active" => Some(DeviceStatus::Active),
+            "lost" => Some(DeviceStatus::Lost),
+            "retired" => Some(DeviceStatus::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/v1/device/report` (JSON), at the start and the end of every sync: what the phone
+/// still holds that the server has not acknowledged, for the console's devices page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    pub pending_changes: u64,
+    pub pending_attachments: u64,
+}
+
+/// The answer to a [`DeviceReport`]: the device's status (never `lost`: that is a 410).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReportResponse {
+    pub status: DeviceStatus,
+}

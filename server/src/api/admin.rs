@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use super::AppState;
-use crate::accounts::{self, AccountError, Caller, Device, NewUser, Role, User};
+use crate::accounts::{self, AccountError, Caller, Device, DeviceStatus, NewUser, Role, User};
 use crate::db::now;
 use crate::scope;
 
@@ -19,6 +19,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/users", post(create_user).get(list_users))
         .route("/api/v1/admin/devices", get(list_devices))
         .route("/api/v1/admin/devices/{id}/revoke", post(revoke_device))
+        .route("/api/v1/admin/devices/{id}/lost", post(mark_lost))
+        .route("/api/v1/admin/devices/{id}/retire", post(retire))
 }
 
 fn require_admin(caller: &Caller) -> ApiResult<()> {
@@ -129,4 +131,49 @@ async fn revoke_device(
         .await?;
     tracing::info!(admin = %caller.user_id, device = %device_id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn mark_lost(
+    state: State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    set_status(state, caller, path, DeviceStatus::Lost).await
+}
+
+async fn retire(
+    state: State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    set_status(state, caller, path, DeviceStatus::Retired).await
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    status: DeviceStatus,
+) -> ApiResult<StatusCode> {
+    require_admin(&caller)?;
+    let Path(device_id) = path.map_err(|e| ApiError::MalformedBody(e.body_text()))?;
+    let (unit, device) = (caller.org_unit.clone(), device_id.clone());
+    state.db.write(move |conn| set_device_status_in_unit(conn, &unit, &device, status)).await?;
+    tracing::info!(admin = %caller.user_id, device = %device_id, status = status.as_str(), "device status set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a device's status if it belongs to a user inside `unit`; any other device is answered
+/// as unknown (no probing). Shared by this API and the console's devices page.
+pub fn set_device_status_in_unit(
+    conn: &rusqlite::Connection,
+    unit: &str,
+    device_id: &str,
+    status: DeviceStatus,
+) -> ApiResult<()> {
+    match accounts::device_owner_unit(conn, device_id)? {
+        Some(owner) if scope::covers(unit, &owner) => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    accounts::set_device_status(conn, device_id, status, now()).map_err(account_error)
 }

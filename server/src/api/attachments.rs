@@ -173,7 +173,7 @@ fn range_start(headers: &HeaderMap) -> Option<u64> {
 
 async fn download(
     State(state): State<AppState>,
-    caller: Caller,
+    super::extract::ActiveCaller(caller): super::extract::ActiveCaller,
     Path(sha): Path<String>,
     q: Result<Query<DownloadQuery>, QueryRejection>,
     headers: HeaderMap,

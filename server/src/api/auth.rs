@@ -165,6 +165,14 @@ async fn login(
         });
     }
     let device_name: String = req.device_name.trim().chars().take(MAX_DEVICE_NAME_CHARS).collect();
+    // Only the phone holding the store knows its device id: told before the password is
+    // checked, so that a lost phone erases itself even when someone else tries to log in on it.
+    let lookup_device = device_id.clone();
+    let status = state.db.read(move |conn| Ok(accounts::device_status(conn, &lookup_device)?)).await?;
+    if status == Some(accounts::DeviceStatus::Lost) {
+        tracing::warn!(device = %device_id, "login from a device marked lost; told to erase");
+        return Err(ApiError::DeviceLost);
+    }
     let user = authenticate(&state, &req.username, &req.password, ip).await?;
     let lookup_device = device_id.clone();
     let (revoked, bound_to) = state

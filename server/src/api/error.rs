@@ -37,6 +37,13 @@ pub enum ApiError {
     /// The device id is bound to another user's live login.
     #[error("this device id belongs to another user's login")]
     DeviceTaken,
+    /// An admin marked the device lost: every request of it is refused with this, which tells
+    /// the phone to erase its store.
+    #[error("this device has been marked lost")]
+    DeviceLost,
+    /// An admin retired the device: it may push what it holds, not pull or download.
+    #[error("this device has been retired")]
+    DeviceRetired,
     /// No token, or a token that is unknown, revoked or expired.
     #[error("unauthorized")]
     Unauthorized,
@@ -84,7 +91,8 @@ impl ApiError {
             InvalidRecord { .. } | InvalidInput { .. } | HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             OffsetMismatch(_) => StatusCode::CONFLICT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            OutOfScope { .. } | Forbidden | DeviceRevoked | DeviceTaken => StatusCode::FORBIDDEN,
+            OutOfScope { .. } | Forbidden | DeviceRevoked | DeviceTaken | DeviceRetired => StatusCode::FORBIDDEN,
+            DeviceLost => StatusCode::GONE,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -148,6 +156,18 @@ impl ApiError {
                 "此设备编号正被其他用户使用，请该用户先退出登录".into(),
                 "this device id is in use by another user's login; that user must log out first".into(),
                 Some("device_id".into()),
+            ),
+            DeviceLost => (
+                "device_lost",
+                "此设备已被管理员标记为丢失，设备上的数据已清除".into(),
+                "this device has been marked lost by an administrator; its data is erased".into(),
+                None,
+            ),
+            DeviceRetired => (
+                "device_retired",
+                "此设备已退役：请上传尚未同步的数据，之后设备上的数据将被清除".into(),
+                "this device has been retired: push what it still holds, then it is erased".into(),
+                None,
             ),
             Unauthorized => (
                 "unauthorized",

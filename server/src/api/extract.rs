@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::accounts::{self, Caller};
+use crate::accounts::{self, Caller, DeviceStatus};
 use crate::db::now;
 
 /// Reads the whole body, answering an oversized one with `too_large`.
@@ -102,37 +102,60 @@ impl<T: Serialize> IntoResponse for Wire<T> {
 const TOUCH_INTERVAL_SECS: i64 = 300;
 
 /// The caller, by bearer token, checked against the database on every request so that a
-/// revocation takes effect at once.
+/// revocation takes effect at once. A device marked lost is refused here, on every endpoint.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let hash = accounts::token_hash(token);
-        let now = now();
-        let caller = state
-            .db
-            .read(move |conn| Ok(accounts::caller_by_token(conn, &hash, now)?))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        if caller.last_seen.is_none_or(|t| now - t > TOUCH_INTERVAL_SECS) {
-            let db = state.db.clone();
-            let device = caller.device_id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = db.write(move |conn| Ok(accounts::touch_device(conn, &device, now)?)).await {
-                    tracing::warn!(error = %e, "could not record device last_seen");
-                }
-            });
-        }
-        Ok(caller)
+        Ok(authenticate(parts, state).await?.0)
     }
+}
+
+/// A caller whose device is active: pulls and downloads, which a retired device may no
+/// longer make (it may still push what it holds).
+pub struct ActiveCaller(pub Caller);
+
+impl FromRequestParts<AppState> for ActiveCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            (caller, DeviceStatus::Active) => Ok(ActiveCaller(caller)),
+            _ => Err(ApiError::DeviceRetired),
+        }
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, DeviceStatus), ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    let hash = accounts::token_hash(token);
+    let now = now();
+    let (caller, status) = state
+        .db
+        .read(move |conn| Ok(accounts::caller_by_token(conn, &hash, now)?))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if caller.last_seen.is_none_or(|t| now - t > TOUCH_INTERVAL_SECS) || status == DeviceStatus::Lost {
+        let db = state.db.clone();
+        let device = caller.device_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.write(move |conn| Ok(accounts::touch_device(conn, &device, now)?)).await {
+                tracing::warn!(error = %e, "could not record device last_seen");
+            }
+        });
+    }
+    if status == DeviceStatus::Lost {
+        tracing::warn!(device = %caller.device_id, "a device marked lost reached the server; told to erase");
+        return Err(ApiError::DeviceLost);
+    }
+    Ok((caller, status))
 }
 
 /// The client's IP address, when the server was started with connection info (tests

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod device;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sync::router())
         .merge(admin::router())
         .merge(attachments::router())
+        .merge(device::router())
         .layer(middleware::from_fn(refuse_other_protocols));
     Router::new()
         .merge(health::router())

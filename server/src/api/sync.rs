@@ -8,7 +8,7 @@ use axum::Router;
 use ohassist_core::sync::wire::{self, PullRequest, PullResponse, PushRequest, PushResponse, RefusedDocument};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::Wire;
+use super::extract::{ActiveCaller, Wire};
 use super::AppState;
 use crate::accounts::Caller;
 use crate::db::now;
@@ -58,7 +58,7 @@ async fn push(
 
 async fn pull(
     State(state): State<AppState>,
-    caller: Caller,
+    ActiveCaller(caller): ActiveCaller,
     Wire(req): Wire<PullRequest>,
 ) -> ApiResult<Wire<PullResponse>> {
     let token = match &req.page_token {

@@ -33,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{username}/password", post(reset_password))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{id}/revoke", post(revoke_device))
+        .route("/admin/devices/{id}/lost", post(mark_lost))
+        .route("/admin/devices/{id}/retire", post(retire_device))
         .route("/admin/import", get(import_page).post(import))
 }
 
@@ -146,11 +148,67 @@ async fn reset_password(
     render("users.html", context! { ..base(&s, "users"), ..context! { users => list, created => generated } })
 }
 
+/// A row of the devices page: the device and what it last reported it holds unsynced.
+#[derive(serde::Serialize)]
+struct DeviceRow {
+    #[serde(flatten)]
+    device: accounts::Device,
+    status: &'static str,
+    holds_unsynced: bool,
+    last_seen_text: String,
+    reported_text: String,
+    status_changed_text: String,
+}
+
 async fn devices(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
     require_admin(&s)?;
     let unit = s.caller.org_unit.clone();
     let list = state.db.read(move |conn| Ok(accounts::list_devices(conn, &unit, now())?)).await?;
-    render("devices.html", context! { ..base(&s, "devices"), ..context! { devices => list } })
+    let when = |t: Option<i64>| t.map(|t| super::views::format_ms(t * 1000)).unwrap_or_default();
+    let rows: Vec<DeviceRow> = list
+        .into_iter()
+        .map(|d| DeviceRow {
+            status: d.status.as_str(),
+            holds_unsynced: d.holds_unsynced(),
+            last_seen_text: when(d.last_seen),
+            reported_text: when(d.reported_at),
+            status_changed_text: when(d.status_changed_at),
+            device: d,
+        })
+        .collect();
+    render("devices.html", context! { ..base(&s, "devices"), ..context! { devices => rows } })
+}
+
+async fn mark_lost(
+    state: State<AppState>,
+    s: Session,
+    id: Path<String>,
+    f: Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    set_device_status(state, s, id, f, accounts::DeviceStatus::Lost).await
+}
+
+async fn retire_device(
+    state: State<AppState>,
+    s: Session,
+    id: Path<String>,
+    f: Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    set_device_status(state, s, id, f, accounts::DeviceStatus::Retired).await
+}
+
+async fn set_device_status(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+    status: accounts::DeviceStatus,
+) -> Result<Response, WebError> {
+    require_admin(&s)?;
+    s.check_csrf(&f.csrf)?;
+    let unit = s.caller.org_unit.clone();
+    state.db.write(move |conn| crate::api::admin::set_device_status_in_unit(conn, &unit, &id, status)).await?;
+    Ok(Redirect::to("/admin/devices").into_response())
 }
 
 async fn revoke_device(

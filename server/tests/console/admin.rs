@@ -218,3 +218,66 @@ async fn a_supervisor_cannot_use_the_admin_pages() {
     assert!(api_login(&c.f, "insp", "taken over 123", "p").await.is_none(), "the password is unchanged");
     assert_eq!(pull_status(&c.f, &c.inspector).await, StatusCode::OK, "the inspector's phone still works");
 }
+
+/// Posts a device report as a phone does at each sync.
+async fn report(f: &Fixture, token: &str, changes: u64, attachments: u64) -> (StatusCode, serde_json::Value) {
+    let body = serde_json::json!({"pending_changes": changes, "pending_attachments": attachments});
+    let r = f
+        .send(
+            Request::post("/api/v1/device/report")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    (r.status, serde_json::from_slice(&r.body).unwrap_or_default())
+}
+
+/// The row of the devices page for `device`.
+fn device_row(page: &str, device: &str) -> String {
+    let at = page.find(&format!("data-device=\"{device}\"")).unwrap_or_else(|| panic!("no row for {device}"));
+    let start = page[..at].rfind("<tr").unwrap();
+    page[start..at + page[at..].find("</tr>").unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn the_devices_page_shows_unsynced_data_and_marks_devices_lost_or_retired() {
+    let c = city::build().await;
+    let b = Browser::login(&c.f, "admin").await;
+    let other = c.f.login("insp", "phone-2").await;
+    assert_eq!(report(&c.f, &c.inspector, 4, 2).await, (StatusCode::OK, serde_json::json!({"status": "active"})));
+    assert_eq!(report(&c.f, &other, 0, 0).await.0, StatusCode::OK);
+
+    let page = text(&b.get(&c.f, "/admin/devices").await);
+    let row = device_row(&page, "phone-1");
+    assert!(row.contains("有未同步数据") && row.contains("4 项修改") && row.contains("2 个附件"), "{row}");
+    assert!(row.contains("正常") && row.contains("/admin/devices/phone-1/lost"), "{row}");
+    assert!(!device_row(&page, "phone-2").contains("有未同步数据"), "a device with nothing pending");
+    let en = text(&b.get(&c.f, "/admin/devices?lang=en").await);
+    assert!(device_row(&en, "phone-1").contains("Holds unsynced data"), "English second");
+
+    // Retired: pushes still accepted, pulls refused; lost: everything refused with 410.
+    let csrf = csrf_of(&page);
+    let r = b.post(&c.f, "/admin/devices/phone-1/retire", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+    assert_eq!(report(&c.f, &c.inspector, 4, 2).await.1, serde_json::json!({"status": "retired"}));
+    assert_eq!(pull_status(&c.f, &c.inspector).await, StatusCode::FORBIDDEN);
+    assert!(device_row(&text(&b.get(&c.f, "/admin/devices").await), "phone-1").contains("已退役"));
+    let r = b.post(&c.f, "/admin/devices/phone-1/lost", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(pull_status(&c.f, &c.inspector).await, StatusCode::GONE);
+    assert_eq!(report(&c.f, &c.inspector, 0, 0).await.0, StatusCode::GONE);
+    assert!(api_login(&c.f, "insp", crate::common::PASSWORD, "phone-1").await.is_none(), "a lost device cannot log in");
+    let row = device_row(&text(&b.get(&c.f, "/admin/devices").await), "phone-1");
+    assert!(row.contains("已标记丢失") && !row.contains("/admin/devices/phone-1/lost"), "{row}");
+    // The inspector's other phone is untouched.
+    assert_eq!(pull_status(&c.f, &other).await, StatusCode::OK);
+    assert!(device_row(&text(&b.get(&c.f, "/admin/devices").await), "phone-2").contains("正常"));
+    // A forged form and a device outside the admin's unit change nothing.
+    let forged = b.post(&c.f, "/admin/devices/phone-2/lost", &[("csrf", "forged")]).await;
+    assert_ne!(forged.status, StatusCode::SEE_OTHER);
+    assert_eq!(pull_status(&c.f, &other).await, StatusCode::OK);
+    let missing = b.post(&c.f, "/admin/devices/no-such-phone/retire", &[("csrf", &csrf)]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
