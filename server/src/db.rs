@@ -19,6 +19,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/001_init.sql"),
         include_str!("../migrations/002_console.sql"),
         include_str!("../migrations/003_attachments.sql"),
+        include_str!("../migrations/004_units.sql"),
     ],
 };
 

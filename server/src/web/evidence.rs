@@ -51,6 +51,8 @@ pub struct LocationView {
     pub far: bool,
     pub clock_skew_s: Option<i64>,
     pub skewed: bool,
+    /// Days between the capture time and the visit's date.
+    pub capture_days_off: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +111,7 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         })
         .optional()?;
     let (distance_m, clock_skew_s) = flags.unwrap_or_default();
+    let (skewed, capture_days_off) = store::clock_flag(conn, id, cfg)?;
     let location = visit.location.as_ref().map(|fix| LocationView {
         latitude: fix.latitude,
         longitude: fix.longitude,
@@ -117,7 +120,8 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         distance_m: distance_m.map(f64::round),
         far: distance_m.is_some_and(|d| d > cfg.max_visit_distance_m),
         clock_skew_s,
-        skewed: clock_skew_s.is_some_and(|s| s.abs() > cfg.max_clock_skew_s),
+        skewed,
+        capture_days_off,
     });
     let signature = match &visit.signature {
         Some(s) => Some(SignatureView {
@@ -136,7 +140,10 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
 #[derive(Debug, Serialize)]
 pub struct FlagsView {
     pub visits: Vec<FlaggedVisit>,
+    /// Unit name → flagged visits.
     pub per_county: BTreeMap<String, usize>,
+    /// County code → its name, for the list.
+    pub names: BTreeMap<String, String>,
     pub max_distance_m: f64,
     pub max_clock_skew_h: i64,
 }
@@ -144,15 +151,18 @@ pub struct FlagsView {
 /// Most flagged visits listed on the dashboard (the counts cover all).
 const FLAG_LIST_LIMIT: usize = 100;
 
-pub fn flags(conn: &Connection, org_unit: &str, cfg: &Config) -> ApiResult<FlagsView> {
-    let all = store::flagged_visits(conn, org_unit, cfg)?;
-    let mut per_county = BTreeMap::new();
+pub fn flags(conn: &Connection, org_unit: &str, year: i32, cfg: &Config) -> ApiResult<FlagsView> {
+    let all = store::flagged_visits(conn, org_unit, year, cfg)?;
+    let units = crate::units::Units::load(conn)?;
+    let (mut per_county, mut names) = (BTreeMap::new(), BTreeMap::new());
     for v in &all {
-        *per_county.entry(v.county_code.clone()).or_insert(0) += 1;
+        let name = names.entry(v.county_code.clone()).or_insert_with(|| units.row_label(&v.county_code, ""));
+        *per_county.entry(name.clone()).or_insert(0) += 1;
     }
     Ok(FlagsView {
         visits: all.into_iter().take(FLAG_LIST_LIMIT).collect(),
         per_county,
+        names,
         max_distance_m: cfg.max_visit_distance_m,
         max_clock_skew_h: cfg.max_clock_skew_s / 3600,
     })

@@ -14,6 +14,7 @@ pub mod api;
 pub mod evidence;
 pub mod pages;
 pub mod session;
+pub mod units;
 pub mod views;
 mod visit_sections;
 
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .merge(pages::router())
         .merge(evidence::router())
         .merge(admin::router())
+        .merge(units::router())
         .merge(api::router())
 }
 
@@ -172,6 +174,7 @@ fn templates() -> &'static Environment<'static> {
             ("users.html", include_str!("../../templates/users.html")),
             ("devices.html", include_str!("../../templates/devices.html")),
             ("import.html", include_str!("../../templates/import.html")),
+            ("units.html", include_str!("../../templates/units.html")),
         ] {
             env.add_template(name, source).expect("templates compile");
         }

@@ -59,6 +59,7 @@ pub fn base(s: &Session, active: &str) -> Value {
             username => s.caller.username,
             role => s.caller.role.as_str(),
             org_unit => s.caller.org_unit,
+            unit_name => s.unit_name,
             admin => s.caller.role == Role::Admin,
         },
     }
@@ -245,16 +246,26 @@ async fn dashboard(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
     let cfg = state.attachments.clone();
-    let (d, flags) = state
+    let (d, flags, unit_name, due) = state
         .db
-        .read(move |conn| Ok((reports::dashboard(conn, &unit, year)?, super::evidence::flags(conn, &unit, &cfg)?)))
+        .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
+            let deadlines = reports::deadlines::of_province(conn, &crate::units::province_of(&unit))?;
+            let due = reports::deadlines::due(&deadlines, year, reports::deadlines::today_cst());
+            Ok((
+                reports::dashboard(conn, &unit, year)?,
+                super::evidence::flags(conn, &unit, year, &cfg)?,
+                reports::unit_name(conn, &unit)?,
+                due,
+            ))
+        })
         .await?;
     let svg = chart(&d, s.lang);
     let html = render(
         "dashboard.html",
-        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags } },
+        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags, unit_name, due } },
     )?;
     Ok(with_lang(html, &p, &headers))
 }
@@ -269,16 +280,17 @@ async fn enterprises(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
     let filter = views::list_filter(&p, &unit)?;
-    let (rows, counties) = state
+    let (rows, counties, year) = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
             let rows = reports::list(conn, &unit, year, &filter)?;
             let mut counties: Vec<(String, String)> =
                 reports::table2(conn, &unit, year)?.0.into_iter().map(|r| (r.county_code, r.county_name)).collect();
             counties.dedup();
-            Ok((rows, counties))
+            Ok((rows, counties, year))
         })
         .await?;
     let total = rows.len();
@@ -548,7 +560,7 @@ async fn table(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
     let format = p.get("format").map(String::as_str).unwrap_or("html").to_string();
     if !["html", "xlsx", "csv"].contains(&format.as_str()) {
         return Err(WebError::bad_filter("format", "格式应为 html、xlsx 或 csv", "format must be html, xlsx or csv"));
@@ -564,15 +576,16 @@ async fn table(
     let data = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
             let unit_name = match unit_name_param {
                 Some(u) => u,
                 None => reports::unit_name(conn, &unit)?,
             };
             let rows = reports::table1(conn, &unit, year)?;
-            Ok((unit_name, unit, rows))
+            Ok((unit_name, unit, rows, year))
         })
         .await?;
-    let (unit_name, unit, rows) = data;
+    let (unit_name, unit, rows, year) = data;
     let sig = Signature { unit: unit_name.trim().to_string(), reporter, phone };
     let (title, body, header) = if which == 1 {
         (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)

@@ -30,15 +30,30 @@ pub fn this_year() -> i32 {
 /// `year` (default: this year) and `unit` (default: the caller's org unit; another unit
 /// must lie inside it, or it is answered as not found).
 pub fn unit_and_year(p: &Params, org_unit: &str) -> Result<(String, i32), WebError> {
+    let (unit, year) = unit_and_maybe_year(p, org_unit)?;
+    Ok((unit, year.unwrap_or_else(this_year)))
+}
+
+/// The year asked for, else the latest programme year with an assistance list in `unit`,
+/// else this year: a console opened in January shows last year's finished work.
+pub fn year_or_latest(conn: &Connection, unit: &str, year: Option<i32>) -> rusqlite::Result<i32> {
+    Ok(match year {
+        Some(y) => y,
+        None => reports::latest_year(conn, unit)?.unwrap_or_else(this_year),
+    })
+}
+
+/// [`unit_and_year`] with the year left open when not given.
+pub fn unit_and_maybe_year(p: &Params, org_unit: &str) -> Result<(String, Option<i32>), WebError> {
     let year = match param(p, "year") {
-        None => this_year(),
-        Some(y) => y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
+        None => None,
+        Some(y) => Some(y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
             WebError::bad_filter(
                 "year",
                 format!("年份“{y}”无效，应为 2000–2100"),
                 format!("year {y:?} is not 2000-2100"),
             )
-        })?,
+        })?),
     };
     let unit = match param(p, "unit") {
         None => org_unit.to_string(),
@@ -92,7 +107,7 @@ pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
         })?),
     };
     let query = param(p, "q").map(|q| q.chars().take(100).collect());
-    Ok(ListFilter { county, industry, missing, status, query })
+    Ok(ListFilter { county, industry, missing, status, query, credit_codes: None })
 }
 
 /// A visit as listed on its enterprise's page.
