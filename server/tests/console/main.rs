@@ -14,6 +14,7 @@ mod evidence;
 mod tables;
 mod visit_page;
 mod writes;
+mod zones;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
