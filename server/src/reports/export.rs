@@ -134,6 +134,8 @@ fn write_body(
         for (c, text) in cells.iter().enumerate() {
             match text.parse::<f64>() {
                 Ok(n) if c >= numeric_from => ws.write_number_with_format(row, c as u16, n, &f.number)?,
+                // The yes/no columns read best centred, like the numbers.
+                _ if text == "是" || text == "否" => ws.write_string_with_format(row, c as u16, text, &f.number)?,
                 _ => {
                     lines = lines.max(wrapped_lines(text, widths.get(c).copied().unwrap_or(10.0)));
                     ws.write_string_with_format(row, c as u16, text, &f.cell)?
