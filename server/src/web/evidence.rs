@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use ohassist_core::doc::Document;
-use ohassist_core::model::{Label, RecordKind, Visit};
+use ohassist_core::model::{field_label, FieldLabel, Label, RecordKind, Visit};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -59,10 +59,14 @@ pub struct LocationView {
 pub struct SignatureView {
     pub signer_name: String,
     pub signed_at: String,
+    /// `signed_at` in China Standard Time.
+    pub signed_at_local: String,
     pub image_sha256: String,
     pub image_stored: bool,
     /// Paths changed since the signer's version; `None` when that version is unknown.
     pub changed_after: Option<Vec<String>>,
+    /// The same paths as field labels (`管理自查 › 职业病危害项目申报 › 结果`).
+    pub changed_after_labels: Vec<FieldLabel>,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +97,9 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
     let (doc, visit) = load_visit(conn, org_unit, id)?;
     let held = |sha: &str| -> ApiResult<bool> { Ok(store::stored(conn, sha)?.is_some()) };
     let mut attachments = Vec::new();
-    for (sha, a) in visit.attachments.iter().filter(|(_, a)| !a.deleted) {
+    // The signature image is shown with the signature, not again among the attachments.
+    let signature_image = visit.signature.as_ref().map(|s| s.image_sha256.as_str()).unwrap_or("");
+    for (sha, a) in visit.attachments.iter().filter(|(sha, a)| !a.deleted && sha.as_str() != signature_image) {
         attachments.push(AttachmentView {
             sha256: sha.clone(),
             kind: a.kind.map(|k| if lang == Lang::En { k.label_en() } else { k.label_zh() }).unwrap_or("").to_string(),
@@ -116,7 +122,7 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         latitude: fix.latitude,
         longitude: fix.longitude,
         accuracy_m: fix.accuracy_m,
-        captured_at: fix.captured_at.clone(),
+        captured_at: super::views::local_rfc3339(&fix.captured_at),
         distance_m: distance_m.map(f64::round),
         far: distance_m.is_some_and(|d| d > cfg.max_visit_distance_m),
         clock_skew_s,
@@ -124,13 +130,27 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         capture_days_off,
     });
     let signature = match &visit.signature {
-        Some(s) => Some(SignatureView {
-            signer_name: s.signer_name.clone(),
-            signed_at: s.signed_at.clone(),
-            image_sha256: s.image_sha256.clone(),
-            image_stored: store::is_sha256(&s.image_sha256) && held(&s.image_sha256)?,
-            changed_after: store::changed_after_signing(&doc, &s.signed_version, &s.image_sha256),
-        }),
+        Some(s) => {
+            let changed_after = store::changed_after_signing(&doc, &s.signed_version, &s.image_sha256);
+            let record = doc.json(None);
+            let changed_after_labels = changed_after
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                    field_label(RecordKind::Visit, &record, &path)
+                })
+                .collect();
+            Some(SignatureView {
+                signer_name: s.signer_name.clone(),
+                signed_at: s.signed_at.clone(),
+                signed_at_local: super::views::local_rfc3339(&s.signed_at),
+                image_sha256: s.image_sha256.clone(),
+                image_stored: store::is_sha256(&s.image_sha256) && held(&s.image_sha256)?,
+                changed_after,
+                changed_after_labels,
+            })
+        }
         None => None,
     };
     Ok(Evidence { attachments, location, signature })

@@ -355,7 +355,9 @@ async fn visit(State(state): State<AppState>, s: Session, Path(id): Path<String>
         .await?;
     let en = s.lang == Lang::En;
     let review_label = if en { view.visit.review.state.label_en() } else { view.visit.review.state.label_zh() };
-    let sections = super::visit_sections::sections(&view.visit, s.lang);
+    let conflicted: std::collections::HashMap<String, String> =
+        view.conflicts.iter().map(|c| (c.path_text.clone(), c.anchor.clone())).collect();
+    let sections = super::visit_sections::sections(&view.visit, s.lang, super::visit_sections::Marks(&conflicted));
     render(
         "visit.html",
         context! { ..base(&s, "enterprises"), ..context! {
@@ -376,6 +378,9 @@ struct ReviewForm {
     action: String,
     #[serde(default)]
     comment: String,
+    /// The supervisor confirms having read what changed after the principal signed.
+    #[serde(default)]
+    acknowledge_changes: String,
 }
 
 /// The actor of a change the server writes: fresh each time, so that no two writes (even
@@ -402,23 +407,35 @@ async fn review(
             zh: "退回时请填写意见".into(), en: "a returned visit needs a comment".into()
         });
     }
-    review_visit(&state, &s, &id, new_state, &comment).await?;
+    let acknowledged = form.acknowledge_changes == "1";
+    review_visit(&state, &s, &id, new_state, &comment, acknowledged).await?;
     Ok(Redirect::to(&format!("/visits/{id}")).into_response())
 }
 
 /// Approves or returns a submitted visit: a change to the visit document by the server.
+///
+/// The approval guard: a visit with open conflicts is not approved (the supervisor settles
+/// them first: which value is right is exactly what the approval vouches for); a visit
+/// changed after the principal signed is approved only with `acknowledged`, and the
+/// acknowledgement, listing the changed fields, is written into the review comment, so it
+/// stays in the record and its history. Returning a visit is always allowed.
 pub async fn review_visit(
     state: &AppState,
     s: &Session,
     id: &str,
     new_state: ReviewState,
     comment: &str,
+    acknowledged: bool,
 ) -> Result<(), WebError> {
     let caller = s.caller.clone();
     let id = id.to_string();
     let comment = comment.to_string();
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>> = Default::default();
     let refused2 = refused.clone();
+    let refuse = move |zh: String, en: String| {
+        *refused2.lock().unwrap_or_else(|p| p.into_inner()) = Some((zh, en));
+        Ok(None)
+    };
     state
         .db
         .write(move |conn| {
@@ -428,25 +445,63 @@ pub async fn review_visit(
             records::apply_server_edit(conn, &caller, RecordKind::Visit, &id, now(), |doc: &mut Document| {
                 let old: Visit = doc.read()?;
                 if old.review.state != ReviewState::Submitted {
-                    refused2.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(None);
+                    return refuse(
+                        "只有已提交的走访记录可以审核".into(),
+                        "only a submitted visit can be reviewed".into(),
+                    );
+                }
+                let mut comment = comment.clone();
+                if new_state == ReviewState::Approved {
+                    let open = doc.conflicts().len();
+                    if open > 0 {
+                        return refuse(
+                            format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
+                            format!("the visit has {open} open conflict(s); settle them before approving"),
+                        );
+                    }
+                    let changed = old
+                        .signature
+                        .as_ref()
+                        .and_then(|sig| {
+                            crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
+                        })
+                        .unwrap_or_default();
+                    if !changed.is_empty() {
+                        if !acknowledged {
+                            return refuse(
+                                format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
+                                format!(
+                                    "{} field(s) changed after signing; confirm you checked them to approve",
+                                    changed.len()
+                                ),
+                            );
+                        }
+                        let record = doc.json(None);
+                        let labels: Vec<String> = changed
+                            .iter()
+                            .map(|p| {
+                                let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                                ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                            })
+                            .collect();
+                        let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
+                        comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                    }
                 }
                 let mut new = old.clone();
                 new.review.state = new_state;
-                new.review.comment = comment.clone();
+                new.review.comment = comment;
                 new.review.reviewer = caller.display_name.clone();
                 new.review.at = views::format_ms(ohassist_core::doc::now_ms());
                 Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
             })
         })
         .await?;
-    if refused.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(WebError::Invalid {
-            zh: "只有已提交的走访记录可以审核".into(),
-            en: "only a submitted visit can be reviewed".into(),
-        });
+    let refusal = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match refusal {
+        Some((zh, en)) => Err(WebError::Invalid { zh, en }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn conflicts(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ohassist_core::doc::{Conflict, Document, HistoryEntry};
-use ohassist_core::model::{Enterprise, Industry, RecordKind, SixOnes, Visit};
+use ohassist_core::model::{field_label, Enterprise, FieldLabel, Industry, RecordKind, SixOnes, Visit};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -181,7 +181,8 @@ pub struct HistoryView {
     #[serde(flatten)]
     pub entry: HistoryEntry,
     pub user_name: String,
-    /// RFC 3339, UTC.
+    pub device_name: String,
+    /// China Standard Time.
     pub time: String,
 }
 
@@ -194,7 +195,8 @@ pub struct VisitView {
     pub conflicts: Vec<ConflictView>,
 }
 
-/// A conflict with display strings for its values.
+/// A conflict with display strings: the record's name, the field's label, who wrote each
+/// value on which device and when (China Standard Time).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConflictView {
     pub doc_id: String,
@@ -203,6 +205,12 @@ pub struct ConflictView {
     pub conflict: Conflict,
     pub path_json: String,
     pub path_text: String,
+    /// `甲矿业` for an enterprise, `2025-03-01 · 甲矿业` for a visit.
+    pub record_name: String,
+    /// `危害因素辨识 › 破碎岗位 › 接触人数`
+    pub label: FieldLabel,
+    /// An anchor for the conflict's form on its record's page.
+    pub anchor: String,
     pub values_text: Vec<ValueText>,
 }
 
@@ -221,31 +229,100 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn user_names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt = conn.prepare_cached("SELECT id, display_name FROM users")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// China Standard Time, the offset every office of the programme works in.
+const CST: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => time::UtcOffset::UTC,
+};
+
+/// A time for people: `2025-03-01 10:00:00` in China Standard Time.
+pub fn local_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map(local_time).unwrap_or_default()
 }
 
-fn conflict_views(doc: &Document, names: &HashMap<String, String>) -> Vec<ConflictView> {
-    doc.conflicts()
+fn local_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(CST);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// An RFC 3339 text (as devices record times) in China Standard Time; other text as it is.
+pub fn local_rfc3339(s: &str) -> String {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(local_time)
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// Who wrote what: users' display names and devices' names, by id.
+pub struct Names {
+    users: HashMap<String, String>,
+    devices: HashMap<String, String>,
+}
+
+impl Names {
+    pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
+        let users = conn
+            .prepare_cached("SELECT id, display_name FROM users")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let devices = conn
+            .prepare_cached("SELECT id, name FROM devices WHERE name <> ''")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Names { users, devices })
+    }
+
+    pub fn user(&self, id: &str) -> String {
+        self.users.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    pub fn device(&self, id: &str) -> String {
+        if id == crate::records::WEB_DEVICE {
+            return "监管控制台".to_string();
+        }
+        self.devices.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// A value for people: text as it is, yes/no in Chinese, numbers and others as JSON.
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(true) => "是".into(),
+        serde_json::Value::Bool(false) => "否".into(),
+        serde_json::Value::Null => "（空）".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The anchor of a conflict's form: stable for a path, safe in HTML ids.
+pub fn conflict_anchor(path: &[String]) -> String {
+    let joined = path.join(".");
+    let safe: String = joined.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("conflict-{safe}")
+}
+
+fn conflict_views(doc: &Document, names: &Names, record_name: &str) -> Result<Vec<ConflictView>, ApiError> {
+    let record = doc.json(None);
+    Ok(doc
+        .conflicts()
         .into_iter()
         .map(|c| {
             let values_text = c
                 .values
                 .iter()
                 .map(|v| ValueText {
-                    value: match &v.value {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    user_name: v
-                        .author
-                        .as_ref()
-                        .map(|a| names.get(&a.user).cloned().unwrap_or_else(|| a.user.clone()))
-                        .unwrap_or_default(),
-                    device: v.author.as_ref().map(|a| a.device.clone()).unwrap_or_default(),
-                    time: format_ms(v.time_ms),
+                    value: value_text(&v.value),
+                    user_name: v.author.as_ref().map(|a| names.user(&a.user)).unwrap_or_default(),
+                    device: v.author.as_ref().map(|a| names.device(&a.device)).unwrap_or_default(),
+                    time: local_ms(v.time_ms),
                 })
                 .collect();
             ConflictView {
@@ -253,23 +330,44 @@ fn conflict_views(doc: &Document, names: &HashMap<String, String>) -> Vec<Confli
                 kind: doc.kind().as_str(),
                 path_json: serde_json::to_string(&c.path).unwrap_or_default(),
                 path_text: c.path_string(),
+                record_name: record_name.to_string(),
+                label: field_label(doc.kind(), &record, &c.path),
+                anchor: conflict_anchor(&c.path),
                 values_text,
                 conflict: c,
             }
         })
-        .collect()
+        .collect())
+}
+
+/// The name of a record for people: the enterprise's name, or a visit's date and enterprise.
+fn record_name(conn: &Connection, doc: &Document) -> Result<String, ApiError> {
+    let enterprise_name = |code: &str| -> rusqlite::Result<String> {
+        Ok(conn
+            .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [code], |r| r.get(0))
+            .optional()?
+            .unwrap_or_else(|| code.to_string()))
+    };
+    Ok(match doc.kind() {
+        RecordKind::Enterprise => enterprise_name(doc.id())?,
+        RecordKind::Visit => {
+            let v: Visit = doc.read()?;
+            format!("{} · {}", v.visit_date, enterprise_name(&v.enterprise_id)?)
+        }
+    })
 }
 
 pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, ApiError> {
     let doc = load_document(conn, org_unit, RecordKind::Visit, id)?;
     let visit: Visit = doc.read()?;
-    let names = user_names(conn)?;
+    let names = Names::load(conn)?;
     let history = doc
         .history()
         .into_iter()
         .map(|entry| HistoryView {
-            user_name: names.get(&entry.author.user).cloned().unwrap_or_else(|| entry.author.user.clone()),
-            time: format_ms(entry.time_ms),
+            user_name: names.user(&entry.author.user),
+            device_name: names.device(&entry.author.device),
+            time: local_ms(entry.time_ms),
             entry,
         })
         .collect();
@@ -277,7 +375,8 @@ pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, A
         .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [&visit.enterprise_id], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
-    Ok(VisitView { id: id.to_string(), conflicts: conflict_views(&doc, &names), visit, enterprise_name, history })
+    let conflicts = conflict_views(&doc, &names, &record_name(conn, &doc)?)?;
+    Ok(VisitView { id: id.to_string(), conflicts, visit, enterprise_name, history })
 }
 
 /// Most documents the conflicts queue shows at once.
@@ -294,11 +393,12 @@ pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>,
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let names = user_names(conn)?;
+    let names = Names::load(conn)?;
     let mut out = Vec::new();
     for (id, kind, bytes) in docs {
         let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
-        out.extend(conflict_views(&Document::load(kind, &id, &bytes)?, &names));
+        let doc = Document::load(kind, &id, &bytes)?;
+        out.extend(conflict_views(&doc, &names, &record_name(conn, &doc)?)?);
     }
     Ok(out)
 }
