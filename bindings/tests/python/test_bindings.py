@@ -163,6 +163,7 @@ def run(d):
     assert report.conflicted_records >= 1
     notes = [c for c in b.list_conflicts(vid) if c.path == "notes"]
     assert len(notes) == 1 and len(notes[0].values) == 2, b.list_conflicts(vid)
+    assert (notes[0].label_zh, notes[0].label_en) == ("备注", "Notes"), notes[0]
     assert all(val.author.user == info.user_id for val in notes[0].values)
     assert any(r.id == vid and r.kind == oh.RecordKind.VISIT for r in b.conflicted_records())
     b.resolve_conflict(vid, "notes", '"A 和 B 的备注"')

@@ -296,6 +296,39 @@ pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -
         .collect())
 }
 
+/// What an enterprise of the list needs from a supervisor.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Attention {
+    /// The enterprise or one of its visits holds a conflict.
+    pub conflicts: bool,
+    /// Visits submitted and waiting for review.
+    pub awaiting_review: u32,
+}
+
+/// Enterprises inside `org_unit` with conflicts or visits waiting for review.
+pub fn attention(conn: &Connection, org_unit: &str) -> rusqlite::Result<HashMap<String, Attention>> {
+    let (lo, hi) = code_range(org_unit);
+    let mut out: HashMap<String, Attention> = HashMap::new();
+    let mut visits = conn.prepare_cached(
+        "SELECT enterprise_id, sum(review_state = 'submitted'), max(has_conflicts) FROM visits
+         WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0 AND (review_state = 'submitted' OR has_conflicts = 1)
+         GROUP BY enterprise_id",
+    )?;
+    let mut q = visits.query(params![lo, hi])?;
+    while let Some(r) = q.next()? {
+        let a = out.entry(r.get(0)?).or_default();
+        a.awaiting_review = r.get(1)?;
+        a.conflicts |= r.get::<_, bool>(2)?;
+    }
+    let mut enterprises = conn.prepare_cached(
+        "SELECT credit_code FROM enterprises WHERE county_code >= ?1 AND county_code < ?2 AND has_conflicts = 1",
+    )?;
+    for code in enterprises.query_map(params![lo, hi], |r| r.get::<_, String>(0))? {
+        out.entry(code?).or_default().conflicts = true;
+    }
+    Ok(out)
+}
+
 /// Table 1 (its rows in order; 序号 is the position + 1).
 pub fn table1(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
     status_rows(conn, org_unit, year)

@@ -281,16 +281,21 @@ async fn enterprises(
 ) -> Result<Response, WebError> {
     let p = params(q)?;
     let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
-    let filter = views::list_filter(&p, &unit)?;
-    let (rows, counties, year) = state
+    let mut filter = views::list_filter(&p, &unit)?;
+    let only_attention = p.get("attention").is_some_and(|a| a == "1");
+    let (rows, counties, year, attention) = state
         .db
         .read(move |conn| {
             let year = views::year_or_latest(conn, &unit, year)?;
+            let attention = reports::attention(conn, &unit)?;
+            if only_attention {
+                filter.credit_codes = Some(attention.keys().cloned().collect());
+            }
             let rows = reports::list(conn, &unit, year, &filter)?;
             let mut counties: Vec<(String, String)> =
                 reports::table2(conn, &unit, year)?.0.into_iter().map(|r| (r.county_code, r.county_name)).collect();
             counties.dedup();
-            Ok((rows, counties, year))
+            Ok((rows, counties, year, attention))
         })
         .await?;
     let total = rows.len();
@@ -301,7 +306,8 @@ async fn enterprises(
         .map(|r| {
             let missing: Vec<&str> = r.missing.iter().map(|m| if en { m.label_en() } else { m.label_zh() }).collect();
             let industry = r.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
-            context! { r => r, missing => missing, industry => industry }
+            let attention = attention.get(&r.credit_code).copied().unwrap_or_default();
+            context! { r => r, missing => missing, industry => industry, attention }
         })
         .collect();
     let industries: Vec<Value> = Industry::ALL
@@ -327,7 +333,14 @@ async fn enterprise(
     let unit = s.caller.org_unit.clone();
     let view = state.db.read(move |conn| views::enterprise(conn, &unit, &code)).await?;
     let en = s.lang == Lang::En;
-    let industry = view.enterprise.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
+    let label = |l: &dyn Label| if en { l.label_en() } else { l.label_zh() };
+    let industry = view.enterprise.industry.as_ref().map(|i| label(i)).unwrap_or("");
+    let size = view.enterprise.size.as_ref().map(|i| label(i)).unwrap_or("");
+    let review_labels: Vec<&str> = view
+        .visits
+        .iter()
+        .map(|v| ReviewState::from_code(&v.review_state).map(|r| label(&r)).unwrap_or(v.review_state.as_str()))
+        .collect();
     let status: Vec<Value> = view
         .status
         .iter()
@@ -339,7 +352,7 @@ async fn enterprise(
         .collect();
     render(
         "enterprise.html",
-        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
+        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, size, review_labels, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
     )
 }
 

@@ -124,6 +124,8 @@ pub struct VisitSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnterpriseView {
     pub enterprise: Enterprise,
+    /// The unit it is registered to, by name (`和平区`, `其他（沈阳经济技术开发区）`).
+    pub unit_label: String,
     pub has_conflicts: bool,
     /// The computed Table 1 status for each year of its list.
     pub status: Vec<YearStatus>,
@@ -150,7 +152,9 @@ fn load_document(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) 
     }
 }
 
+/// An enterprise by credit code, as typed: lower case and stray spaces are normalised.
 pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<EnterpriseView, ApiError> {
+    let code = &ohassist_core::credit_code::normalise(code);
     let doc = load_document(conn, org_unit, RecordKind::Enterprise, code)?;
     let enterprise: Enterprise = doc.read()?;
     let status =
@@ -172,7 +176,8 @@ pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<Enter
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(EnterpriseView { enterprise, has_conflicts: doc.has_conflicts(), status, visits })
+    let unit_label = crate::units::Units::load(conn)?.row_label(&enterprise.county.code, &enterprise.county.name);
+    Ok(EnterpriseView { enterprise, unit_label, has_conflicts: doc.has_conflicts(), status, visits })
 }
 
 /// One entry of a record's history, with the user's name when the server knows them.

@@ -11,6 +11,7 @@ mod access;
 mod admin;
 mod city;
 mod evidence;
+mod pages;
 mod render;
 mod tables;
 mod visit_page;
