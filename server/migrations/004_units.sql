@@ -20,3 +20,22 @@ CREATE TABLE province_deadlines (
     list_due    TEXT NOT NULL,
     summary_due TEXT NOT NULL
 );
+
+-- 月调度 (monthly progress): each enterprise's standing at the end of every month of each
+-- year of its list, computed with `enterprise_status` from the same records (derived, like
+-- it): the visits of that month, the six-ones items first covered that month, and the
+-- Table 1 columns counting the visits up to the month's end.
+CREATE TABLE enterprise_monthly (
+    credit_code             TEXT NOT NULL REFERENCES documents (id),
+    year                    INTEGER NOT NULL,
+    month                   INTEGER NOT NULL,   -- 1..12
+    county_code             TEXT NOT NULL,
+    visits                  INTEGER NOT NULL,
+    items_completed         INTEGER NOT NULL,
+    declared                INTEGER NOT NULL,
+    detection_done          INTEGER NOT NULL,
+    health_examination_done INTEGER NOT NULL,
+    trained                 INTEGER NOT NULL,
+    PRIMARY KEY (credit_code, year, month)
+);
+CREATE INDEX enterprise_monthly_by_month ON enterprise_monthly (year, month, county_code);

@@ -192,7 +192,12 @@ def run(d):
     sig_png = os.path.join(d, "signature.png")
     with open(sig_png, "wb") as f:
         f.write(b"\x89PNG\r\n signature strokes")
-    signed = a.sign_visit(vid, "王厂长", sig_png, "image/png", "")
+    try:
+        a.sign_visit(vid, "王厂长", sig_png, "image/png", "")
+        raise AssertionError("a signature without its time is refused")
+    except oh.OhassistError.InvalidInput as e:
+        assert e.field == "signature.signed_at", e
+    signed = a.sign_visit(vid, "王厂长", sig_png, "image/png", "2025-05-20T10:00:00+08:00")
     assert signed.record.signature.signer_name == "王厂长"
     assert signed.record.signature.image_sha256 in signed.record.attachments
 

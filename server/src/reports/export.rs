@@ -125,7 +125,7 @@ fn write_body(
     f: &Formats,
     first_row: u32,
     body: &[Vec<String>],
-    numeric_from: usize,
+    numeric: impl Fn(usize) -> bool,
     widths: &[f64],
 ) -> Result<u32, XlsxError> {
     let mut row = first_row;
@@ -133,9 +133,11 @@ fn write_body(
         let mut lines = 1;
         for (c, text) in cells.iter().enumerate() {
             match text.parse::<f64>() {
-                Ok(n) if c >= numeric_from => ws.write_number_with_format(row, c as u16, n, &f.number)?,
-                // The yes/no columns read best centred, like the numbers.
-                _ if text == "是" || text == "否" => ws.write_string_with_format(row, c as u16, text, &f.number)?,
+                Ok(n) if numeric(c) => ws.write_number_with_format(row, c as u16, n, &f.number)?,
+                // The yes/no and percentage columns read best centred, like the numbers.
+                _ if text == "是" || text == "否" || text.ends_with('%') => {
+                    ws.write_string_with_format(row, c as u16, text, &f.number)?
+                }
                 _ => {
                     lines = lines.max(wrapped_lines(text, widths.get(c).copied().unwrap_or(10.0)));
                     ws.write_string_with_format(row, c as u16, text, &f.cell)?
@@ -166,14 +168,26 @@ fn write_title(ws: &mut Worksheet, f: &Formats, title: &str, widths: &[f64]) -> 
 
 /// Table 1 as an XLSX workbook.
 pub fn table1_xlsx(title: &str, rows: &[StatusRow], sig: &Signature) -> Result<Vec<u8>, XlsxError> {
+    // 序号 is a number; every other column is text.
+    grid_xlsx("帮扶对象名单", title, &TABLE1_HEADERS, &table1_body(rows), |c| c == 0, sig)
+}
+
+/// A table with one header row as an XLSX workbook: title, header, body, signature.
+pub fn grid_xlsx(
+    sheet: &str,
+    title: &str,
+    headers: &[&str],
+    body: &[Vec<String>],
+    numeric: impl Fn(usize) -> bool,
+    sig: &Signature,
+) -> Result<Vec<u8>, XlsxError> {
     let f = formats();
     let mut wb = Workbook::new();
-    let ws = wb.add_worksheet().set_name("帮扶对象名单")?;
+    let ws = wb.add_worksheet().set_name(sheet)?;
     page_setup(ws);
-    let n = TABLE1_HEADERS.len();
-    let header: Vec<String> = TABLE1_HEADERS.iter().map(|s| s.to_string()).collect();
-    let body = table1_body(rows);
-    let widths = column_widths(&[&header], &body, n);
+    let n = headers.len();
+    let header: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
+    let widths = column_widths(&[&header], body, n);
     for (c, w) in widths.iter().enumerate() {
         ws.set_column_width(c as u16, *w)?;
     }
@@ -184,11 +198,7 @@ pub fn table1_xlsx(title: &str, rows: &[StatusRow], sig: &Signature) -> Result<V
         lines = lines.max(wrapped_lines(h, widths[c]));
     }
     ws.set_row_height(1, row_height(lines, FONT_SIZE))?;
-    // 序号 is a number; every other column is text.
-    let end = write_body(ws, &f, 2, &body, usize::MAX, &widths)?;
-    for (r, _) in body.iter().enumerate() {
-        ws.write_number_with_format(2 + r as u32, 0, (r + 1) as f64, &f.number)?;
-    }
+    let end = write_body(ws, &f, 2, body, numeric, &widths)?;
     ws.set_repeat_rows(1, 1)?;
     write_signature(ws, &f, end, sig)?;
     wb.save_to_buffer()
@@ -231,7 +241,7 @@ pub fn table2_xlsx(title: &str, rows: &[Table2Row], total: &Table2Row, sig: &Sig
     let top_h = row_height(top_lines, FONT_SIZE).max(row_height(span_lines, FONT_SIZE) - sub_h);
     ws.set_row_height(1, top_h)?;
     ws.set_row_height(2, sub_h)?;
-    let end = write_body(ws, &f, 3, &body, 1, &widths)?;
+    let end = write_body(ws, &f, 3, &body, |c| c >= 1, &widths)?;
     ws.set_repeat_rows(1, 2)?;
     write_signature(ws, &f, end, sig)?;
     wb.save_to_buffer()

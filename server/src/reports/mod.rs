@@ -6,6 +6,7 @@
 
 pub mod deadlines;
 pub mod export;
+pub mod monthly;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,7 +37,7 @@ pub fn six_ones() -> Vec<SixOnes> {
 }
 
 /// The half-open range of division codes inside `org_unit`, for index-friendly queries.
-fn code_range(org_unit: &str) -> (String, String) {
+pub(crate) fn code_range(org_unit: &str) -> (String, String) {
     let prefix = scope::prefix(org_unit);
     (prefix.to_string(), format!("{prefix}:"))
 }
@@ -367,7 +368,7 @@ pub fn table2_cells(r: &Table2Row) -> [String; 10] {
 }
 
 /// A rate as a share of the assisted enterprises (0 when none are assisted).
-fn rate(n: u32, of: u32) -> f64 {
+pub(crate) fn rate(n: u32, of: u32) -> f64 {
     if of == 0 {
         0.0
     } else {

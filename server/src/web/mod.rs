@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod evidence;
+pub mod monthly;
 pub mod pages;
 pub mod session;
 pub mod units;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(evidence::router())
         .merge(admin::router())
         .merge(units::router())
+        .merge(monthly::router())
         .merge(api::router())
 }
 
@@ -175,6 +177,7 @@ fn templates() -> &'static Environment<'static> {
             ("devices.html", include_str!("../../templates/devices.html")),
             ("import.html", include_str!("../../templates/import.html")),
             ("units.html", include_str!("../../templates/units.html")),
+            ("monthly.html", include_str!("../../templates/monthly.html")),
         ] {
             env.add_template(name, source).expect("templates compile");
         }

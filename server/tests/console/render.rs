@@ -129,13 +129,18 @@ fn joined(words: &[Word]) -> String {
 async fn both_xlsx_tables_render_in_libreoffice_without_overprinting() {
     let c = city::build().await;
     let b = Browser::login(&c.f, "city").await;
-    for (n, first_header, first_cell) in [(1, "序号", "企业00"), (2, "县区名称", "和平区")] {
-        let x = b.get(&c.f, &format!("/tables/{n}?year={YEAR}&reporter=%E5%BC%A0%E4%B8%89&format=xlsx")).await;
+    for (n, first_header, first_cell) in [(1, "序号", "企业00"), (2, "县区名称", "和平区"), (3, "县区名称", "和平区")]
+    {
+        let path = match n {
+            3 => format!("/monthly?year={YEAR}&month=6&reporter=%E5%BC%A0%E4%B8%89&format=xlsx"),
+            _ => format!("/tables/{n}?year={YEAR}&reporter=%E5%BC%A0%E4%B8%89&format=xlsx"),
+        };
+        let x = b.get(&c.f, &path).await;
         assert_eq!(x.status, axum::http::StatusCode::OK);
-        let name = format!("table{n}");
+        let name = if n == 3 { "monthly".to_string() } else { format!("table{n}") };
         let words = render(&x.body, &name);
         let all = joined(&words);
-        let title = format!("沈阳市{YEAR}年度");
+        let title = format!("沈阳市{YEAR}年");
         assert!(all.contains(&title), "{name}: the title is printed: {all}");
         assert!(all.contains("填报单位：沈阳市") && all.contains("填报人：张三"), "{name}: the signature lines");
         assert_no_overlap(&words, &name);
@@ -152,6 +157,8 @@ async fn both_xlsx_tables_render_in_libreoffice_without_overprinting() {
         let header_text: String = header_words.iter().map(|w| w.text.as_str()).collect();
         let headers: Vec<&str> = if n == 1 {
             ohassist_server::reports::TABLE1_HEADERS.to_vec()
+        } else if n == 3 {
+            ohassist_server::reports::monthly::HEADERS.to_vec()
         } else {
             ohassist_server::reports::TABLE2_TOP
                 .iter()
