@@ -47,8 +47,16 @@ async fn dashboard(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Dashboard>, JsonError> {
     reader(&caller)?;
-    let (unit, year) = views::unit_and_year(&params(q)?, &caller.org_unit)?;
-    Ok(Json(state.db.read(move |conn| Ok(reports::dashboard(conn, &unit, year)?)).await?))
+    let (unit, year) = views::unit_and_maybe_year(&params(q)?, &caller.org_unit)?;
+    Ok(Json(
+        state
+            .db
+            .read(move |conn| {
+                let year = views::year_or_latest(conn, &unit, year)?;
+                Ok(reports::dashboard(conn, &unit, year)?)
+            })
+            .await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -72,18 +80,19 @@ async fn table_data(
 ) -> Result<(String, String, i32, Vec<StatusRow>, Signature), JsonError> {
     reader(caller)?;
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &caller.org_unit)?;
     let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
     let phone = p.get("phone").cloned().unwrap_or_default();
-    let (name, unit, rows) = state
+    let (name, unit, rows, year) = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
             let name = match name_param {
                 Some(n) => n,
                 None => reports::unit_name(conn, &unit)?,
             };
-            Ok((name, unit.clone(), reports::table1(conn, &unit, year)?))
+            Ok((name, unit.clone(), reports::table1(conn, &unit, year)?, year))
         })
         .await?;
     let sig = Signature { unit: name.clone(), reporter, phone };

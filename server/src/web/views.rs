@@ -292,7 +292,11 @@ impl Names {
         if id == crate::records::WEB_DEVICE {
             return "监管控制台".to_string();
         }
-        self.devices.get(id).cloned().unwrap_or_else(|| id.to_string())
+        match self.devices.get(id) {
+            Some(name) => name.clone(),
+            // A device that never named itself: a short form of its id is enough to tell two apart.
+            None => format!("设备 {}", id.chars().take(8).collect::<String>()),
+        }
     }
 }
 

@@ -117,7 +117,7 @@ async fn conflicts_read_in_words_and_block_approval_until_settled() {
     assert!(card.contains("<span class=\"crumbs\">备注</span>"), "{card}");
     // The test phones sign their changes as user `u` on device `d`, which the server does
     // not know: shown as they are, then the time.
-    assert!(card.contains("<small>u · d · 20"), "{card}");
+    assert!(card.contains("<small>u · 设备 d · 20"), "{card}");
     assert!(!card.contains(&format!(">{}", &c.conflicted_visit[..8])), "no hex id as a heading");
     let time = regex_like_time(card);
     assert!(time, "a local time YYYY-MM-DD HH:MM:SS: {card}");
