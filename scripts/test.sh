@@ -27,6 +27,9 @@ fi
 step "browser for the console tests (Debian chromium + chromedriver, CJK fonts)"
 ./scripts/install-browser.sh
 
+step "office software for the XLSX render check (LibreOffice Calc headless, poppler)"
+./scripts/install-office.sh
+
 step "format"
 cargo fmt --all -- --check
 

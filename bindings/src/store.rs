@@ -144,12 +144,17 @@ pub struct Conflict {
     /// The field's dotted path, e.g. `hazard_identification.posts.<id>.name`: pass it to
     /// `resolve_conflict`.
     pub path: String,
+    /// The field for people, e.g. `危害因素辨识 › 破碎岗位 › 接触人数`.
+    pub label_zh: String,
+    /// The same in English, e.g. `Hazard identification › 破碎岗位 › Exposed workers`.
+    pub label_en: String,
     pub values: Vec<ConflictValue>,
 }
 
-impl Bridge<Conflict> for doc::Conflict {
+impl Bridge<Conflict> for (doc::Conflict, m::FieldLabel) {
     fn bridge(self) -> Conflict {
-        Conflict { path: self.path_string(), values: self.values.bridge() }
+        let (c, label) = self;
+        Conflict { path: c.path_string(), label_zh: label.zh, label_en: label.en, values: c.values.bridge() }
     }
 }
 
@@ -360,7 +365,7 @@ impl Store {
 
     /// The conflicts of one record. Blocks: disk I/O.
     pub fn list_conflicts(&self, id: String) -> Result<Vec<Conflict>> {
-        Ok(self.inner.conflicts(&id)?.bridge())
+        Ok(self.inner.labelled_conflicts(&id)?.bridge())
     }
 
     /// Every record that holds conflicts, most recently changed first. Blocks: disk I/O.

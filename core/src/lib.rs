@@ -6,8 +6,10 @@
 //! - [`limits`]: bounds on Automerge bytes from outside, checked before automerge reads them;
 //! - [`doc`]: records as Automerge documents — genesis, diff writes, conflicts (no I/O);
 //! - [`sqlite`]: the one way to open a SQLite database, with numbered migrations;
-//! - [`store`]: the device's store — documents, index tables, outbox, meta.
+//! - [`store`]: the device's store — documents, index tables, outbox, meta (and, in
+//!   `conflict_labels`, a record's conflicts with their field labels).
 
+mod conflict_labels;
 pub mod credit_code;
 pub mod doc;
 pub mod error;

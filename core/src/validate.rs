@@ -251,6 +251,10 @@ pub fn visit(v: &Visit, today: Date) -> Check {
     }
     if let Some(sig) = &v.signature {
         text("signature.signer_name", &sig.signer_name, MAX_SHORT_TEXT, true)?;
+        // A signature without its time proves nothing about what was signed when.
+        if sig.signed_at.trim().is_empty() {
+            return err("signature.signed_at", Reason::Required);
+        }
         timestamp("signature.signed_at", &sig.signed_at, today)?;
         sha256_field("signature.image_sha256", &sig.image_sha256)?;
         if !v.attachments.contains_key(&sig.image_sha256) {
@@ -470,6 +474,8 @@ mod tests {
         v.location = None;
         v.signature =
             Some(Signature { signer_name: "王厂长".into(), image_sha256: "b".repeat(64), ..Default::default() });
+        assert_eq!(field_of(visit(&v, today())), ("signature.signed_at".into(), Reason::Required));
+        v.signature.as_mut().unwrap().signed_at = "2025-06-01T09:00:00+08:00".into();
         assert_eq!(field_of(visit(&v, today())).0, "signature.image_sha256");
         v.signature.as_mut().unwrap().image_sha256 = sha.clone();
         visit(&v, today()).unwrap();

@@ -131,4 +131,8 @@ fn signing_attaches_the_image_and_records_the_version_seen() {
     assert!(err.to_string().contains("signature.signer_name"), "{err}");
     let untouched = store.get_visit(&visits[1]).unwrap().record;
     assert!(untouched.signature.is_none() && untouched.attachments.is_empty());
+    // So is a signature without its time.
+    let err = store.sign_visit(&visits[1], "王厂长", &image, "image/png", " ").unwrap_err();
+    assert!(err.to_string().contains("signature.signed_at"), "{err}");
+    assert!(store.get_visit(&visits[1]).unwrap().record.attachments.is_empty());
 }

@@ -1,6 +1,7 @@
 //! The console's heaviest pages for a province of 100 counties, 20,000 enterprises and
 //! 100,000 visits, timed server-side through the router (`oneshot`, no socket): the
-//! dashboard and Table 2 (HTML, JSON, XLSX), and Table 1. Target: ≤ 200 ms a page.
+//! dashboard and Table 2 (HTML, JSON, XLSX), Table 1 and the monthly 月调度 page. Target:
+//! ≤ 200 ms a page.
 //!
 //! The status rows are computed by `status::table1_status` from generated records (via
 //! `reports::status::write_rows`, the function the push path uses); the documents table
@@ -108,7 +109,22 @@ fn populate(db: &Db) -> (String, String) {
     (session::create(&conn, &admin.id, now()).unwrap(), token)
 }
 
+/// The machine, for the table's heading: CPU model and cores.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpu}, {cores} cores available, {}", std::env::consts::OS)
+}
+
 fn main() {
+    println!("machine: {}", machine());
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_dir(dir.path()).unwrap();
     let t = Instant::now();
@@ -130,6 +146,9 @@ fn main() {
         ("Table 1 (HTML, 20,000 rows)", format!("/tables/1?year={YEAR}")),
         ("Table 1 (XLSX, 20,000 rows)", format!("/tables/1?year={YEAR}&format=xlsx")),
         ("enterprise list (first 500)", format!("/enterprises?year={YEAR}")),
+        ("monthly 月调度 (HTML)", format!("/monthly?year={YEAR}&month=6")),
+        ("monthly 月调度 (XLSX)", format!("/monthly?year={YEAR}&month=6&format=xlsx")),
+        ("dashboard, default year", "/dashboard".to_string()),
     ];
     println!("{:<30} {:>9} {:>9} {:>9} {:>10}", "page", "min ms", "median", "max ms", "bytes");
     for (name, path) in pages {

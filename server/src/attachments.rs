@@ -447,24 +447,49 @@ pub struct FlaggedVisit {
     pub clock_skew_s: Option<i64>,
     /// Its distance is above the threshold.
     pub far: bool,
-    /// Its capture time is further than the threshold from the receive time.
+    /// Its device clock looks wrong: see [`CLOCK_FLAG_SQL`].
     pub skewed: bool,
+    /// Days between the capture time (China Standard Time) and the visit's own date.
+    pub capture_days_off: Option<i64>,
 }
 
-/// Visits in `org_unit` (not deleted) with a flag, by county then date.
-pub fn flagged_visits(conn: &Connection, org_unit: &str, cfg: &Config) -> rusqlite::Result<Vec<FlaggedVisit>> {
-    let mut stmt = conn.prepare_cached(
+/// Days between a visit's capture time, as a date in China Standard Time, and its own
+/// `visit_date` (SQL over a `visits` row aliased `v`).
+pub const CAPTURE_DAYS_OFF_SQL: &str =
+    "CAST(round(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date))) AS INTEGER)";
+
+/// The clock flag of a visit row `v` (parameter `:max_skew`: the threshold in seconds): the
+/// device's capture time falls more than a day from the visit's own date, or lies ahead of
+/// the server's receipt by more than the threshold (a device clock running fast). A capture
+/// long before its receipt is normal: phones stay offline for days on a trip, so the gap to
+/// the receipt is not a flag.
+pub const CLOCK_FLAG_SQL: &str = "(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date)) > 1
+      OR v.clock_skew_s < -:max_skew)";
+
+/// Visits of `year` in `org_unit` (not deleted) with a flag, by county then date.
+pub fn flagged_visits(
+    conn: &Connection,
+    org_unit: &str,
+    year: i32,
+    cfg: &Config,
+) -> rusqlite::Result<Vec<FlaggedVisit>> {
+    let (lo, hi) = (scope::prefix(org_unit).to_string(), format!("{}:", scope::prefix(org_unit)));
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.enterprise_id, coalesce(e.name, ''), v.county_code, v.visit_date,
-                v.far_from_enterprise_m, v.clock_skew_s
+                v.far_from_enterprise_m, v.clock_skew_s, coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL}
          FROM visits v LEFT JOIN enterprises e ON e.credit_code = v.enterprise_id
-         WHERE v.deleted = 0 AND substr(v.county_code, 1, length(?1)) = ?1
-           AND (v.far_from_enterprise_m > ?2 OR abs(v.clock_skew_s) > ?3)
-         ORDER BY v.county_code, v.visit_date DESC, v.id",
-    )?;
-    let rows =
-        stmt.query_map(params![scope::prefix(org_unit), cfg.max_visit_distance_m, cfg.max_clock_skew_s], |r| {
+         WHERE v.county_code >= :lo AND v.county_code < :hi AND v.visit_date >= :from AND v.visit_date < :to
+           AND v.deleted = 0 AND (v.far_from_enterprise_m > :max_distance OR coalesce({CLOCK_FLAG_SQL}, 0))
+         ORDER BY v.county_code, v.visit_date DESC, v.id"
+    ))?;
+    let (from, to) = (format!("{year}-"), format!("{}-", year + 1));
+    let rows = stmt.query_map(
+        rusqlite::named_params! {
+            ":lo": lo, ":hi": hi, ":from": from, ":to": to,
+            ":max_distance": cfg.max_visit_distance_m, ":max_skew": cfg.max_clock_skew_s,
+        },
+        |r| {
             let far_m: Option<f64> = r.get(5)?;
-            let skew: Option<i64> = r.get(6)?;
             Ok(FlaggedVisit {
                 id: r.get(0)?,
                 enterprise_id: r.get(1)?,
@@ -472,12 +497,25 @@ pub fn flagged_visits(conn: &Connection, org_unit: &str, cfg: &Config) -> rusqli
                 county_code: r.get(3)?,
                 visit_date: r.get(4)?,
                 far_from_enterprise_m: far_m,
-                clock_skew_s: skew,
+                clock_skew_s: r.get(6)?,
                 far: far_m.is_some_and(|d| d > cfg.max_visit_distance_m),
-                skewed: skew.is_some_and(|s| s.abs() > cfg.max_clock_skew_s),
+                skewed: r.get(7)?,
+                capture_days_off: r.get(8)?,
             })
-        })?;
+        },
+    )?;
     rows.collect()
+}
+
+/// The clock flag of one visit and its capture's distance in days from the visit date.
+pub fn clock_flag(conn: &Connection, visit_id: &str, cfg: &Config) -> rusqlite::Result<(bool, Option<i64>)> {
+    conn.query_row(
+        &format!("SELECT coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL} FROM visits v WHERE v.id = :id"),
+        rusqlite::named_params! { ":id": visit_id, ":max_skew": cfg.max_clock_skew_s },
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 /// The paths (`a/b/c`) whose values differ between the record at `signed_version` and

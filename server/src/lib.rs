@@ -24,6 +24,7 @@ pub mod records;
 pub mod reports;
 pub mod scope;
 pub mod serve;
+pub mod units;
 pub mod web;
 
 pub use api::AppState;

@@ -276,6 +276,42 @@ impl Browser {
         self.call("POST", &format!("/element/{el}/value"), Some(json!({ "text": text })));
     }
 
+    fn script(&self, js: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({ "script": js, "args": [] })))
+    }
+
+    /// Emulates a viewport `width` CSS pixels wide (a phone at 390): the window itself
+    /// cannot be made that narrow in headless Chromium.
+    fn set_width(&self, width: i64) {
+        let params = json!({ "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600 });
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })),
+        );
+    }
+
+    /// The page is no wider than its viewport: nothing scrolls sideways but the tables
+    /// inside their own scroll boxes.
+    fn assert_no_sideways_scroll(&self, what: &str) {
+        let v = self.script("return [document.documentElement.scrollWidth, window.innerWidth]");
+        let (content, viewport) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+        assert!(content <= viewport, "{what}: the page is {content} px wide in a {viewport} px viewport");
+    }
+
+    /// Screenshots of `path` at 1280 px and 390 px into `dir`, checking the phone width.
+    fn both_widths(&self, url: &str, name: &str, dir: &Path) {
+        for width in [1280, 390] {
+            self.set_width(width);
+            self.goto(url);
+            if width == 390 {
+                self.assert_no_sideways_scroll(name);
+            }
+            self.screenshot(&dir.join(format!("{name}-{width}.png")));
+        }
+        self.set_width(1280);
+    }
+
     fn screenshot(&self, path: &Path) {
         let b64 = self.call("GET", "/screenshot", None).as_str().unwrap().to_string();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -353,6 +389,23 @@ fn a_city_supervisor_works_the_console_in_headless_chromium() {
     browser.wait_until("the filtered list", |b| b.url().contains(&format!("county={HEPING}")));
     assert_eq!(browser.count("#list tbody tr"), 3);
 
+    // Every page a supervisor reads, as a person would see it, at a laptop's and a phone's
+    // width (kept in target/artefacts).
+    let shots = repo_root().join("target/artefacts");
+    browser.both_widths(&format!("{url}/dashboard"), "dashboard", &shots);
+    assert!(browser.source().contains("沈阳市 · 2025年度"), "the dashboard opens on the year with data, by name");
+    browser.both_widths(&format!("{url}/conflicts"), "conflicts", &shots);
+    let queue = browser.source();
+    assert!(queue.contains("<span class=\"crumbs\">备注</span>"), "the field by its label");
+    assert!(
+        queue.contains("<small>zhang · ") && queue.contains("<small>li · "),
+        "the inspectors by their display names"
+    );
+    browser.both_widths(&format!("{url}/visits/{conflicted}"), "visit-conflict", &shots);
+    assert_eq!(browser.count("dd.conflicted a.resolve-link"), 1, "the disputed notes marked with a link");
+    browser.both_widths(&format!("{url}/tables/2?year=2025"), "table2", &shots);
+    browser.both_widths(&format!("{url}/enterprises?year=2025"), "enterprises", &shots);
+
     browser.goto(&format!("{url}/conflicts"));
     assert!(browser.source().contains(&conflicted));
     browser.click(".conflict input[name='choice'][value='1']");
@@ -379,6 +432,8 @@ fn a_city_supervisor_works_the_console_in_headless_chromium() {
     };
     let bytes = std::fs::read(&xlsx).unwrap();
     assert_eq!(&bytes[..2], b"PK", "an XLSX (zip) file");
+    let file = xlsx.file_name().unwrap().to_string_lossy().to_string();
+    assert!(file.starts_with("沈阳市2025年度"), "the file is named after the city: {file}");
 
     // A county supervisor: another county's enterprise is not found.
     browser.click("header form button");

@@ -182,6 +182,7 @@ fun run(dir: String) {
     val conflicts = b.listConflicts(vid)
     val notes = conflicts.singleOrNull { it.path == "notes" } ?: throw AssertionError("$step: no notes conflict in $conflicts")
     check(notes.values.size == 2 && notes.values.all { it.author?.user == info.userId }, "conflict values $notes")
+    check(notes.labelZh == "备注" && notes.labelEn == "Notes", "the conflict names its field: $notes")
     check(b.conflictedRecords().any { it.id == vid && it.kind == RecordKind.VISIT }, "conflicted records")
     b.resolveConflict(vid, "notes", "\"A 和 B 的备注\"")
     check(b.listConflicts(vid).isEmpty() && b.getVisit(vid).record.notes == "A 和 B 的备注", "resolved")

@@ -166,6 +166,7 @@ def run(d):
     assert report.conflicted_records >= 1
     notes = [c for c in b.list_conflicts(vid) if c.path == "notes"]
     assert len(notes) == 1 and len(notes[0].values) == 2, b.list_conflicts(vid)
+    assert (notes[0].label_zh, notes[0].label_en) == ("备注", "Notes"), notes[0]
     assert all(val.author.user == info.user_id for val in notes[0].values)
     assert any(r.id == vid and r.kind == oh.RecordKind.VISIT for r in b.conflicted_records())
     b.resolve_conflict(vid, "notes", '"A 和 B 的备注"')
@@ -194,7 +195,12 @@ def run(d):
     sig_png = os.path.join(d, "signature.png")
     with open(sig_png, "wb") as f:
         f.write(b"\x89PNG\r\n signature strokes")
-    signed = a.sign_visit(vid, "王厂长", sig_png, "image/png", "")
+    try:
+        a.sign_visit(vid, "王厂长", sig_png, "image/png", "")
+        raise AssertionError("a signature without its time is refused")
+    except oh.OhassistError.InvalidInput as e:
+        assert e.field == "signature.signed_at", e
+    signed = a.sign_visit(vid, "王厂长", sig_png, "image/png", "2025-05-20T10:00:00+08:00")
     assert signed.record.signature.signer_name == "王厂长"
     assert signed.record.signature.image_sha256 in signed.record.attachments
 

@@ -24,8 +24,10 @@ vocabulary! {
     }
 }
 
-/// The county (县区) an enterprise reports under. Development zones outside the
-/// administrative divisions report as `其他` with the code of the county that hosts them.
+/// The county (县区) an enterprise reports under. A development zone outside the
+/// administrative divisions is a unit of its own on the server, with a code in its city's
+/// range (the statistics bureau's 71–79, or one an admin gives it); its enterprises carry the
+/// zone's code and the tables print 其他 for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct County {

@@ -14,9 +14,11 @@
 //! Nothing here touches storage or the network.
 
 mod enterprise;
+mod labels;
 mod visit;
 
 pub use enterprise::*;
+pub use labels::*;
 pub use visit::*;
 
 /// The record schema written by this code. Older documents read with defaults for the

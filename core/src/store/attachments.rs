@@ -251,6 +251,9 @@ impl Store {
         if signer_name.trim().is_empty() {
             return Err(ValidationError::new("signature.signer_name", Reason::Required).into());
         }
+        if signed_at.trim().is_empty() {
+            return Err(ValidationError::new("signature.signed_at", Reason::Required).into());
+        }
         let meta = NewAttachment {
             kind: Some(AttachmentKind::Signature),
             media_type: media_type.to_string(),

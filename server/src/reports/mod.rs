@@ -4,10 +4,12 @@
 //! records ([`status`]); nothing here computes a status itself or knows HTTP or HTML.
 //! [`export`] writes the tables as XLSX and CSV in the official layout.
 
+pub mod deadlines;
 pub mod export;
+pub mod monthly;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ohassist_core::model::{Industry, Label, SixOnes};
 use ohassist_core::status::{table2 as core_table2, Table1Status, Table2Row};
@@ -15,6 +17,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::scope;
+use crate::units::Units;
 
 /// Every county must assist at least this many enterprises a year.
 pub const ENTERPRISE_TARGET: u32 = 20;
@@ -34,7 +37,7 @@ pub fn six_ones() -> Vec<SixOnes> {
 }
 
 /// The half-open range of division codes inside `org_unit`, for index-friendly queries.
-fn code_range(org_unit: &str) -> (String, String) {
+pub(crate) fn code_range(org_unit: &str) -> (String, String) {
     let prefix = scope::prefix(org_unit);
     (prefix.to_string(), format!("{prefix}:"))
 }
@@ -94,7 +97,12 @@ pub struct StatusRow {
     pub credit_code: String,
     pub name: String,
     pub county_code: String,
+    /// Table 1's 企业所在县区: the county's name, or 其他 for a development zone.
     pub county_name: String,
+    /// The unit's row label (Table 2, the dashboard, lists): 其他（zone name） for a zone.
+    pub unit_label: String,
+    /// Registered to a development zone.
+    pub zone: bool,
     pub industry: Option<Industry>,
     pub status: Table1Status,
     /// Six-ones codes not yet covered this year.
@@ -134,6 +142,8 @@ pub struct ListFilter {
     pub missing: Option<SixOnes>,
     pub status: Option<StatusFilter>,
     pub query: Option<String>,
+    /// Only these enterprises (the "needs attention" filter of the list).
+    pub credit_codes: Option<std::collections::HashSet<String>>,
 }
 
 /// The "status" filter of the enterprise list.
@@ -178,6 +188,8 @@ fn status_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StatusRow> {
         name: r.get(1)?,
         county_code: r.get(2)?,
         county_name: r.get(3)?,
+        unit_label: String::new(),
+        zone: false,
         industry: industry.as_deref().and_then(Industry::from_code),
         status: Table1Status {
             declared: r.get(5)?,
@@ -199,7 +211,27 @@ const STATUS_COLUMNS: &str = "credit_code, name, county_code, county_name, indus
     health_examination_done, principal_trained, managers_trained, workers_trained, special_governance,
     special_governance_completed, city_level_target, missing, visit_count";
 
-/// Every enterprise on the `year` list inside `org_unit`, by county code, then name.
+/// Gives rows the names of their units (the record's own county name only for a code
+/// nobody named): 企业所在县区, the row label, the zone mark.
+fn name_rows(units: &Units, rows: &mut [StatusRow]) {
+    let mut seen: HashMap<String, (String, String, bool)> = HashMap::new();
+    for r in rows {
+        let (cell, label, zone) = seen
+            .entry(r.county_code.clone())
+            .or_insert_with(|| {
+                (
+                    units.county_cell(&r.county_code, &r.county_name),
+                    units.row_label(&r.county_code, &r.county_name),
+                    units.is_zone(&r.county_code),
+                )
+            })
+            .clone();
+        (r.county_name, r.unit_label, r.zone) = (cell, label, zone);
+    }
+}
+
+/// Every enterprise on the `year` list inside `org_unit`: the counties by code, then the
+/// development zones, each by name.
 pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
     let (lo, hi) = code_range(org_unit);
     let mut stmt = conn.prepare_cached(&format!(
@@ -207,8 +239,30 @@ pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Re
          WHERE year = ?1 AND county_code >= ?2 AND county_code < ?3
          ORDER BY county_code, name, credit_code"
     ))?;
-    let rows = stmt.query_map(params![year, lo, hi], status_row)?;
-    rows.collect()
+    let mut rows = stmt.query_map(params![year, lo, hi], status_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    name_rows(&Units::load(conn)?, &mut rows);
+    // Stable: codes and names keep their order within counties and within zones.
+    rows.sort_by_key(|r| r.zone);
+    Ok(rows)
+}
+
+/// The latest year with an assistance list inside `org_unit`, else with a visit, if any.
+pub fn latest_year(conn: &Connection, org_unit: &str) -> rusqlite::Result<Option<i32>> {
+    let (lo, hi) = code_range(org_unit);
+    let listed: Option<i32> = conn.query_row(
+        "SELECT max(year) FROM enterprise_status WHERE county_code >= ?1 AND county_code < ?2",
+        params![lo, hi],
+        |r| r.get(0),
+    )?;
+    if listed.is_some() {
+        return Ok(listed);
+    }
+    let visited: Option<String> = conn.query_row(
+        "SELECT max(substr(visit_date, 1, 4)) FROM visits WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0",
+        params![lo, hi],
+        |r| r.get(0),
+    )?;
+    Ok(visited.and_then(|y| y.parse().ok()))
 }
 
 /// The status rows of one enterprise, every year of its list, oldest first.
@@ -216,8 +270,13 @@ pub fn status_of(conn: &Connection, credit_code: &str) -> rusqlite::Result<Vec<(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STATUS_COLUMNS}, year FROM enterprise_status WHERE credit_code = ?1 ORDER BY year"
     ))?;
-    let rows = stmt.query_map([credit_code], |r| Ok((r.get(16)?, status_row(r)?)))?;
-    rows.collect()
+    let mut rows: Vec<(i32, StatusRow)> =
+        stmt.query_map([credit_code], |r| Ok((r.get(16)?, status_row(r)?)))?.collect::<rusqlite::Result<_>>()?;
+    let units = Units::load(conn)?;
+    for (_, r) in &mut rows {
+        name_rows(&units, std::slice::from_mut(r));
+    }
+    Ok(rows)
 }
 
 /// The enterprise list: status rows matching `filter`.
@@ -226,6 +285,7 @@ pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -
     Ok(status_rows(conn, org_unit, year)?
         .into_iter()
         .filter(|r| filter.county.as_deref().is_none_or(|c| r.county_code == c))
+        .filter(|r| filter.credit_codes.as_ref().is_none_or(|set| set.contains(&r.credit_code)))
         .filter(|r| filter.industry.is_none_or(|i| r.industry == Some(i)))
         .filter(|r| filter.missing.is_none_or(|m| r.missing.contains(&m)))
         .filter(|r| filter.status.is_none_or(|s| s.matches(&r.status)))
@@ -235,6 +295,39 @@ pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -
                 .is_none_or(|q| r.name.to_lowercase().contains(q) || r.credit_code.to_lowercase().contains(q))
         })
         .collect())
+}
+
+/// What an enterprise of the list needs from a supervisor.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Attention {
+    /// The enterprise or one of its visits holds a conflict.
+    pub conflicts: bool,
+    /// Visits submitted and waiting for review.
+    pub awaiting_review: u32,
+}
+
+/// Enterprises inside `org_unit` with conflicts or visits waiting for review.
+pub fn attention(conn: &Connection, org_unit: &str) -> rusqlite::Result<HashMap<String, Attention>> {
+    let (lo, hi) = code_range(org_unit);
+    let mut out: HashMap<String, Attention> = HashMap::new();
+    let mut visits = conn.prepare_cached(
+        "SELECT enterprise_id, sum(review_state = 'submitted'), max(has_conflicts) FROM visits
+         WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0 AND (review_state = 'submitted' OR has_conflicts = 1)
+         GROUP BY enterprise_id",
+    )?;
+    let mut q = visits.query(params![lo, hi])?;
+    while let Some(r) = q.next()? {
+        let a = out.entry(r.get(0)?).or_default();
+        a.awaiting_review = r.get(1)?;
+        a.conflicts |= r.get::<_, bool>(2)?;
+    }
+    let mut enterprises = conn.prepare_cached(
+        "SELECT credit_code FROM enterprises WHERE county_code >= ?1 AND county_code < ?2 AND has_conflicts = 1",
+    )?;
+    for code in enterprises.query_map(params![lo, hi], |r| r.get::<_, String>(0))? {
+        out.entry(code?).or_default().conflicts = true;
+    }
+    Ok(out)
 }
 
 /// Table 1 (its rows in order; 序号 is the position + 1).
@@ -248,8 +341,14 @@ pub fn table2(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<
     Ok(table2_of(&rows))
 }
 
+/// Table 2 of status rows (named by [`status_rows`]): the counties by code, then one row
+/// per development zone, then 合计.
 pub fn table2_of(rows: &[StatusRow]) -> (Vec<Table2Row>, Table2Row) {
-    core_table2(rows.iter().map(|r| (r.county_code.as_str(), r.county_name.as_str(), r.status)))
+    let zones: std::collections::HashSet<&str> =
+        rows.iter().filter(|r| r.zone).map(|r| r.county_code.as_str()).collect();
+    let (mut t2, total) = core_table2(rows.iter().map(|r| (r.county_code.as_str(), r.unit_label.as_str(), r.status)));
+    t2.sort_by_key(|r| zones.contains(r.county_code.as_str()));
+    (t2, total)
 }
 
 /// Table 2's cells of a row, in column order.
@@ -269,7 +368,7 @@ pub fn table2_cells(r: &Table2Row) -> [String; 10] {
 }
 
 /// A rate as a share of the assisted enterprises (0 when none are assisted).
-fn rate(n: u32, of: u32) -> f64 {
+pub(crate) fn rate(n: u32, of: u32) -> f64 {
     if of == 0 {
         0.0
     } else {
@@ -282,6 +381,11 @@ fn rate(n: u32, of: u32) -> f64 {
 pub struct CountyProgress {
     pub county_code: String,
     pub county_name: String,
+    /// A development zone's row.
+    pub zone: bool,
+    /// Enterprises this row must assist: 20 for a county, the city's figure for a zone
+    /// (`None` until the city sets it), the sum of the rows for the total.
+    pub target: Option<u32>,
     pub assisted: u32,
     pub below_enterprise_target: bool,
     pub declared: u32,
@@ -317,9 +421,12 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
     let rows = status_rows(conn, org_unit, year)?;
     let (t2, t2_total) = table2_of(&rows);
     let target = rate_target(year);
+    let units = Units::load(conn)?;
     let empty = |code: &str, name: &str| CountyProgress {
         county_code: code.to_string(),
         county_name: name.to_string(),
+        zone: false,
+        target: None,
         assisted: 0,
         below_enterprise_target: true,
         declared: 0,
@@ -335,18 +442,24 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
         missing: six_ones().iter().map(|s| (s.code().to_string(), 0)).collect(),
         visits_by_month: (1..=12).map(|m| (format!("{m:02}"), 0)).collect(),
     };
-    let mut counties: BTreeMap<String, CountyProgress> = BTreeMap::new();
+    // In Table 2's order (counties, then zones); `at` finds a row by code.
+    let mut counties: Vec<CountyProgress> = Vec::with_capacity(t2.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
     let mut total = empty("", "合计");
     for r in &t2 {
         let mut c = empty(&r.county_code, &r.county_name);
+        c.zone = units.is_zone(&r.county_code);
+        c.target = if c.zone { units.zone_target(&r.county_code) } else { Some(ENTERPRISE_TARGET) };
         c.assisted = r.assisted;
         c.declared = r.declared;
         c.detection_done = r.detection_done;
         c.health_examination_done = r.health_examination_done;
-        counties.insert(r.county_code.clone(), c);
+        at.insert(r.county_code.clone(), counties.len());
+        counties.push(c);
     }
     for row in &rows {
-        for c in [counties.get_mut(&row.county_code).expect("a Table 2 row per county"), &mut total] {
+        let i = at[&row.county_code];
+        for c in [&mut counties[i], &mut total] {
             c.trained += row.status.trained() as u32;
             c.city_level_targets += row.status.city_level_target as u32;
             for m in &row.missing {
@@ -372,8 +485,8 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
             continue;
         }
         *total.visits_by_month.entry(month.clone()).or_default() += n;
-        if let Some(c) = counties.get_mut(&county) {
-            *c.visits_by_month.entry(month).or_default() += n;
+        if let Some(&i) = at.get(&county) {
+            *counties[i].visits_by_month.entry(month).or_default() += n;
         }
     }
     let finish = |c: &mut CountyProgress| {
@@ -384,12 +497,12 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
         c.below_rate_target = [c.declaration_rate, c.detection_rate, c.health_examination_rate, c.training_rate]
             .iter()
             .any(|r| *r + 1e-9 < target);
-        c.below_enterprise_target = c.assisted < ENTERPRISE_TARGET;
+        c.below_enterprise_target = c.target.is_some_and(|t| c.assisted < t);
     };
-    let mut counties: Vec<CountyProgress> = counties.into_values().collect();
     counties.iter_mut().for_each(finish);
+    // The total is a whole unit: each county's 20 and each zone's own figure.
+    total.target = Some(counties.iter().filter_map(|c| c.target).sum());
     finish(&mut total);
-    // The total is a whole unit: its enterprise target is 20 per county.
     total.below_enterprise_target = counties.iter().any(|c| c.below_enterprise_target);
     Ok(Dashboard {
         org_unit: org_unit.to_string(),
@@ -401,17 +514,9 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
     })
 }
 
-/// The name a table is issued under: the single county's name when the unit is a county
-/// with enterprises, else the unit's code (there is no table of division names yet).
+/// The name a table is issued under (`沈阳市`): see [`Units::title_name`].
 pub fn unit_name(conn: &Connection, org_unit: &str) -> rusqlite::Result<String> {
-    if org_unit.ends_with("00") {
-        // A bare code reads badly glued to the year: keep them apart.
-        return Ok(format!("{org_unit} "));
-    }
-    let name: Option<String> = conn
-        .query_row("SELECT county_name FROM enterprises WHERE county_code = ?1 LIMIT 1", [org_unit], |r| r.get(0))
-        .ok();
-    Ok(name.unwrap_or_else(|| org_unit.to_string()))
+    Ok(Units::load(conn)?.title_name(org_unit))
 }
 
 /// The lines printed under a table.

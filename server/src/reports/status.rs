@@ -21,6 +21,7 @@ pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()
 /// loading their documents again: a push of 250 visits of one enterprise loads none.
 pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> ohassist_core::Result<()> {
     conn.execute("DELETE FROM enterprise_status WHERE credit_code = ?1", [credit_code])?;
+    conn.execute("DELETE FROM enterprise_monthly WHERE credit_code = ?1", [credit_code])?;
     let bytes: Option<Vec<u8>> = conn
         .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| r.get(0))
         .optional()?;
@@ -81,6 +82,40 @@ pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> rusqli
             serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into()),
             count
         ])?;
+        write_months(conn, e, visits, year)?;
+    }
+    Ok(())
+}
+
+/// The 月调度 rows of one enterprise for `year`: each month's visits, the six-ones items
+/// first covered that month, and the status counting the visits up to the month's end.
+fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO enterprise_monthly (credit_code, year, month, county_code, visits, items_completed,
+            declared, detection_done, health_examination_done, trained)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let live: Vec<&Visit> = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).collect();
+    let month_of = |v: &Visit| v.visit_date.get(5..7).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+    let mut missing_before = missing_six_ones(&[], year).len();
+    for month in 1..=12u32 {
+        let upto: Vec<Visit> = live.iter().filter(|v| month_of(v) <= month).map(|v| (*v).clone()).collect();
+        let s = table1_status(e, &upto, year);
+        let missing = missing_six_ones(&upto, year).len();
+        let this_month = live.iter().filter(|v| month_of(v) == month).count() as i64;
+        insert.execute(params![
+            e.credit_code,
+            year,
+            month,
+            e.county.code,
+            this_month,
+            (missing_before - missing) as i64,
+            s.declared,
+            s.detection_done,
+            s.health_examination_done,
+            s.trained()
+        ])?;
+        missing_before = missing;
     }
     Ok(())
 }
@@ -92,7 +127,8 @@ pub fn backfill(conn: &mut Connection) -> ohassist_core::Result<()> {
     let codes: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT credit_code FROM enterprises e WHERE deleted = 0 AND years <> '[]'
-             AND NOT EXISTS (SELECT 1 FROM enterprise_status s WHERE s.credit_code = e.credit_code)",
+             AND (NOT EXISTS (SELECT 1 FROM enterprise_status s WHERE s.credit_code = e.credit_code)
+                  OR NOT EXISTS (SELECT 1 FROM enterprise_monthly m WHERE m.credit_code = e.credit_code))",
         )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?

@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/import", get(import_page).post(import))
 }
 
-fn require_admin(s: &Session) -> Result<(), WebError> {
+pub(super) fn require_admin(s: &Session) -> Result<(), WebError> {
     if s.is_admin() {
         Ok(())
     } else {

@@ -17,7 +17,7 @@ use super::JsonError;
 use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::reports::{self, export, Dashboard, StatusRow};
+use crate::reports::{self, export, Dashboard, Signature, StatusRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,8 +47,16 @@ async fn dashboard(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Dashboard>, JsonError> {
     reader(&caller)?;
-    let (unit, year) = views::unit_and_year(&params(q)?, &caller.org_unit)?;
-    Ok(Json(state.db.read(move |conn| Ok(reports::dashboard(conn, &unit, year)?)).await?))
+    let (unit, year) = views::unit_and_maybe_year(&params(q)?, &caller.org_unit)?;
+    Ok(Json(
+        state
+            .db
+            .read(move |conn| {
+                let year = views::year_or_latest(conn, &unit, year)?;
+                Ok(reports::dashboard(conn, &unit, year)?)
+            })
+            .await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -60,28 +68,35 @@ pub struct Table {
     pub header: Vec<Vec<String>>,
     /// Data rows as text, exactly as the HTML and the files show them (Table 2: 合计 last).
     pub rows: Vec<Vec<String>>,
+    /// 填报单位 / 填报人 / 联系电话, as printed under the table.
+    pub signature: Signature,
+    pub footer: [String; 3],
 }
 
 async fn table_data(
     state: &AppState,
     caller: &Caller,
     q: Result<Query<Params>, QueryRejection>,
-) -> Result<(String, String, i32, Vec<StatusRow>), JsonError> {
+) -> Result<(String, String, i32, Vec<StatusRow>, Signature), JsonError> {
     reader(caller)?;
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &caller.org_unit)?;
-    let name_param = p.get("unit_name").cloned().filter(|u| !u.trim().is_empty());
-    let (name, unit, rows) = state
+    let (unit, year) = views::unit_and_maybe_year(&p, &caller.org_unit)?;
+    let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+    let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
+    let phone = p.get("phone").cloned().unwrap_or_default();
+    let (name, unit, rows, year) = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
             let name = match name_param {
                 Some(n) => n,
                 None => reports::unit_name(conn, &unit)?,
             };
-            Ok((name, unit.clone(), reports::table1(conn, &unit, year)?))
+            Ok((name, unit.clone(), reports::table1(conn, &unit, year)?, year))
         })
         .await?;
-    Ok((name, unit, year, rows))
+    let sig = Signature { unit: name.clone(), reporter, phone };
+    Ok((name, unit, year, rows, sig))
 }
 
 async fn table1(
@@ -89,13 +104,15 @@ async fn table1(
     caller: Caller,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Table>, JsonError> {
-    let (name, unit, year, rows) = table_data(&state, &caller, q).await?;
+    let (name, unit, year, rows, sig) = table_data(&state, &caller, q).await?;
     Ok(Json(Table {
         title: reports::table1_title(&name, year),
         unit,
         year,
         header: vec![reports::TABLE1_HEADERS.iter().map(|s| s.to_string()).collect()],
         rows: export::table1_body(&rows),
+        footer: sig.lines(),
+        signature: sig,
     }))
 }
 
@@ -104,7 +121,7 @@ async fn table2(
     caller: Caller,
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Table>, JsonError> {
-    let (name, unit, year, rows) = table_data(&state, &caller, q).await?;
+    let (name, unit, year, rows, sig) = table_data(&state, &caller, q).await?;
     let (t2, total) = reports::table2_of(&rows);
     Ok(Json(Table {
         title: reports::table2_title(&name, year),
@@ -112,6 +129,8 @@ async fn table2(
         year,
         header: export::table2_header_grid().to_vec(),
         rows: export::table2_body(&t2, &total),
+        footer: sig.lines(),
+        signature: sig,
     }))
 }
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use ohassist_core::doc::Document;
-use ohassist_core::model::{Label, RecordKind, Visit};
+use ohassist_core::model::{field_label, FieldLabel, Label, RecordKind, Visit};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -51,16 +51,22 @@ pub struct LocationView {
     pub far: bool,
     pub clock_skew_s: Option<i64>,
     pub skewed: bool,
+    /// Days between the capture time and the visit's date.
+    pub capture_days_off: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SignatureView {
     pub signer_name: String,
     pub signed_at: String,
+    /// `signed_at` in China Standard Time.
+    pub signed_at_local: String,
     pub image_sha256: String,
     pub image_stored: bool,
     /// Paths changed since the signer's version; `None` when that version is unknown.
     pub changed_after: Option<Vec<String>>,
+    /// The same paths as field labels (`管理自查 › 职业病危害项目申报 › 结果`).
+    pub changed_after_labels: Vec<FieldLabel>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +97,9 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
     let (doc, visit) = load_visit(conn, org_unit, id)?;
     let held = |sha: &str| -> ApiResult<bool> { Ok(store::stored(conn, sha)?.is_some()) };
     let mut attachments = Vec::new();
-    for (sha, a) in visit.attachments.iter().filter(|(_, a)| !a.deleted) {
+    // The signature image is shown with the signature, not again among the attachments.
+    let signature_image = visit.signature.as_ref().map(|s| s.image_sha256.as_str()).unwrap_or("");
+    for (sha, a) in visit.attachments.iter().filter(|(sha, a)| !a.deleted && sha.as_str() != signature_image) {
         attachments.push(AttachmentView {
             sha256: sha.clone(),
             kind: a.kind.map(|k| if lang == Lang::En { k.label_en() } else { k.label_zh() }).unwrap_or("").to_string(),
@@ -109,24 +117,40 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         })
         .optional()?;
     let (distance_m, clock_skew_s) = flags.unwrap_or_default();
+    let (skewed, capture_days_off) = store::clock_flag(conn, id, cfg)?;
     let location = visit.location.as_ref().map(|fix| LocationView {
         latitude: fix.latitude,
         longitude: fix.longitude,
         accuracy_m: fix.accuracy_m,
-        captured_at: fix.captured_at.clone(),
+        captured_at: super::views::local_rfc3339(&fix.captured_at),
         distance_m: distance_m.map(f64::round),
         far: distance_m.is_some_and(|d| d > cfg.max_visit_distance_m),
         clock_skew_s,
-        skewed: clock_skew_s.is_some_and(|s| s.abs() > cfg.max_clock_skew_s),
+        skewed,
+        capture_days_off,
     });
     let signature = match &visit.signature {
-        Some(s) => Some(SignatureView {
-            signer_name: s.signer_name.clone(),
-            signed_at: s.signed_at.clone(),
-            image_sha256: s.image_sha256.clone(),
-            image_stored: store::is_sha256(&s.image_sha256) && held(&s.image_sha256)?,
-            changed_after: store::changed_after_signing(&doc, &s.signed_version, &s.image_sha256),
-        }),
+        Some(s) => {
+            let changed_after = store::changed_after_signing(&doc, &s.signed_version, &s.image_sha256);
+            let record = doc.json(None);
+            let changed_after_labels = changed_after
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                    field_label(RecordKind::Visit, &record, &path)
+                })
+                .collect();
+            Some(SignatureView {
+                signer_name: s.signer_name.clone(),
+                signed_at: s.signed_at.clone(),
+                signed_at_local: super::views::local_rfc3339(&s.signed_at),
+                image_sha256: s.image_sha256.clone(),
+                image_stored: store::is_sha256(&s.image_sha256) && held(&s.image_sha256)?,
+                changed_after,
+                changed_after_labels,
+            })
+        }
         None => None,
     };
     Ok(Evidence { attachments, location, signature })
@@ -136,7 +160,10 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
 #[derive(Debug, Serialize)]
 pub struct FlagsView {
     pub visits: Vec<FlaggedVisit>,
+    /// Unit name → flagged visits.
     pub per_county: BTreeMap<String, usize>,
+    /// County code → its name, for the list.
+    pub names: BTreeMap<String, String>,
     pub max_distance_m: f64,
     pub max_clock_skew_h: i64,
 }
@@ -144,15 +171,18 @@ pub struct FlagsView {
 /// Most flagged visits listed on the dashboard (the counts cover all).
 const FLAG_LIST_LIMIT: usize = 100;
 
-pub fn flags(conn: &Connection, org_unit: &str, cfg: &Config) -> ApiResult<FlagsView> {
-    let all = store::flagged_visits(conn, org_unit, cfg)?;
-    let mut per_county = BTreeMap::new();
+pub fn flags(conn: &Connection, org_unit: &str, year: i32, cfg: &Config) -> ApiResult<FlagsView> {
+    let all = store::flagged_visits(conn, org_unit, year, cfg)?;
+    let units = crate::units::Units::load(conn)?;
+    let (mut per_county, mut names) = (BTreeMap::new(), BTreeMap::new());
     for v in &all {
-        *per_county.entry(v.county_code.clone()).or_insert(0) += 1;
+        let name = names.entry(v.county_code.clone()).or_insert_with(|| units.row_label(&v.county_code, ""));
+        *per_county.entry(name.clone()).or_insert(0) += 1;
     }
     Ok(FlagsView {
         visits: all.into_iter().take(FLAG_LIST_LIMIT).collect(),
         per_county,
+        names,
         max_distance_m: cfg.max_visit_distance_m,
         max_clock_skew_h: cfg.max_clock_skew_s / 3600,
     })

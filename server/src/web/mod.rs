@@ -12,8 +12,10 @@
 pub mod admin;
 pub mod api;
 pub mod evidence;
+pub mod monthly;
 pub mod pages;
 pub mod session;
+pub mod units;
 pub mod views;
 mod visit_sections;
 
@@ -36,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .merge(pages::router())
         .merge(evidence::router())
         .merge(admin::router())
+        .merge(units::router())
+        .merge(monthly::router())
         .merge(api::router())
 }
 
@@ -173,6 +177,8 @@ fn templates() -> &'static Environment<'static> {
             ("users.html", include_str!("../../templates/users.html")),
             ("devices.html", include_str!("../../templates/devices.html")),
             ("import.html", include_str!("../../templates/import.html")),
+            ("units.html", include_str!("../../templates/units.html")),
+            ("monthly.html", include_str!("../../templates/monthly.html")),
         ] {
             env.add_template(name, source).expect("templates compile");
         }

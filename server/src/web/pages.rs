@@ -58,6 +58,7 @@ pub fn base(s: &Session, active: &str) -> Value {
             username => s.caller.username,
             role => s.caller.role.as_str(),
             org_unit => s.caller.org_unit,
+            unit_name => s.unit_name,
             admin => s.caller.role == Role::Admin,
         },
     }
@@ -231,16 +232,26 @@ async fn dashboard(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
     let cfg = state.attachments.clone();
-    let (d, flags) = state
+    let (d, flags, unit_name, due) = state
         .db
-        .read(move |conn| Ok((reports::dashboard(conn, &unit, year)?, super::evidence::flags(conn, &unit, &cfg)?)))
+        .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
+            let deadlines = reports::deadlines::of_province(conn, &crate::units::province_of(&unit))?;
+            let due = reports::deadlines::due(&deadlines, year, reports::deadlines::today_cst());
+            Ok((
+                reports::dashboard(conn, &unit, year)?,
+                super::evidence::flags(conn, &unit, year, &cfg)?,
+                reports::unit_name(conn, &unit)?,
+                due,
+            ))
+        })
         .await?;
     let svg = chart(&d, s.lang);
     let html = render(
         "dashboard.html",
-        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags } },
+        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags, unit_name, due } },
     )?;
     Ok(with_lang(html, &p, &headers))
 }
@@ -255,16 +266,22 @@ async fn enterprises(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
-    let filter = views::list_filter(&p, &unit)?;
-    let (rows, counties) = state
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
+    let mut filter = views::list_filter(&p, &unit)?;
+    let only_attention = p.get("attention").is_some_and(|a| a == "1");
+    let (rows, counties, year, attention) = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
+            let attention = reports::attention(conn, &unit)?;
+            if only_attention {
+                filter.credit_codes = Some(attention.keys().cloned().collect());
+            }
             let rows = reports::list(conn, &unit, year, &filter)?;
             let mut counties: Vec<(String, String)> =
                 reports::table2(conn, &unit, year)?.0.into_iter().map(|r| (r.county_code, r.county_name)).collect();
             counties.dedup();
-            Ok((rows, counties))
+            Ok((rows, counties, year, attention))
         })
         .await?;
     let total = rows.len();
@@ -275,7 +292,8 @@ async fn enterprises(
         .map(|r| {
             let missing: Vec<&str> = r.missing.iter().map(|m| if en { m.label_en() } else { m.label_zh() }).collect();
             let industry = r.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
-            context! { r => r, missing => missing, industry => industry }
+            let attention = attention.get(&r.credit_code).copied().unwrap_or_default();
+            context! { r => r, missing => missing, industry => industry, attention }
         })
         .collect();
     let industries: Vec<Value> = Industry::ALL
@@ -301,7 +319,14 @@ async fn enterprise(
     let unit = s.caller.org_unit.clone();
     let view = state.db.read(move |conn| views::enterprise(conn, &unit, &code)).await?;
     let en = s.lang == Lang::En;
-    let industry = view.enterprise.industry.map(|i| if en { i.label_en() } else { i.label_zh() }).unwrap_or("");
+    let label = |l: &dyn Label| if en { l.label_en() } else { l.label_zh() };
+    let industry = view.enterprise.industry.as_ref().map(|i| label(i)).unwrap_or("");
+    let size = view.enterprise.size.as_ref().map(|i| label(i)).unwrap_or("");
+    let review_labels: Vec<&str> = view
+        .visits
+        .iter()
+        .map(|v| ReviewState::from_code(&v.review_state).map(|r| label(&r)).unwrap_or(v.review_state.as_str()))
+        .collect();
     let status: Vec<Value> = view
         .status
         .iter()
@@ -313,7 +338,7 @@ async fn enterprise(
         .collect();
     render(
         "enterprise.html",
-        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
+        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, size, review_labels, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
     )
 }
 
@@ -329,7 +354,9 @@ async fn visit(State(state): State<AppState>, s: Session, Path(id): Path<String>
         .await?;
     let en = s.lang == Lang::En;
     let review_label = if en { view.visit.review.state.label_en() } else { view.visit.review.state.label_zh() };
-    let sections = super::visit_sections::sections(&view.visit, s.lang);
+    let conflicted: std::collections::HashMap<String, String> =
+        view.conflicts.iter().map(|c| (c.path_text.clone(), c.anchor.clone())).collect();
+    let sections = super::visit_sections::sections(&view.visit, s.lang, super::visit_sections::Marks(&conflicted));
     render(
         "visit.html",
         context! { ..base(&s, "enterprises"), ..context! {
@@ -350,6 +377,9 @@ struct ReviewForm {
     action: String,
     #[serde(default)]
     comment: String,
+    /// The supervisor confirms having read what changed after the principal signed.
+    #[serde(default)]
+    acknowledge_changes: String,
 }
 
 /// The actor of a change the server writes: fresh each time, so that no two writes (even
@@ -376,23 +406,35 @@ async fn review(
             zh: "退回时请填写意见".into(), en: "a returned visit needs a comment".into()
         });
     }
-    review_visit(&state, &s, &id, new_state, &comment).await?;
+    let acknowledged = form.acknowledge_changes == "1";
+    review_visit(&state, &s, &id, new_state, &comment, acknowledged).await?;
     Ok(Redirect::to(&format!("/visits/{id}")).into_response())
 }
 
 /// Approves or returns a submitted visit: a change to the visit document by the server.
+///
+/// The approval guard: a visit with open conflicts is not approved (the supervisor settles
+/// them first: which value is right is exactly what the approval vouches for); a visit
+/// changed after the principal signed is approved only with `acknowledged`, and the
+/// acknowledgement, listing the changed fields, is written into the review comment, so it
+/// stays in the record and its history. Returning a visit is always allowed.
 pub async fn review_visit(
     state: &AppState,
     s: &Session,
     id: &str,
     new_state: ReviewState,
     comment: &str,
+    acknowledged: bool,
 ) -> Result<(), WebError> {
     let caller = s.caller.clone();
     let id = id.to_string();
     let comment = comment.to_string();
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>> = Default::default();
     let refused2 = refused.clone();
+    let refuse = move |zh: String, en: String| {
+        *refused2.lock().unwrap_or_else(|p| p.into_inner()) = Some((zh, en));
+        Ok(None)
+    };
     state
         .db
         .write(move |conn| {
@@ -402,25 +444,63 @@ pub async fn review_visit(
             records::apply_server_edit(conn, &caller, RecordKind::Visit, &id, now(), |doc: &mut Document| {
                 let old: Visit = doc.read()?;
                 if old.review.state != ReviewState::Submitted {
-                    refused2.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(None);
+                    return refuse(
+                        "只有已提交的走访记录可以审核".into(),
+                        "only a submitted visit can be reviewed".into(),
+                    );
+                }
+                let mut comment = comment.clone();
+                if new_state == ReviewState::Approved {
+                    let open = doc.conflicts().len();
+                    if open > 0 {
+                        return refuse(
+                            format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
+                            format!("the visit has {open} open conflict(s); settle them before approving"),
+                        );
+                    }
+                    let changed = old
+                        .signature
+                        .as_ref()
+                        .and_then(|sig| {
+                            crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
+                        })
+                        .unwrap_or_default();
+                    if !changed.is_empty() {
+                        if !acknowledged {
+                            return refuse(
+                                format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
+                                format!(
+                                    "{} field(s) changed after signing; confirm you checked them to approve",
+                                    changed.len()
+                                ),
+                            );
+                        }
+                        let record = doc.json(None);
+                        let labels: Vec<String> = changed
+                            .iter()
+                            .map(|p| {
+                                let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                                ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                            })
+                            .collect();
+                        let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
+                        comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                    }
                 }
                 let mut new = old.clone();
                 new.review.state = new_state;
-                new.review.comment = comment.clone();
+                new.review.comment = comment;
                 new.review.reviewer = caller.display_name.clone();
                 new.review.at = views::format_ms(ohassist_core::doc::now_ms());
                 Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
             })
         })
         .await?;
-    if refused.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(WebError::Invalid {
-            zh: "只有已提交的走访记录可以审核".into(),
-            en: "only a submitted visit can be reviewed".into(),
-        });
+    let refusal = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match refusal {
+        Some((zh, en)) => Err(WebError::Invalid { zh, en }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn conflicts(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
@@ -439,7 +519,7 @@ async fn refused(State(state): State<AppState>, s: Session) -> Result<Html<Strin
     let list = state.db.read(move |conn| Ok(crate::records::refused_uploads(conn, &unit, 500)?)).await?;
     let rows: Vec<_> = list
         .into_iter()
-        .map(|r| context! { time => views::format_local(r.last_at), ..minijinja::Value::from_serialize(&r) })
+        .map(|r| context! { time => views::local_ms(r.last_at * 1000), ..minijinja::Value::from_serialize(&r) })
         .collect();
     render("refused.html", context! { ..base(&s, "refused"), ..context! { refused => rows } })
 }
@@ -546,7 +626,7 @@ async fn table(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
     let format = p.get("format").map(String::as_str).unwrap_or("html").to_string();
     if !["html", "xlsx", "csv"].contains(&format.as_str()) {
         return Err(WebError::bad_filter("format", "格式应为 html、xlsx 或 csv", "format must be html, xlsx or csv"));
@@ -562,15 +642,16 @@ async fn table(
     let data = state
         .db
         .read(move |conn| {
+            let year = views::year_or_latest(conn, &unit, year)?;
             let unit_name = match unit_name_param {
                 Some(u) => u,
                 None => reports::unit_name(conn, &unit)?,
             };
             let rows = reports::table1(conn, &unit, year)?;
-            Ok((unit_name, unit, rows))
+            Ok((unit_name, unit, rows, year))
         })
         .await?;
-    let (unit_name, unit, rows) = data;
+    let (unit_name, unit, rows, year) = data;
     let sig = Signature { unit: unit_name.trim().to_string(), reporter, phone };
     let (title, body, header) = if which == 1 {
         (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)

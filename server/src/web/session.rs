@@ -134,6 +134,8 @@ pub struct Session {
     pub caller: Caller,
     pub csrf: String,
     pub lang: Lang,
+    /// The caller's org unit by name (`沈阳市`), for the page header.
+    pub unit_name: String,
 }
 
 impl Session {
@@ -182,10 +184,17 @@ impl FromRequestParts<AppState> for Session {
                                 },
                                 csrf: r.get(5)?,
                                 lang,
+                                unit_name: String::new(),
                             })
                         },
                     )
-                    .optional()?)
+                    .optional()?
+                    .map(|mut s: Session| {
+                        s.unit_name = crate::units::Units::load(conn)
+                            .map(|u| u.title_name(&s.caller.org_unit))
+                            .unwrap_or_else(|_| s.caller.org_unit.clone());
+                        s
+                    }))
             })
             .await
             .map_err(WebError::Api)?;

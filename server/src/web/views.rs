@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ohassist_core::doc::{Conflict, Document, HistoryEntry};
-use ohassist_core::model::{Enterprise, Industry, RecordKind, SixOnes, Visit};
+use ohassist_core::model::{field_label, Enterprise, FieldLabel, Industry, RecordKind, SixOnes, Visit};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -30,15 +30,30 @@ pub fn this_year() -> i32 {
 /// `year` (default: this year) and `unit` (default: the caller's org unit; another unit
 /// must lie inside it, or it is answered as not found).
 pub fn unit_and_year(p: &Params, org_unit: &str) -> Result<(String, i32), WebError> {
+    let (unit, year) = unit_and_maybe_year(p, org_unit)?;
+    Ok((unit, year.unwrap_or_else(this_year)))
+}
+
+/// The year asked for, else the latest programme year with an assistance list in `unit`,
+/// else this year: a console opened in January shows last year's finished work.
+pub fn year_or_latest(conn: &Connection, unit: &str, year: Option<i32>) -> rusqlite::Result<i32> {
+    Ok(match year {
+        Some(y) => y,
+        None => reports::latest_year(conn, unit)?.unwrap_or_else(this_year),
+    })
+}
+
+/// [`unit_and_year`] with the year left open when not given.
+pub fn unit_and_maybe_year(p: &Params, org_unit: &str) -> Result<(String, Option<i32>), WebError> {
     let year = match param(p, "year") {
-        None => this_year(),
-        Some(y) => y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
+        None => None,
+        Some(y) => Some(y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
             WebError::bad_filter(
                 "year",
                 format!("年份“{y}”无效，应为 2000–2100"),
                 format!("year {y:?} is not 2000-2100"),
             )
-        })?,
+        })?),
     };
     let unit = match param(p, "unit") {
         None => org_unit.to_string(),
@@ -92,7 +107,7 @@ pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
         })?),
     };
     let query = param(p, "q").map(|q| q.chars().take(100).collect());
-    Ok(ListFilter { county, industry, missing, status, query })
+    Ok(ListFilter { county, industry, missing, status, query, credit_codes: None })
 }
 
 /// A visit as listed on its enterprise's page.
@@ -109,6 +124,8 @@ pub struct VisitSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnterpriseView {
     pub enterprise: Enterprise,
+    /// The unit it is registered to, by name (`和平区`, `其他（沈阳经济技术开发区）`).
+    pub unit_label: String,
     pub has_conflicts: bool,
     /// The computed Table 1 status for each year of its list.
     pub status: Vec<YearStatus>,
@@ -135,7 +152,9 @@ fn load_document(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) 
     }
 }
 
+/// An enterprise by credit code, as typed: lower case and stray spaces are normalised.
 pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<EnterpriseView, ApiError> {
+    let code = &ohassist_core::credit_code::normalise(code);
     let doc = load_document(conn, org_unit, RecordKind::Enterprise, code)?;
     let enterprise: Enterprise = doc.read()?;
     let status =
@@ -157,7 +176,8 @@ pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<Enter
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(EnterpriseView { enterprise, has_conflicts: doc.has_conflicts(), status, visits })
+    let unit_label = crate::units::Units::load(conn)?.row_label(&enterprise.county.code, &enterprise.county.name);
+    Ok(EnterpriseView { enterprise, unit_label, has_conflicts: doc.has_conflicts(), status, visits })
 }
 
 /// One entry of a record's history, with the user's name when the server knows them.
@@ -166,7 +186,8 @@ pub struct HistoryView {
     #[serde(flatten)]
     pub entry: HistoryEntry,
     pub user_name: String,
-    /// RFC 3339, UTC.
+    pub device_name: String,
+    /// China Standard Time.
     pub time: String,
 }
 
@@ -179,7 +200,8 @@ pub struct VisitView {
     pub conflicts: Vec<ConflictView>,
 }
 
-/// A conflict with display strings for its values.
+/// A conflict with display strings: the record's name, the field's label, who wrote each
+/// value on which device and when (China Standard Time).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConflictView {
     pub doc_id: String,
@@ -188,6 +210,12 @@ pub struct ConflictView {
     pub conflict: Conflict,
     pub path_json: String,
     pub path_text: String,
+    /// `甲矿业` for an enterprise, `2025-03-01 · 甲矿业` for a visit.
+    pub record_name: String,
+    /// `危害因素辨识 › 破碎岗位 › 接触人数`
+    pub label: FieldLabel,
+    /// An anchor for the conflict's form on its record's page.
+    pub anchor: String,
     pub values_text: Vec<ValueText>,
 }
 
@@ -199,16 +227,6 @@ pub struct ValueText {
     pub time: String,
 }
 
-/// Seconds since the epoch as China Standard Time (UTC+8), `2025-11-14 09:30`.
-pub fn format_local(secs: i64) -> String {
-    let cst = time::UtcOffset::from_hms(8, 0, 0).expect("a valid offset");
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .map(|t| t.to_offset(cst))
-        .ok()
-        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).ok())
-        .unwrap_or_default()
-}
-
 pub fn format_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
@@ -216,15 +234,100 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn user_names(conn: &Connection) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt = conn.prepare_cached("SELECT id, display_name FROM users")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// China Standard Time, the offset every office of the programme works in.
+const CST: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => time::UtcOffset::UTC,
+};
+
+/// A time for people: `2025-03-01 10:00:00` in China Standard Time.
+pub fn local_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map(local_time).unwrap_or_default()
 }
 
-fn conflict_views(conn: &Connection, doc: &Document, names: &HashMap<String, String>) -> Vec<ConflictView> {
-    let recorded = crate::records::recorded_authors(conn, doc.id()).unwrap_or_default();
-    doc.conflicts()
+fn local_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(CST);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// An RFC 3339 text (as devices record times) in China Standard Time; other text as it is.
+pub fn local_rfc3339(s: &str) -> String {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(local_time)
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// Who wrote what: users' display names and devices' names, by id.
+pub struct Names {
+    users: HashMap<String, String>,
+    devices: HashMap<String, String>,
+}
+
+impl Names {
+    pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
+        let users = conn
+            .prepare_cached("SELECT id, display_name FROM users")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let devices = conn
+            .prepare_cached("SELECT id, name FROM devices WHERE name <> ''")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Names { users, devices })
+    }
+
+    pub fn user(&self, id: &str) -> String {
+        self.users.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    pub fn device(&self, id: &str) -> String {
+        if id == crate::records::WEB_DEVICE {
+            return "监管控制台".to_string();
+        }
+        match self.devices.get(id) {
+            Some(name) => name.clone(),
+            // A device that never named itself: a short form of its id is enough to tell two apart.
+            None => format!("设备 {}", id.chars().take(8).collect::<String>()),
+        }
+    }
+}
+
+/// A value for people: text as it is, yes/no in Chinese, numbers and others as JSON.
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(true) => "是".into(),
+        serde_json::Value::Bool(false) => "否".into(),
+        serde_json::Value::Null => "（空）".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The anchor of a conflict's form: stable for a path, safe in HTML ids.
+pub fn conflict_anchor(path: &[String]) -> String {
+    let joined = path.join(".");
+    let safe: String = joined.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("conflict-{safe}")
+}
+
+fn conflict_views(
+    conn: &Connection,
+    doc: &Document,
+    names: &Names,
+    record_name: &str,
+) -> Result<Vec<ConflictView>, ApiError> {
+    let record = doc.json(None);
+    let recorded = crate::records::recorded_authors(conn, doc.id())?;
+    Ok(doc
+        .conflicts()
         .into_iter()
         .map(|mut c| {
             // Who pushed each value, as the server recorded it; never only the phone's word.
@@ -237,17 +340,10 @@ fn conflict_views(conn: &Connection, doc: &Document, names: &HashMap<String, Str
                 .values
                 .iter()
                 .map(|v| ValueText {
-                    value: match &v.value {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    user_name: v
-                        .author
-                        .as_ref()
-                        .map(|a| names.get(&a.user).cloned().unwrap_or_else(|| a.user.clone()))
-                        .unwrap_or_default(),
-                    device: v.author.as_ref().map(|a| a.device.clone()).unwrap_or_default(),
-                    time: format_ms(v.time_ms),
+                    value: value_text(&v.value),
+                    user_name: v.author.as_ref().map(|a| names.user(&a.user)).unwrap_or_default(),
+                    device: v.author.as_ref().map(|a| names.device(&a.device)).unwrap_or_default(),
+                    time: local_ms(v.time_ms),
                 })
                 .collect();
             ConflictView {
@@ -255,17 +351,37 @@ fn conflict_views(conn: &Connection, doc: &Document, names: &HashMap<String, Str
                 kind: doc.kind().as_str(),
                 path_json: serde_json::to_string(&c.path).unwrap_or_default(),
                 path_text: c.path_string(),
+                record_name: record_name.to_string(),
+                label: field_label(doc.kind(), &record, &c.path),
+                anchor: conflict_anchor(&c.path),
                 values_text,
                 conflict: c,
             }
         })
-        .collect()
+        .collect())
+}
+
+/// The name of a record for people: the enterprise's name, or a visit's date and enterprise.
+fn record_name(conn: &Connection, doc: &Document) -> Result<String, ApiError> {
+    let enterprise_name = |code: &str| -> rusqlite::Result<String> {
+        Ok(conn
+            .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [code], |r| r.get(0))
+            .optional()?
+            .unwrap_or_else(|| code.to_string()))
+    };
+    Ok(match doc.kind() {
+        RecordKind::Enterprise => enterprise_name(doc.id())?,
+        RecordKind::Visit => {
+            let v: Visit = doc.read()?;
+            format!("{} · {}", v.visit_date, enterprise_name(&v.enterprise_id)?)
+        }
+    })
 }
 
 pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, ApiError> {
     let doc = load_document(conn, org_unit, RecordKind::Visit, id)?;
     let visit: Visit = doc.read()?;
-    let names = user_names(conn)?;
+    let names = Names::load(conn)?;
     let recorded = crate::records::recorded_authors(conn, id)?;
     let history = doc
         .history()
@@ -277,8 +393,9 @@ pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, A
             entry
         })
         .map(|entry| HistoryView {
-            user_name: names.get(&entry.author.user).cloned().unwrap_or_else(|| entry.author.user.clone()),
-            time: format_ms(entry.time_ms),
+            user_name: names.user(&entry.author.user),
+            device_name: names.device(&entry.author.device),
+            time: local_ms(entry.time_ms),
             entry,
         })
         .collect();
@@ -286,7 +403,8 @@ pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, A
         .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [&visit.enterprise_id], |r| r.get(0))
         .optional()?
         .unwrap_or_default();
-    Ok(VisitView { id: id.to_string(), conflicts: conflict_views(conn, &doc, &names), visit, enterprise_name, history })
+    let conflicts = conflict_views(conn, &doc, &names, &record_name(conn, &doc)?)?;
+    Ok(VisitView { id: id.to_string(), conflicts, visit, enterprise_name, history })
 }
 
 /// Most documents the conflicts queue shows at once.
@@ -303,11 +421,12 @@ pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>,
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let names = user_names(conn)?;
+    let names = Names::load(conn)?;
     let mut out = Vec::new();
     for (id, kind, bytes) in docs {
         let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
-        out.extend(conflict_views(conn, &Document::load(kind, &id, &bytes)?, &names));
+        let doc = Document::load(kind, &id, &bytes)?;
+        out.extend(conflict_views(conn, &doc, &names, &record_name(conn, &doc)?)?);
     }
     Ok(out)
 }

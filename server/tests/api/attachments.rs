@@ -127,10 +127,6 @@ fn fix(p: GeoPoint, captured_at: &str) -> GeoFix {
     GeoFix { latitude: p.latitude, longitude: p.longitude, accuracy_m: 10.0, captured_at: captured_at.into() }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap()
-}
-
 #[tokio::test]
 async fn an_upload_cut_after_two_chunks_resumes_and_downloads_byte_identical() {
     let f = Fixture::new();
@@ -380,7 +376,9 @@ async fn the_check_command_finds_corrupt_and_missing_files() {
 async fn visits_far_from_their_enterprise_are_flagged_never_refused() {
     let f = Fixture::new();
     let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
-    let now = now_rfc3339();
+    // Captured on the visit's own day, received much later (a phone offline for a long
+    // trip): normal, not a clock flag.
+    let now = "2025-03-01T10:00:00+08:00".to_string();
     // 0.045° of latitude ≈ 5.0 km; 0.0045° ≈ 500 m.
     let far_at = GeoPoint { latitude: HOME.latitude + 0.045, longitude: HOME.longitude };
     let near_at = GeoPoint { latitude: HOME.latitude + 0.0045, longitude: HOME.longitude };
@@ -390,17 +388,23 @@ async fn visits_far_from_their_enterprise_are_flagged_never_refused() {
 
     let (d_far, skew) = f.visit_flags(&far);
     assert!((d_far.unwrap() - 5_004.0).abs() < 50.0, "{d_far:?}");
-    assert!(skew.unwrap().abs() < 60, "captured just now: {skew:?}");
+    assert!(skew.unwrap() > 24 * 3600, "received long after capture: {skew:?}");
     let (d_near, _) = f.visit_flags(&near);
     assert!((d_near.unwrap() - 500.0).abs() < 10.0, "{d_near:?}");
     assert_eq!(f.visit_flags(&unlocated), (None, None));
 
     let conn = f.state.db.blocking_writer();
-    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210102", &f.state.attachments).unwrap();
+    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210102", 2025, &f.state.attachments).unwrap();
     assert_eq!(flagged.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), vec![far.as_str()]);
     assert!(flagged[0].far && !flagged[0].skewed);
     // Outside the unit: not listed.
-    assert!(ohassist_server::attachments::flagged_visits(&conn, "210103", &f.state.attachments).unwrap().is_empty());
+    assert!(ohassist_server::attachments::flagged_visits(&conn, "210103", 2025, &f.state.attachments)
+        .unwrap()
+        .is_empty());
+    // Another year: not listed either.
+    assert!(ohassist_server::attachments::flagged_visits(&conn, "210102", 2024, &f.state.attachments)
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -428,9 +432,10 @@ async fn an_enterprise_located_later_flags_its_visits_and_device_clock_skew_is_f
     assert!(d.unwrap() > 4_900.0, "{d:?}");
 
     let conn = f.state.db.blocking_writer();
-    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210100", &f.state.attachments).unwrap();
+    let flagged = ohassist_server::attachments::flagged_visits(&conn, "210100", 2025, &f.state.attachments).unwrap();
     assert_eq!(flagged.len(), 1);
     assert!(flagged[0].far && flagged[0].skewed);
+    assert!(flagged[0].capture_days_off.unwrap() > 365, "captured years before the visit date");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ async fn a_county_supervisor_sees_only_their_county_and_gets_404_elsewhere() {
     let list = text(&b.get(&c.f, &format!("/enterprises?year={YEAR}")).await);
     assert!(list.contains(&own.code) && !list.contains(&other.code));
 
-    let token = c.f.login("heping", "api").await;
+    let token = c.f.login("heping", "api-heping").await;
     assert_eq!(api_get(&c.f, &format!("/api/v1/enterprises/{}", own.code), &token).await.status, StatusCode::OK);
     let r = api_get(&c.f, &format!("/api/v1/enterprises/{}", other.code), &token).await;
     r.assert_error(StatusCode::NOT_FOUND, "not_found");
@@ -54,7 +54,7 @@ async fn malformed_filters_are_400_naming_the_field() {
         let page = b.get(&c.f, &format!("/enterprises?{q}")).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{q}");
         assert!(text(&page).contains("invalid_filter"), "{q}");
-        let token = c.f.login("city", "api").await;
+        let token = c.f.login("city", "api-city").await;
         let e = api_get(&c.f, &format!("/api/v1/enterprises?{q}"), &token)
             .await
             .assert_error(StatusCode::BAD_REQUEST, "invalid_filter");

@@ -206,7 +206,10 @@ pub async fn build() -> City {
     // Two phones change the same visit's notes offline: a conflict.
     let (mut a, v) = conflicted.unwrap();
     let mut b = Record { doc: a.doc.clone(), actor: ActorId::random() };
-    let ca = a.write(&Visit { notes: "现场整改已完成".into(), ..v.clone() });
+    // Phone a also submits it for review (phone b leaves the state alone: no conflict there).
+    let mut submitted = Visit { notes: "现场整改已完成".into(), ..v.clone() };
+    submitted.review.state = ReviewState::Submitted;
+    let ca = a.write(&submitted);
     let cb = b.write(&Visit { notes: "整改尚未完成".into(), ..v.clone() });
     assert_eq!(f.push(&inspector, &[ca, cb]).await.status, axum::http::StatusCode::OK);
     let conflicted_visit = a.doc.id().to_string();

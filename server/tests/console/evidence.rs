@@ -4,7 +4,9 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use ohassist_core::model::{Attachment, AttachmentKind, Enterprise, GeoFix, GeoPoint, RecordKind, Signature, Visit};
+use ohassist_core::model::{
+    Attachment, AttachmentKind, Enterprise, GeoFix, GeoPoint, RecordKind, ReviewState, Signature, Visit,
+};
 use ohassist_core::sync::wire::UploadStatus;
 use ohassist_server::accounts::Role;
 use sha2::{Digest, Sha256};
@@ -86,6 +88,7 @@ async fn the_visit_page_shows_thumbnails_location_signature_and_changes_after_si
     });
     let c3 = record.write(&v);
     v.notes = "签名后改过的备注".into();
+    v.review.state = ReviewState::Submitted;
     let c4 = record.write(&v);
     assert_eq!(f.push(&inspector, &[c1, c2, c3, c4]).await.status, StatusCode::OK);
     upload(&f, &inspector, &id, &photo).await;
@@ -99,11 +102,29 @@ async fn the_visit_page_shows_thumbnails_location_signature_and_changes_after_si
     assert!(page.contains("破碎车间警示标识"));
     assert!(page.contains(&format!("{}, {}", home.latitude + 0.045, home.longitude)), "coordinates shown");
     assert!(page.contains("id=\"flag-far\""), "5 km from the enterprise is flagged");
-    assert!(page.contains("id=\"flag-skew\""), "captured long before it was received");
-    assert!(page.contains("王厂长") && page.contains("2025-03-01T11:00:00+08:00"));
+    assert!(!page.contains("id=\"flag-skew\""), "captured on the visit's day, received long after: a normal trip");
+    assert!(page.contains("王厂长 · 2025-03-01 11:00:00"), "signed, in local time");
     let changed = page.split("id=\"changed-after-signing\"").nth(1).expect("changes after signing listed");
     let changed = &changed[..changed.find("</ul>").unwrap()];
-    assert!(changed.contains("<code>notes</code>"), "{changed}");
+    assert!(changed.contains("data-path=\"notes\">备注</li>"), "the change by its label: {changed}");
+    assert_eq!(page.matches(&format!("/attachments/{}/thumb", sha(&signature_image))).count(), 1, "the signature once");
+
+    // Approving a visit changed after signing needs the supervisor's confirmation, which the
+    // review records.
+    assert!(page.contains("id=\"acknowledge\""));
+    let r = b.post(&f, &format!("/visits/{id}/review"), &[("action", "approve")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&r).contains("签名后有 1 处修改"), "{}", text(&r));
+    let r = b
+        .post(
+            &f,
+            &format!("/visits/{id}/review"),
+            &[("action", "approve"), ("comment", "同意"), ("acknowledge_changes", "1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+    let page = text(&b.get(&f, &format!("/visits/{id}")).await);
+    assert!(page.contains("同意\n【审核确认】已核对签名后的修改：备注"), "recorded in the review: {page}");
     assert!(!changed.contains("signature") && !changed.contains(&sha(&signature_image)), "{changed}");
 
     // The thumbnail: a JPEG at most 240 px, cached on disk; the full image byte-identical.
@@ -123,7 +144,7 @@ async fn the_visit_page_shows_thumbnails_location_signature_and_changes_after_si
     // The dashboard lists the flagged visit, counted under its county.
     let dash = text(&b.get(&f, "/dashboard").await);
     assert!(dash.contains(&format!("href=\"/visits/{id}\"")), "{dash}");
-    assert!(dash.contains("<td>210102</td><td>1</td>"), "{dash}");
+    assert!(dash.contains("<td class=\"name\">和平区</td><td>1</td>"), "counted under its county's name: {dash}");
 
     // Another city's supervisor: 404 for the page, the thumbnail and the image.
     let other = Browser::login(&f, "elsewhere").await;

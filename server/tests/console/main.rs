@@ -11,10 +11,13 @@ mod access;
 mod admin;
 mod city;
 mod evidence;
+mod pages;
 mod refused;
+mod render;
 mod tables;
 mod visit_page;
 mod writes;
+mod zones;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

@@ -109,13 +109,15 @@ async fn table1_matches_an_independent_count_in_html_json_xlsx_and_csv() {
         assert!(html.contains(line), "{line}");
     }
 
-    let token = c.f.login("city", "api").await;
+    let token = c.f.login("city", "api-city").await;
     let json = api_get(&c.f, &format!("/api/v1/tables/1?{q}"), &token).await;
     assert_eq!(json.status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
     assert_eq!(v["title"], TITLE1);
     assert_eq!(v["header"][0], serde_json::json!(HEADER1));
     assert_eq!(v["rows"], serde_json::json!(expected));
+    assert_eq!(v["footer"], serde_json::json!(["填报单位：沈阳市", "填报人：张三", "联系电话：024-1234"]));
+    assert_eq!(v["signature"]["reporter"], "张三");
 
     let x = b.get(&c.f, &format!("/tables/1?{q}&format=xlsx")).await;
     assert_eq!(x.status, StatusCode::OK);
@@ -131,11 +133,15 @@ async fn table1_matches_an_independent_count_in_html_json_xlsx_and_csv() {
     );
 
     let csv = b.get(&c.f, &format!("/tables/1?{q}&format=csv")).await;
+    let raw = String::from_utf8(csv.body.to_vec()).unwrap();
+    assert!(raw.contains("\r\n\r\n填报单位：沈阳市,"), "a truly empty line before the signature: {raw}");
+    assert!(!raw.contains("\"\""), "no stray quoted empty field");
+    // The reader skips the empty line.
     let grid = csv_grid(&csv.body);
     assert_eq!(grid[0], vec![TITLE1.to_string()]);
     assert_eq!(grid[1], strings(&HEADER1));
     assert_eq!(grid[2..2 + expected.len()], expected[..]);
-    assert_eq!(grid[2 + expected.len() + 1], strings(&["填报单位：沈阳市", "填报人：张三", "联系电话：024-1234"]));
+    assert_eq!(grid[2 + expected.len()], strings(&["填报单位：沈阳市", "填报人：张三", "联系电话：024-1234"]));
 }
 
 #[tokio::test]
@@ -157,7 +163,7 @@ async fn table2_matches_an_independent_count_with_its_grouped_header_and_total()
     assert_eq!(rows[2..], expected[..]);
     assert_eq!(rows.last().unwrap()[0], "合计");
 
-    let token = c.f.login("city", "api").await;
+    let token = c.f.login("city", "api-city").await;
     let v: serde_json::Value =
         serde_json::from_slice(&api_get(&c.f, &format!("/api/v1/tables/2?{q}"), &token).await.body).unwrap();
     assert_eq!(v["title"], TITLE2);
@@ -185,7 +191,7 @@ async fn table2_matches_an_independent_count_with_its_grouped_header_and_total()
 #[tokio::test]
 async fn dashboard_counts_targets_rates_and_visits_per_month() {
     let c = city::build().await;
-    let token = c.f.login("city", "api").await;
+    let token = c.f.login("city", "api-city").await;
     let d: serde_json::Value =
         serde_json::from_slice(&api_get(&c.f, &format!("/api/v1/dashboard?year={YEAR}"), &token).await.body).unwrap();
     let counties = d["counties"].as_array().unwrap();

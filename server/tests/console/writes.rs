@@ -56,7 +56,10 @@ async fn review_is_a_change_the_inspector_pulls() {
     assert_eq!(pulled.changes.len(), 1, "the phone receives the review");
     assert_eq!(pulled.changes[0].doc_id, c.submitted_visit);
     let history = text(&b.get(&c.f, &format!("/visits/{}", c.submitted_visit)).await);
-    assert!(history.contains("city") && history.contains(">web<"), "the history names the supervisor and the web");
+    assert!(
+        history.contains("city") && history.contains(">监管控制台<"),
+        "the history names the supervisor and the console"
+    );
 
     let again = b.post(&c.f, &format!("/visits/{}/review", c.submitted_visit), &[("action", "approve")]).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "only a submitted visit is reviewed");
@@ -100,6 +103,66 @@ async fn resolving_a_conflict_writes_the_choice_for_every_phone() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(c.f.count("changes"), before);
+}
+
+#[tokio::test]
+async fn conflicts_read_in_words_and_block_approval_until_settled() {
+    let c = city::build().await;
+    let b = Browser::login(&c.f, "city").await;
+    let queue = text(&b.get(&c.f, "/conflicts").await);
+    // The record's name and the field's label, who and on which device, in local time.
+    let card = &queue[queue.find("class=\"card conflict\"").unwrap()..];
+    let card = &card[..card.find("</form>").unwrap()];
+    assert!(card.contains(">2025-03-10 · 企业01</a>"), "the visit by date and enterprise: {card}");
+    assert!(card.contains("<span class=\"crumbs\">备注</span>"), "{card}");
+    // The test phones sign their changes as user `u` on device `d`; the console names who
+    // pushed them, as the server recorded it: the inspector and their phone, then the time.
+    assert!(card.contains("<small>insp · test phone · 20"), "{card}");
+    assert!(!card.contains("<small>u · "), "never only the change's own word: {card}");
+    assert!(!card.contains(&format!(">{}", &c.conflicted_visit[..8])), "no hex id as a heading");
+    let time = regex_like_time(card);
+    assert!(time, "a local time YYYY-MM-DD HH:MM:SS: {card}");
+    let en = text(&b.get(&c.f, "/conflicts?lang=en").await);
+    assert!(en.contains("China Standard Time"));
+
+    // The visit page marks the disputed value where it is shown and links to its form.
+    let page = text(&b.get(&c.f, &format!("/visits/{}", c.conflicted_visit)).await);
+    assert!(page.contains("<dd class=\"conflicted\">"), "the notes value is marked");
+    assert!(page.contains("href=\"#conflict-notes\"") && page.contains("id=\"conflict-notes\""));
+    assert!(page.contains("id=\"approve-blocked\""));
+
+    // Approving is refused while the conflict is open; nothing is written.
+    let before = c.f.count("changes");
+    let r = b.post(&c.f, &format!("/visits/{}/review", c.conflicted_visit), &[("action", "approve")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&r).contains("冲突未处理"), "{}", text(&r));
+    assert_eq!(c.f.count("changes"), before);
+    // Settled, it can be approved.
+    let r = b
+        .post(
+            &c.f,
+            "/conflicts/resolve",
+            &[("doc_id", &c.conflicted_visit), ("kind", "visit"), ("path", "[\"notes\"]"), ("choice", "0")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = b.post(&c.f, &format!("/visits/{}/review", c.conflicted_visit), &[("action", "approve")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
+    let v: Visit = document(&c.f, &c.conflicted_visit, RecordKind::Visit).read().unwrap();
+    assert_eq!(v.review.state, ReviewState::Approved);
+}
+
+/// True when `s` holds a `YYYY-MM-DD HH:MM:SS` time.
+fn regex_like_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.windows(19).any(|w| {
+        w.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+    })
 }
 
 async fn upload(f: &Fixture, b: &Browser, csv: &str, confirm: bool) -> (StatusCode, String) {
