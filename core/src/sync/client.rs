@@ -24,6 +24,8 @@ const META_PAGE_TOKEN: &str = "sync_page_token";
 const META_ROLE: &str = "role";
 const META_ORG_UNIT: &str = "org_unit";
 const META_DISPLAY_NAME: &str = "display_name";
+/// The pending counts last reported to the server (`changes,attachments`).
+const META_REPORTED: &str = "reported_pending";
 
 /// How to reach the server.
 #[derive(Debug, Clone)]
@@ -352,6 +354,23 @@ impl Client {
         Ok(answer.status)
     }
 
+    /// [`Client::report`] when the pending counts differ from the last ones reported.
+    async fn report_if_changed(
+        &self,
+        store: &Store,
+        token: &str,
+        cancel: &CancelToken,
+        p: &mut SyncProgress,
+    ) -> Result<(), SyncError> {
+        let counts = format!("{},{}", store.outbox_len()?, store.pending_uploads()?.len());
+        if store.meta(META_REPORTED)?.as_deref() == Some(counts.as_str()) {
+            return Ok(());
+        }
+        self.report(store, token, cancel, p).await?;
+        store.set_meta(META_REPORTED, &counts)?;
+        Ok(())
+    }
+
     /// Uploads every attachment the server does not hold yet.
     async fn upload_pending(
         &self,
@@ -579,8 +598,10 @@ async fn login_inner(
     store.set_meta(META_ROLE, &response.role)?;
     store.set_meta(META_ORG_UNIT, &response.org_unit)?;
     store.set_meta(META_DISPLAY_NAME, &response.display_name)?;
-    // A new login may come with another role or unit: every held record is tried again.
+    // A new login may come with another role or unit: every held record is tried again, and
+    // the server hears what this device still holds at the next sync.
     store.retry_held(true)?;
+    store.delete_meta(META_REPORTED)?;
     Ok(response)
 }
 
@@ -625,7 +646,6 @@ async fn sync_inner(
     let mut p = SyncProgress { phase: "push".into(), ..Default::default() };
     p.changes_pending = store.outbox_len()? as u64;
     sink.on_progress(&p);
-    let status = client.report(store, &token, cancel, &mut p).await?;
     // Held records that have waited long enough are tried again (a rule may have changed).
     store.retry_held(false)?;
 
@@ -635,18 +655,22 @@ async fn sync_inner(
         sink.on_progress(&p);
     }
 
-    if status == wire::DeviceStatus::Retired {
-        client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
-        return client.retire(store, &token, cancel, &mut p).await;
-    }
-
     // Pull: pages until the server says there is no more.
     p.phase = "pull".into();
     loop {
         let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
         let page_token = store.meta(META_PAGE_TOKEN)?;
         let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token };
-        let response: PullResponse = client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await?;
+        let response: PullResponse = match client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await {
+            // A retired device may push and upload, not pull: it hears so here, at no
+            // round trip of its own, uploads what it holds and erases itself once all of it
+            // is on the server.
+            Err(SyncError::Refused { body, .. }) if body.code == "device_retired" => {
+                client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
+                return client.retire(store, &token, cancel, &mut p).await;
+            }
+            other => other?,
+        };
         let mut page = RemotePage::default();
         for d in response.documents {
             page.documents.push((d.kind, d.doc_id, d.bytes));
@@ -683,7 +707,9 @@ async fn sync_inner(
     report.held_records = store.held_records()?.len() as u64;
     // Attachments last, so that records are never held back by photos.
     client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
-    client.report(store, &token, cancel, &mut p).await?;
+    // What is still unsynced, for the console: sent only when it changed since the last report,
+    // so an ordinary sync costs no round trip for it.
+    client.report_if_changed(store, &token, cancel, &mut p).await?;
     p.phase = "done".into();
     p.changes_pending = store.outbox_len()? as u64;
     sink.on_progress(&p);
