@@ -4,7 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step prints its title, and the time the previous one took.
+STEP_START=$SECONDS
+STEP_NAME=""
+step() {
+  if [ -n "$STEP_NAME" ]; then printf '=== %s: %d s\n' "$STEP_NAME" "$((SECONDS - STEP_START))"; fi
+  STEP_NAME="$*"; STEP_START=$SECONDS
+  printf '\n=== %s\n' "$*"
+}
 
 step "toolchain"
 cargo --version
@@ -43,5 +50,5 @@ cargo test --workspace --locked
 step "bindings: Kotlin and Python against a real server, Swift generated"
 PROFILE=debug ./scripts/bindings-test.sh
 
-echo
-echo "all tests passed"
+step "done"
+echo "all tests passed in $SECONDS s"

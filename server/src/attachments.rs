@@ -575,3 +575,56 @@ mod tests {
         assert_eq!(out, vec!["a/c".to_string(), "e".to_string()]);
     }
 }
+
+#[cfg(test)]
+mod hostile_images {
+    use super::*;
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for b in data {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+
+    /// A 200-byte PNG that claims 100,000 × 100,000 pixels (30 GB decoded).
+    fn huge_png() -> Vec<u8> {
+        let mut png = vec![137, 80, 78, 71, 13, 10, 26, 10];
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn a_hostile_image_is_refused_by_the_decoder_limits_and_cached_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::new(dir.path());
+        let bytes = huge_png();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let path = cfg.complete_path(&sha);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(thumbnail(&cfg, &sha).unwrap(), None);
+        assert!(cfg.thumb_path(&sha).with_extension("failed").exists(), "the failure is cached");
+        // The second view costs no decode: the marker answers.
+        fs::write(&path, b"not even an image").unwrap();
+        assert_eq!(thumbnail(&cfg, &sha).unwrap(), None);
+    }
+}

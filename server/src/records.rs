@@ -553,11 +553,14 @@ fn apply_to_document(
             now
         ])?;
     }
-    for (hash, bytes) in raw {
-        insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
-    }
+    // A record that moved is fed whole before its changes: a device of the new county gets
+    // the document the changes depend on first (the whole document is read at pull time, so
+    // it holds them too).
     if old_county.as_deref().is_some_and(|c| c != county) {
         feed_whole(tx, doc_id, kind, now)?;
+    }
+    for (hash, bytes) in raw {
+        insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
     let visit = match row {
         Row::Visit(v) => Some(v),

@@ -9,4 +9,5 @@ mod convergence;
 mod devices;
 mod faults;
 mod hostile;
+mod moves;
 mod web;
