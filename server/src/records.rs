@@ -12,7 +12,7 @@ mod authority;
 
 use std::collections::{HashMap, HashSet};
 
-use automerge::Change;
+use automerge::{Change, ChangeHash};
 use ohassist_core::doc::{self, Document};
 use ohassist_core::limits::{self, Limits, Refusal};
 use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
@@ -371,7 +371,9 @@ fn apply_to_document(
         .optional()?;
     let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
     let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
-    let pushed = decoded.clone();
+    // Kept for the field authority check, which reads their operations (visits only: an
+    // enterprise has no server-owned fields).
+    let pushed: Vec<Change> = if kind == RecordKind::Visit { decoded.clone() } else { Vec::new() };
     let genesis_actor = doc::genesis_actor(kind, doc_id);
     // A record new to the server whose changes all come from one actor (besides its genesis)
     // cannot hold a conflict: one actor's changes are never concurrent with each other.
@@ -381,7 +383,8 @@ fn apply_to_document(
         stored.is_none() && actors.all(|a| Some(a) == first)
     };
     let invalid_change = || refuse("invalid_change", "修改无法应用", "a change could not be applied");
-    let before: Option<Document>;
+    // The record's version as the server held it (empty for a new record).
+    let mut before: Vec<ChangeHash> = Vec::new();
     let (doc, old_county, genesis, checked) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
@@ -391,24 +394,21 @@ fn apply_to_document(
                     "the record is of another kind on the server",
                 ));
             }
-            let stored_doc = Document::load(kind, doc_id, &bytes)
+            let mut doc = Document::load(kind, doc_id, &bytes)
                 .map_err(|_| refuse("invalid_change", "服务器上的记录无法读取", "the stored record does not load"))?;
-            let mut doc = stored_doc.clone();
-            before = Some(stored_doc);
+            before = doc.heads();
             guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
             (doc, Some(county), None, None)
         }
         // A new visit whose genesis came with it was built (and checked) before the lock.
         None if ready.is_some() => {
-            before = None;
             let p = ready.expect("checked");
             (p.doc, None, None, Some((p.json, p.saved)))
         }
         None => {
-            before = None;
             let mut doc = Document::genesis(kind, doc_id);
             let genesis = doc.changes_since(&[]).into_iter().next();
-            guarded(|| doc.apply_changes(decoded.clone()).ok()).ok_or_else(invalid_change)?;
+            guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
             (doc, None, genesis, None)
         }
     };
@@ -431,7 +431,7 @@ fn apply_to_document(
     {
         return Err(invalid("记录的类型或编号被修改".into(), "the record's kind or id was changed".into()));
     }
-    authority::check(caller, &doc, before.as_ref(), &pushed, kind)
+    authority::check(caller, &doc, &before, &pushed, kind)
         .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
     let has_conflicts = !one_writer && doc.has_conflicts();
     // Only what scope and the relational rows depend on is enforced here. Full validation

@@ -131,6 +131,16 @@ impl Store {
             None => {
                 use std::io::{Read, Seek, SeekFrom};
                 let mut file = std::fs::File::open(&path)?;
+                // The range comes from the app: checked against the file before anything is
+                // allocated for it.
+                let size = file.metadata()?.len();
+                if offset.checked_add(len).is_none_or(|end| end > size) {
+                    return Err(ValidationError::new(
+                        "len",
+                        Reason::Malformed(format!("range {offset}+{len} lies beyond the file's {size} bytes")),
+                    )
+                    .into());
+                }
                 file.seek(SeekFrom::Start(offset))?;
                 let mut chunk = vec![0u8; len as usize];
                 file.read_exact(&mut chunk)?;

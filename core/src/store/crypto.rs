@@ -143,7 +143,7 @@ impl AttachmentCipher {
     fn read_range(&self, sha256: &str, file: &mut std::fs::File, offset: u64, len: u64) -> Result<Vec<u8>> {
         let file_len = file.metadata()?.len();
         let total = plaintext_len(file_len).ok_or_else(|| damaged(sha256))?;
-        if offset + len > total {
+        if offset.checked_add(len).is_none_or(|end| end > total) {
             return Err(Error::CorruptDocument {
                 id: format!("attachment {sha256}"),
                 reason: format!("range {offset}+{len} lies beyond its {total} bytes"),
@@ -232,6 +232,9 @@ mod tests {
                 );
             }
             assert!(cipher.open_range(&sha, &path, len as u64, 1).is_err());
+            // A range from the app that overflows is refused, not a panic or an allocation.
+            assert!(cipher.open_range(&sha, &path, u64::MAX, 2).is_err());
+            assert!(cipher.open_range(&sha, &path, 1, u64::MAX).is_err());
         }
     }
 

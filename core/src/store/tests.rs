@@ -450,3 +450,26 @@ fn held_records_wait_until_a_retry_is_due() {
     assert!(s.held_records().unwrap().is_empty());
     assert_eq!(s.get_enterprise(&id).unwrap().record.address, "新地址", "readable and editable all along");
 }
+
+#[test]
+fn an_attachment_range_beyond_the_file_is_refused_encrypted_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Store::open_unencrypted(dir.path().join("plain.db")).unwrap();
+    for s in [open(&dir, "a"), plain] {
+        s.create_enterprise(enterprise()).unwrap();
+        let v = s.create_visit(visit()).unwrap();
+        let bytes = vec![7u8; 1000];
+        let meta = NewAttachment {
+            kind: Some(crate::model::AttachmentKind::Photo),
+            media_type: "image/jpeg".into(),
+            ..Default::default()
+        };
+        s.add_attachment(&v, &bytes, meta).unwrap();
+        let sha = sha256_hex(&bytes);
+        assert_eq!(s.read_attachment_range(&sha, 10, 5).unwrap(), vec![7u8; 5]);
+        for (offset, len) in [(0, u64::MAX), (u64::MAX, 2), (999, 2)] {
+            let err = s.read_attachment_range(&sha, offset, len).unwrap_err();
+            assert!(matches!(err, Error::Invalid(_) | Error::CorruptDocument { .. }), "{offset}+{len}: {err:?}");
+        }
+    }
+}

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Change, ReadDoc, ScalarValue};
+use automerge::{Change, ChangeHash, ReadDoc, ScalarValue};
 use ohassist_core::doc::Document;
 use ohassist_core::model::{RecordKind, ReviewState, Visit};
 
@@ -67,12 +67,14 @@ fn writes_of(doc: &Document, changes: &[Change]) -> Writes {
     out
 }
 
-/// Refuses (with the reason in Chinese and English) a push whose changes write fields the
-/// caller has no authority over. `before` is the record as the server held it.
+/// Refuses (with the reason in Chinese and English) a push whose changes, applied in `doc`,
+/// write fields the caller has no authority over. `before` is the version the
+/// server held (empty for a new record); it is read only when review or signature fields
+/// are written.
 pub fn check(
     caller: &Caller,
     doc: &Document,
-    before: Option<&Document>,
+    before: &[ChangeHash],
     changes: &[Change],
     kind: RecordKind,
 ) -> Result<(), (String, String)> {
@@ -80,8 +82,11 @@ pub fn check(
         return Ok(());
     }
     let writes = writes_of(doc, changes);
+    if !writes.fields.contains_key("review") && !writes.fields.contains_key("signature") {
+        return Ok(());
+    }
     let console = caller.device_id == WEB_DEVICE && matches!(caller.role, Role::Supervisor | Role::Admin);
-    let before_visit: Option<Visit> = before.and_then(|d| d.read().ok());
+    let before_visit: Option<Visit> = if before.is_empty() { None } else { doc.read_at(Some(before)).ok() };
     if let Some(review) = writes.fields.get("review") {
         if !console {
             let may_submit = before_visit
