@@ -49,6 +49,10 @@ pub enum OhassistError {
     /// device identity; the app shows why and returns to its login screen.
     #[error("this device was {reason}; its store was erased")]
     DeviceErased { reason: String },
+    /// A held record was not discarded: it is not held, the confirmation is not of its
+    /// current version (show it again), or an enterprise's visits are still on the phone.
+    #[error("record {id} was not discarded: {reason}")]
+    NotDiscarded { id: String, reason: String },
 }
 
 pub type Result<T, E = OhassistError> = std::result::Result<T, E>;
@@ -63,6 +67,7 @@ impl From<ohassist_core::Error> for OhassistError {
             E::AlreadyExists { id } => OhassistError::AlreadyExists { id },
             E::NotFound(id) => OhassistError::NotFound { id },
             E::WrongKey => OhassistError::WrongKey,
+            E::NotDiscardable { id, reason } => OhassistError::NotDiscarded { id, reason },
             e @ E::NoSuchConflict { .. } => OhassistError::Conflict { message: e.to_string() },
             e @ (E::CorruptDocument { .. }
             | E::CorruptDatabase(_)

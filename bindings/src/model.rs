@@ -20,7 +20,7 @@ pub(crate) trait Bridge<T> {
 macro_rules! same_type {
     ($($t:ty),*) => { $(impl Bridge<$t> for $t { fn bridge(self) -> $t { self } })* };
 }
-same_type!(String, bool, i32, i64, u32, u64, f64);
+same_type!(String, bool, u8, i32, i64, u32, u64, f64);
 
 impl<A: Bridge<B>, B> Bridge<Option<B>> for Option<A> {
     fn bridge(self) -> Option<B> {

@@ -204,6 +204,21 @@ mirror_record! {
 }
 
 mirror_record! {
+    /// A held record the inspector discarded, as exported and kept in the store: the record's
+    /// JSON and its whole saved document (every change, loadable again).
+    DiscardedRecord = s::DiscardedRecord {
+        doc_id: String,
+        kind: RecordKind,
+        json: String,
+        bytes: Vec<u8>,
+        code: String,
+        reason_zh: String,
+        reason_en: String,
+        discarded_at_ms: i64,
+    }
+}
+
+mirror_record! {
     /// The computed columns of Table 1 for one enterprise and year.
     Table1Status = status::Table1Status {
         /// 是否申报
@@ -377,6 +392,25 @@ impl Store {
     /// what the inspector can do. Blocks: disk I/O.
     pub fn held_records(&self) -> Result<Vec<HeldRecord>> {
         Ok(self.inner.held_records()?.bridge())
+    }
+
+    /// The confirmation `discard_held` needs for held record `doc_id`: show the inspector
+    /// what goes (an export is kept) and pass it back. It names the record's version.
+    /// Blocks: disk I/O.
+    pub fn discard_confirmation(&self, doc_id: String) -> Result<String> {
+        Ok(self.inner.discard_confirmation(&doc_id)?)
+    }
+
+    /// Discards held record `doc_id`, keeping its export in the store (`discarded_records`)
+    /// and returning it. Refused (`NotDiscarded`) without the current confirmation.
+    /// Blocks: disk I/O.
+    pub fn discard_held(&self, doc_id: String, confirmation: String) -> Result<DiscardedRecord> {
+        Ok(self.inner.discard_held(&doc_id, &confirmation)?.bridge())
+    }
+
+    /// The exports of every discarded record, oldest first. Blocks: disk I/O.
+    pub fn discarded_records(&self) -> Result<Vec<DiscardedRecord>> {
+        Ok(self.inner.discarded_records()?.bridge())
     }
 
     /// Settles the conflict at `path` (as `Conflict.path` gives it) of record `id` with the

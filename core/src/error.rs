@@ -174,6 +174,10 @@ pub enum Error {
     /// store. Nothing was changed.
     #[error("the key does not open this store (a wrong key, or not an ohassist store); nothing was changed")]
     WrongKey,
+    /// A discard of a held record that was refused: not held, an unconfirmed or stale
+    /// confirmation, or an enterprise whose visits are still on the phone.
+    #[error("record {id} was not discarded: {reason}")]
+    NotDiscardable { id: String, reason: String },
     #[error("storage error: {0}")]
     Storage(#[from] rusqlite::Error),
     #[error("document error: {0}")]

@@ -227,6 +227,20 @@ pub fn set_password(conn: &mut Connection, username: &str, password: &str) -> Re
     Ok(())
 }
 
+/// Moves a user to another org unit (an inspector who now works for another county). Their
+/// devices stay logged in; what a phone of theirs pushes from then on is checked against the
+/// new unit, and what it holds of the old one is refused and held, not lost.
+pub fn set_org_unit(conn: &Connection, username: &str, org_unit: &str) -> Result<(), AccountError> {
+    if !scope::is_division_code(org_unit) {
+        return Err(AccountError::OrgUnit);
+    }
+    let n = conn.execute("UPDATE users SET org_unit = ?1 WHERE username = ?2", params![org_unit, username])?;
+    if n == 0 {
+        return Err(AccountError::NoSuchUser);
+    }
+    Ok(())
+}
+
 const USER_COLUMNS: &str = "id, username, display_name, role, org_unit, created_at, disabled";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {

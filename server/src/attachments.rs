@@ -40,7 +40,16 @@ pub struct Config {
     pub max_visit_bytes: u64,
     pub max_visit_distance_m: f64,
     pub max_clock_skew_s: i64,
+    /// Most bytes of unfinished uploads one user may hold at once (a phone uploads one file
+    /// at a time: this only stops an account filling the disk with uploads never finished).
+    pub max_partial_bytes_per_user: u64,
 }
+
+/// Default [`Config::max_partial_bytes_per_user`]: a few files of the largest size.
+pub const DEFAULT_MAX_PARTIAL_BYTES_PER_USER: u64 = 128 * 1024 * 1024;
+/// Unfinished uploads not appended to for this long are removed by the server's hourly
+/// sweep (a phone that comes back later starts that file again).
+pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// The defaults, under `data_dir`.
@@ -51,6 +60,7 @@ impl Config {
             max_visit_bytes: DEFAULT_MAX_VISIT_BYTES,
             max_visit_distance_m: DEFAULT_MAX_VISIT_DISTANCE_M,
             max_clock_skew_s: DEFAULT_MAX_CLOCK_SKEW_S,
+            max_partial_bytes_per_user: DEFAULT_MAX_PARTIAL_BYTES_PER_USER,
         }
     }
 
@@ -58,8 +68,14 @@ impl Config {
         self.dir.join(&sha[..2]).join(sha)
     }
 
-    pub fn partial_path(&self, sha: &str) -> PathBuf {
-        self.dir.join("partial").join(sha)
+    /// Each user's unfinished uploads in a folder of their own (named by a hash of the user
+    /// id): one account can neither append to nor see the progress of another's.
+    pub fn partial_path(&self, owner: &str, sha: &str) -> PathBuf {
+        self.partial_dir(owner).join(sha)
+    }
+
+    fn partial_dir(&self, owner: &str) -> PathBuf {
+        self.dir.join("partial").join(&hex::encode(Sha256::digest(owner.as_bytes()))[..16])
     }
 
     pub fn thumb_path(&self, sha: &str) -> PathBuf {
@@ -169,18 +185,32 @@ fn io(e: std::io::Error) -> ApiError {
     ApiError::internal(e)
 }
 
-/// Bytes of a pending upload of `sha` (0 if none).
-pub fn partial_len(cfg: &Config, sha: &str) -> u64 {
-    fs::metadata(cfg.partial_path(sha)).map(|m| m.len()).unwrap_or(0)
+/// Bytes of `owner`'s pending upload of `sha` (0 if none).
+pub fn partial_len(cfg: &Config, owner: &str, sha: &str) -> u64 {
+    fs::metadata(cfg.partial_path(owner, sha)).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Appends `chunk` at `offset` to the pending upload of `sha` (fsynced before returning)
-/// and, once `total` bytes are held, verifies the hash and renames the file into place.
-/// Blocking; the caller serialises uploads of one hash. Errors: `OffsetMismatch` (the held
-/// size), `HashMismatch` (the partial file is removed), `MalformedBody` (beyond `total`).
-pub fn append_chunk(cfg: &Config, sha: &str, offset: u64, total: u64, chunk: &[u8]) -> ApiResult<Appended> {
-    let partial = cfg.partial_path(sha);
-    let mut held = partial_len(cfg, sha);
+/// Bytes of `owner`'s pending uploads other than `sha`.
+fn partial_bytes_besides(cfg: &Config, owner: &str, sha: &str) -> u64 {
+    let Ok(entries) = fs::read_dir(cfg.partial_dir(owner)) else { return 0 };
+    entries.flatten().filter(|e| e.file_name() != sha).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+/// Appends `chunk` at `offset` to `owner`'s pending upload of `sha` (fsynced before
+/// returning) and, once `total` bytes are held, verifies the hash and renames the file into
+/// place. Blocking; the caller serialises uploads. Errors: `OffsetMismatch` (the held size),
+/// `HashMismatch` (the partial file is removed), `MalformedBody` (beyond `total`),
+/// `UploadQuota` (the owner's unfinished uploads would pass their bound).
+pub fn append_chunk(
+    cfg: &Config,
+    owner: &str,
+    sha: &str,
+    offset: u64,
+    total: u64,
+    chunk: &[u8],
+) -> ApiResult<Appended> {
+    let partial = cfg.partial_path(owner, sha);
+    let mut held = partial_len(cfg, owner, sha);
     if held > total {
         // A pending upload of another total than this one: it cannot be finished.
         fs::remove_file(&partial).map_err(io)?;
@@ -188,6 +218,10 @@ pub fn append_chunk(cfg: &Config, sha: &str, offset: u64, total: u64, chunk: &[u
     }
     if offset != held {
         return Err(ApiError::OffsetMismatch(UploadStatus { offset: held, complete: false }));
+    }
+    let others = partial_bytes_besides(cfg, owner, sha);
+    if others + offset + chunk.len() as u64 > cfg.max_partial_bytes_per_user {
+        return Err(ApiError::UploadQuota { held: others + offset, quota: cfg.max_partial_bytes_per_user });
     }
     let end = offset + chunk.len() as u64;
     if end > total {
@@ -302,21 +336,38 @@ pub fn check(conn: &Connection, cfg: &Config) -> ApiResult<CheckReport> {
 /// Removes partial uploads not appended to for `older_than` (a phone that comes back later
 /// starts that file again from zero) and returns their hashes. Complete files are never
 /// removed here: documents never drop an attachment reference, so a held file stays
-/// referenced.
+/// referenced. The server runs it every hour ([`PARTIAL_MAX_AGE`]); `ohassist attachments
+/// gc` runs it at once.
 pub fn gc_partials(cfg: &Config, older_than: std::time::Duration) -> ApiResult<Vec<String>> {
-    let dir = cfg.dir.join("partial");
-    let entries = match fs::read_dir(&dir) {
+    let now = std::time::SystemTime::now();
+    let mut removed = Vec::new();
+    let old = |path: &Path| -> ApiResult<bool> {
+        let modified = fs::metadata(path).and_then(|m| m.modified()).map_err(io)?;
+        Ok(now.duration_since(modified).is_ok_and(|age| age >= older_than))
+    };
+    let root = cfg.dir.join("partial");
+    let entries = match fs::read_dir(&root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(e)),
     };
-    let now = std::time::SystemTime::now();
-    let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io)?;
-        let modified = entry.metadata().and_then(|m| m.modified()).map_err(io)?;
-        if now.duration_since(modified).is_ok_and(|age| age >= older_than) {
-            fs::remove_file(entry.path()).map_err(io)?;
+        let path = entry.path();
+        if entry.file_type().map_err(io)?.is_dir() {
+            // One user's folder.
+            for file in fs::read_dir(&path).map_err(io)? {
+                let file = file.map_err(io)?;
+                if old(&file.path())? {
+                    fs::remove_file(file.path()).map_err(io)?;
+                    removed.push(file.file_name().to_string_lossy().into_owned());
+                }
+            }
+            // Gone once empty (fails, harmlessly, while an upload is in it).
+            let _ = fs::remove_dir(&path);
+        } else if old(&path)? {
+            // A partial file of the layout before per-user folders.
+            fs::remove_file(&path).map_err(io)?;
             removed.push(entry.file_name().to_string_lossy().into_owned());
         }
     }

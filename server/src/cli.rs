@@ -103,6 +103,14 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Move a user to another org unit (6-digit division code), e.g. an inspector who now
+    /// works for another county.
+    SetUnit {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        org_unit: String,
+    },
     /// List users.
     List,
 }
@@ -242,6 +250,10 @@ fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
             if generated {
                 println!("password: {password}");
             }
+        }
+        UserCommand::SetUnit { username, org_unit } => {
+            accounts::set_org_unit(&conn, &username, &org_unit)?;
+            println!("{username} now belongs to {org_unit}");
         }
         UserCommand::List => {
             println!("{:<20} {:<12} {:<8} {:<8} display name", "username", "role", "unit", "disabled");

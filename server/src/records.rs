@@ -9,6 +9,9 @@
 //! alone ([`Refused`]); the rest of the push is applied.
 
 mod authority;
+mod transfer;
+
+pub use transfer::{transfer_enterprise, Transferred};
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +57,12 @@ pub struct Refused {
     /// The record in words, when it could be read: an enterprise's name; a visit's date and
     /// its enterprise.
     pub label: String,
+    /// The county the record claims (an enterprise's; a visit's enterprise's), when read.
+    pub county: String,
+    /// A visit's enterprise, when read.
+    pub enterprise: String,
+    /// The refused changes as pushed, when they decoded: kept (bounded) for the console.
+    pub changes: Vec<Vec<u8>>,
 }
 
 impl Refused {
@@ -65,11 +74,16 @@ impl Refused {
             reason_zh: zh.into(),
             reason_en: en.into(),
             label: String::new(),
+            county: String::new(),
+            enterprise: String::new(),
+            changes: Vec::new(),
         }
     }
 
-    fn labelled(mut self, label: String) -> Self {
-        self.label = label;
+    fn about(mut self, label: &str, county: &str, enterprise: &str) -> Self {
+        self.label = label.to_string();
+        self.county = county.to_string();
+        self.enterprise = enterprise.to_string();
         self
     }
 
@@ -145,6 +159,8 @@ pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, ApiError> {
 }
 
 /// One pushed change, decoded within the limits; a genesis must be the canonical one.
+// A refusal is the rare path and carries its changes back: not worth a box on every call.
+#[allow(clippy::result_large_err)]
 fn decode_one(
     c: &WireChange,
     same_kind: bool,
@@ -288,6 +304,10 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     let mut affected = std::collections::BTreeSet::new();
     // Visits of this push as merged, so the refresh reads them from memory, not the database.
     let mut fresh = HashMap::new();
+    // A document refused before from this device and accepted now leaves the console's queue.
+    let had_refusals: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM refused_uploads WHERE device_id = ?1)")?
+        .query_row([&caller.device_id], |r| r.get(0))?;
     for (doc_id, kind, changes) in groups {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         let ready = prepared.remove(&doc_id);
@@ -296,6 +316,9 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
         match apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now, &limits) {
             Ok((codes, visit)) => {
                 tx.execute_batch("RELEASE document")?;
+                if had_refusals {
+                    accepted_now(&tx, &doc_id, &caller.device_id)?;
+                }
                 new += hashes.len() as u32;
                 acknowledged.extend(hashes);
                 affected.extend(codes);
@@ -322,14 +345,32 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
 
 /// Most refused uploads kept per device: the oldest go first.
 const MAX_REFUSED_PER_DEVICE: i64 = 1_000;
+/// Most bytes of changes kept for one refused document, and for all of one device's: past
+/// either, only the reason is kept (the phone still holds the record).
+pub const MAX_REFUSED_DOC_BYTES: usize = 512 * 1024;
+pub const MAX_REFUSED_DEVICE_BYTES: i64 = 32 * 1024 * 1024;
 
-/// Keeps what was refused, for the console: who, which device, when, why.
+/// Keeps what was refused, for the console: who, which device, when, why, and the changes
+/// themselves within the bounds (so nothing is lost if the phone is lost before the reason
+/// is settled).
 fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) -> rusqlite::Result<()> {
+    let size: usize = r.changes.iter().map(Vec::len).sum();
+    let device_total: i64 = tx
+        .prepare_cached(
+            "SELECT coalesce(sum(length(changes)), 0) FROM refused_uploads WHERE device_id = ?1 AND doc_id != ?2",
+        )?
+        .query_row(params![caller.device_id, r.doc_id], |row| row.get(0))?;
+    let keep = !r.changes.is_empty()
+        && size <= MAX_REFUSED_DOC_BYTES
+        && device_total + size as i64 <= MAX_REFUSED_DEVICE_BYTES;
+    let changes = if keep { encode_changes(&r.changes) } else { Vec::new() };
     tx.prepare_cached(
-        "INSERT INTO refused_uploads (doc_id, kind, user_id, device_id, label, code, reason_zh, reason_en, first_at, last_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+        "INSERT INTO refused_uploads (doc_id, kind, user_id, device_id, label, code, reason_zh, reason_en, first_at,
+                                      last_at, changes, kept, county_code, enterprise_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (doc_id, device_id) DO UPDATE SET user_id = ?3, label = ?5, code = ?6, reason_zh = ?7,
-             reason_en = ?8, last_at = ?9, attempts = attempts + 1",
+             reason_en = ?8, last_at = ?9, attempts = attempts + 1, changes = ?10, kept = ?11, county_code = ?12,
+             enterprise_id = ?13",
     )?
     .execute(params![
         r.doc_id,
@@ -340,7 +381,11 @@ fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) 
         r.code,
         r.reason_zh,
         r.reason_en,
-        now
+        now,
+        changes,
+        keep,
+        r.county,
+        r.enterprise,
     ])?;
     tx.prepare_cached(
         "DELETE FROM refused_uploads WHERE device_id = ?1 AND rowid NOT IN
@@ -350,15 +395,63 @@ fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) 
     Ok(())
 }
 
+/// The document from this device was accepted: it is no longer refused.
+fn accepted_now(tx: &Transaction<'_>, doc_id: &str, device_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM refused_uploads WHERE doc_id = ?1 AND device_id = ?2")?
+        .execute([doc_id, device_id])?;
+    Ok(())
+}
+
+/// Kept changes: a CBOR array of byte strings, one Automerge change each.
+fn encode_changes(changes: &[Vec<u8>]) -> Vec<u8> {
+    let list: Vec<serde_bytes::ByteBuf> = changes.iter().map(|c| serde_bytes::ByteBuf::from(c.clone())).collect();
+    let mut out = Vec::new();
+    ciborium::into_writer(&list, &mut out).expect("writing to a Vec");
+    out
+}
+
+/// The kept changes of a refused upload; `None` when nothing was kept or they do not read.
+pub fn decode_changes_kept(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let list: Vec<serde_bytes::ByteBuf> = ciborium::from_reader(bytes).ok()?;
+    Some(list.into_iter().map(|b| b.into_vec()).collect())
+}
+
 /// Applies one document's changes and returns the credit codes whose status rows the caller
-/// must refresh (in the same transaction) once every document of the batch is in.
-#[allow(clippy::too_many_arguments)]
+/// must refresh (in the same transaction) once every document of the batch is in. A refusal
+/// carries the changes as pushed.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
 fn apply_to_document(
     tx: &Transaction<'_>,
     caller: &Caller,
     doc_id: &str,
     kind: RecordKind,
+    mut changes: Vec<Incoming>,
+    ready: Option<Prepared>,
+    now: i64,
+    limits: &Limits,
+) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
+    let raw: Vec<(String, Vec<u8>)> =
+        changes.iter_mut().map(|c| (c.hash.clone(), std::mem::take(&mut c.bytes))).collect();
+    match apply_changes_to(tx, caller, doc_id, kind, changes, &raw, ready, now, limits) {
+        Err(DocError::Refused(mut r)) => {
+            r.changes = raw.into_iter().map(|(_, bytes)| bytes).collect();
+            Err(DocError::Refused(r))
+        }
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+fn apply_changes_to(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
     changes: Vec<Incoming>,
+    raw: &[(String, Vec<u8>)],
     ready: Option<Prepared>,
     now: i64,
     limits: &Limits,
@@ -369,7 +462,6 @@ fn apply_to_document(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let raw: Vec<(String, Vec<u8>)> = changes.iter().map(|c| (c.hash.clone(), c.bytes.clone())).collect();
     let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
     // Kept for the field authority check, which reads their operations (visits only: an
     // enterprise has no server-owned fields).
@@ -476,8 +568,14 @@ fn apply_to_document(
             format!("{} · {name}", v.visit_date)
         }
     };
-    let refuse_labelled =
-        |code, zh: &str, en: &str| DocError::Refused(Refused::new(doc_id, kind, code, zh, en).labelled(label.clone()));
+    let (claimed, enterprise) = match (&row, &enterprise_of_visit) {
+        (Row::Enterprise(e), _) => (e.county.code.clone(), String::new()),
+        (Row::Visit(v), Some((county, _))) => (county.clone(), v.enterprise_id.clone()),
+        (Row::Visit(v), None) => (String::new(), v.enterprise_id.clone()),
+    };
+    let refuse_labelled = |code, zh: &str, en: &str| {
+        DocError::Refused(Refused::new(doc_id, kind, code, zh, en).about(&label, &claimed, &enterprise))
+    };
     let county = match (&row, enterprise_of_visit) {
         (Row::Enterprise(e), _) => e.county.code.clone(),
         (Row::Visit(_), Some((county, _))) => county,
@@ -556,8 +654,8 @@ fn apply_to_document(
     // A record that moved is fed whole before its changes: a device of the new county gets
     // the document the changes depend on first (the whole document is read at pull time, so
     // it holds them too).
-    if old_county.as_deref().is_some_and(|c| c != county) {
-        feed_whole(tx, doc_id, kind, now)?;
+    if let Some(old) = old_county.as_deref().filter(|c| *c != county) {
+        feed_moved(tx, doc_id, kind, old, &saved, now)?;
     }
     for (hash, bytes) in raw {
         insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
@@ -587,11 +685,31 @@ fn move_visits(tx: &Transaction<'_>, credit_code: &str, county: &str, now: i64) 
 
 /// Puts a marker in the feed that a pull answers with the whole document as it is then.
 fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) -> rusqlite::Result<()> {
+    feed_moved(tx, doc_id, kind, "", &[], now)
+}
+
+/// [`feed_whole`] for a record that moved out of county `old`: the old county's phones get
+/// `snapshot`, the document as it was at the move (not what the new county adds later).
+fn feed_moved(
+    tx: &Transaction<'_>,
+    doc_id: &str,
+    kind: RecordKind,
+    old: &str,
+    snapshot: &[u8],
+    now: i64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at, whole)
-         VALUES (?1, ?2, ?3, x'', '', '', ?4, 1)",
+        "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at, whole, also_county)
+         VALUES (?1, ?2, ?3, ?4, '', '', ?5, 1, ?6)",
     )?
-    .execute(params![format!("whole:{}", uuid::Uuid::new_v4().simple()), doc_id, kind.as_str(), now])?;
+    .execute(params![
+        format!("whole:{}", uuid::Uuid::new_v4().simple()),
+        doc_id,
+        kind.as_str(),
+        snapshot,
+        now,
+        old
+    ])?;
     Ok(())
 }
 
@@ -602,6 +720,7 @@ pub struct RefusedUpload {
     pub kind: String,
     pub label: String,
     pub user_name: String,
+    pub device_id: String,
     pub device_name: String,
     pub code: String,
     pub reason_zh: String,
@@ -609,30 +728,60 @@ pub struct RefusedUpload {
     /// Seconds since the epoch, the last attempt.
     pub last_at: i64,
     pub attempts: i64,
+    /// The changes are kept on the server (bounded): a transfer applies them.
+    pub kept: bool,
+    /// The county the record claims, and (for a visit) its enterprise.
+    pub county_code: String,
+    pub enterprise_id: String,
+    /// The enterprise a transfer would decide about (the record itself, or a visit's).
+    pub transfer_enterprise: String,
+    /// That enterprise's county on the server, when the server has it.
+    pub server_county: Option<String>,
 }
 
 /// The refused uploads of users of `org_unit` (and below), newest first.
 pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusqlite::Result<Vec<RefusedUpload>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.doc_id, r.kind, r.label, u.display_name, coalesce(nullif(d.name, ''), r.device_id), r.code,
-                r.reason_zh, r.reason_en, r.last_at, r.attempts
+        "SELECT r.doc_id, r.kind, r.label, u.display_name AS user_name, r.device_id,
+                coalesce(nullif(d.name, ''), r.device_id) AS device_name, r.code, r.reason_zh, r.reason_en,
+                r.last_at, r.attempts, r.kept, r.county_code, r.enterprise_id,
+                CASE r.kind WHEN 'enterprise' THEN r.doc_id ELSE r.enterprise_id END AS transfer_enterprise,
+                e.county_code AS server_county
          FROM refused_uploads r JOIN users u ON u.id = r.user_id LEFT JOIN devices d ON d.id = r.device_id
-         WHERE substr(u.org_unit, 1, length(?1)) = ?1 ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
+              LEFT JOIN documents e ON e.kind = 'enterprise'
+                  AND e.id = CASE r.kind WHEN 'enterprise' THEN r.doc_id ELSE r.enterprise_id END
+         WHERE r.settled = 0 AND substr(u.org_unit, 1, length(?1)) = ?1 ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), limit as i64], |r| {
         Ok(RefusedUpload {
             doc_id: r.get("doc_id")?,
             kind: r.get("kind")?,
             label: r.get("label")?,
-            user_name: r.get(3)?,
-            device_name: r.get(4)?,
+            user_name: r.get("user_name")?,
+            device_id: r.get("device_id")?,
+            device_name: r.get("device_name")?,
             code: r.get("code")?,
             reason_zh: r.get("reason_zh")?,
             reason_en: r.get("reason_en")?,
             last_at: r.get("last_at")?,
             attempts: r.get("attempts")?,
+            kept: r.get("kept")?,
+            county_code: r.get("county_code")?,
+            enterprise_id: r.get("enterprise_id")?,
+            transfer_enterprise: r.get("transfer_enterprise")?,
+            server_county: r.get("server_county")?,
         })
     })?;
+    rows.collect()
+}
+
+/// The documents this device had refused that a transfer took in since: the device is told
+/// on its pull, so it pushes them again at once (and hears them acknowledged).
+pub fn settled_for(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT doc_id FROM refused_uploads WHERE device_id = ?1 AND settled = 1 ORDER BY doc_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![device_id, MAX_REFUSED_PER_DEVICE], |r| r.get(0))?;
     rows.collect()
 }
 
@@ -888,7 +1037,9 @@ pub fn changes_page(
     let mut stmt = tx.prepare_cached(
         "SELECT c.seq, c.doc_id, c.kind,
                 CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2
-                     THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END END,
+                     THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END
+                     WHEN c.whole AND c.also_county <> '' AND substr(c.also_county, 1, length(?2)) = ?2
+                     THEN c.bytes END,
                 c.whole
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",

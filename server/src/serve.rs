@@ -51,6 +51,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     crate::web::session::set_secure_cookies(opts.tls.is_some());
     let mut state = AppState::new(db);
     state.attachments = std::sync::Arc::new(opts.attachments());
+    sweep_partial_uploads(state.attachments.clone());
     let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
 
     let listener = std::net::TcpListener::bind(opts.listen)?;
@@ -93,6 +94,30 @@ async fn tls_config(
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .map_err(|e| format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()).into())
+}
+
+/// Every hour (and once at start), removes unfinished uploads nobody appended to for
+/// [`crate::attachments::PARTIAL_MAX_AGE`], off the async threads.
+fn sweep_partial_uploads(cfg: std::sync::Arc<crate::attachments::Config>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let cfg = cfg.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                crate::attachments::gc_partials(&cfg, crate::attachments::PARTIAL_MAX_AGE)
+            })
+            .await;
+            match swept {
+                Ok(Ok(removed)) if !removed.is_empty() => {
+                    tracing::info!(removed = removed.len(), "unfinished uploads removed")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "sweeping unfinished uploads failed"),
+                Err(e) => tracing::warn!(error = %e, "sweeping unfinished uploads panicked"),
+            }
+        }
+    });
 }
 
 /// On a database without users, creates `admin` with a random password and says so:

@@ -207,7 +207,15 @@ impl Units {
 
     /// The counties and zones directly inside the city `city`, embedded and added, by code.
     pub fn children_of_city(&self, city: &str) -> Vec<Unit> {
-        let prefix = &city[..4];
+        self.counties_with_prefix(&city[..4])
+    }
+
+    /// The counties and zones `org_unit` covers (itself, for a county), embedded and added.
+    pub fn counties_within(&self, org_unit: &str) -> Vec<Unit> {
+        self.counties_with_prefix(scope::prefix(org_unit))
+    }
+
+    fn counties_with_prefix(&self, prefix: &str) -> Vec<Unit> {
         let mut codes: Vec<String> = embedded()
             .keys()
             .filter(|c| c.starts_with(prefix) && level(c) == Level::County)

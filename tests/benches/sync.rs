@@ -4,7 +4,8 @@
 //! (a) a phone returns with 500 changed visits; (b) a new phone's first sync of a county of
 //! 2,000 enterprises and 10,000 visits; (c) server ingest with 20 phones pushing at once;
 //! (d) bytes on the wire (counted by a TCP proxy) against the changes' own bytes, and round
-//! trips; and (a) again through a link shaped to 1 Mbit/s and 300 ms round trip.
+//! trips; (a) again through a link shaped to 1 Mbit/s and 300 ms round trip; and (e) the
+//! returning phone's push with one of its 500 records refused, against all accepted.
 
 use std::time::{Duration, Instant};
 
@@ -254,6 +255,58 @@ fn seeded_figures(server: &Server, rows: &mut Vec<(String, String, String)>) {
             report.progress.round_trips
         ),
         format!("changes' bytes {change_bytes}"),
+    ));
+
+    // (e) 500 changed visits with 1 refused among them, against all 500 accepted, in turns.
+    let pool: Vec<String> = ids.iter().skip(1_000).take(600).cloned().collect();
+    refusal_figure(&seeder, &pool, rows);
+}
+
+/// The returning phone's push when the server refuses one of its 500 records (an app that
+/// let the inspector approve their own visit) against the same push all accepted: three
+/// turns each, medians.
+fn refusal_figure(seeder: &Phone, pool: &[String], rows: &mut Vec<(String, String, String)>) {
+    let sync = || {
+        let t = Instant::now();
+        let report = seeder.sync();
+        (t.elapsed(), report)
+    };
+    let mut held: Vec<String> = Vec::new();
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    let (mut trips_accepted, mut trips_refused) = (0, 0);
+    for turn in 0..6 {
+        let batch: Vec<String> = pool.iter().filter(|id| !held.contains(id)).take(500).cloned().collect();
+        edit_all(seeder, &batch, 10 + turn);
+        if turn % 2 == 1 {
+            let bad = batch[turn].clone();
+            seeder.store.edit_visit(&bad, |v| v.review.state = ohassist_core::model::ReviewState::Approved).unwrap();
+            held.push(bad);
+        }
+        let (took, report) = sync();
+        if turn % 2 == 1 {
+            assert_eq!(report.newly_held, 1, "{report:?}");
+            refused.push(took);
+            trips_refused = trips_refused.max(report.progress.round_trips);
+        } else {
+            assert_eq!(report.newly_held, 0, "{report:?}");
+            accepted.push(took);
+            trips_accepted = trips_accepted.max(report.progress.round_trips);
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (a, r) = (median(&mut accepted), median(&mut refused));
+    rows.push((
+        "(e) 500 changed visits, all accepted (median of 3)".into(),
+        format!("{} ({trips_accepted} round trips)", ms(a)),
+        String::new(),
+    ));
+    rows.push((
+        "(e) 500 changed visits, 1 refused and held (median of 3)".into(),
+        format!("{} ({trips_refused} round trips; {:.2} × all accepted)", ms(r), r.as_secs_f64() / a.as_secs_f64()),
+        "≤ 3 round trips, ≤ 1.1 ×".into(),
     ));
 }
 

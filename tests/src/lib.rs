@@ -2,7 +2,10 @@
 //! database file, phones that are real stores with the real sync client, and a proxy that
 //! cuts connections.
 
+pub mod console;
 pub mod proxy;
+
+pub use console::Console;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

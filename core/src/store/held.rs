@@ -3,11 +3,11 @@
 //! editable and queued, and is pushed again when its reason may have cleared; a quarantined
 //! item is kept with its reason and tried again after every pull.
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::RecordKind;
 
 /// How long a held record waits before it is pushed again even if nothing changed (a rule
@@ -54,6 +54,22 @@ pub fn advice(code: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// A held record the inspector discarded, as exported: the record's JSON and the whole
+/// saved document, kept in the store (and returned to the app to save or share).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscardedRecord {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    /// The record as it read (JSON).
+    pub json: String,
+    /// The saved Automerge document: every change of the record, loadable again.
+    pub bytes: Vec<u8>,
+    pub code: String,
+    pub reason_zh: String,
+    pub reason_en: String,
+    pub discarded_at_ms: i64,
+}
+
 /// Something a server sent that could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -66,9 +82,15 @@ pub struct Quarantined {
 impl Store {
     /// Marks documents as held with the server's reason: their changes stay queued but are
     /// not pushed again until a retry is due.
-    pub fn hold(&self, refused: &[(String, RecordKind, String, String, String)]) -> Result<()> {
+    /// Returns how many of them were not held before.
+    pub fn hold(&self, refused: &[(String, RecordKind, String, String, String)]) -> Result<usize> {
         let now = now_ms();
         self.write(|tx| {
+            let mut was_held = tx.prepare_cached("SELECT 1 FROM held WHERE doc_id = ?1")?;
+            let mut new = 0;
+            for (doc_id, ..) in refused {
+                new += usize::from(!was_held.exists([doc_id])?);
+            }
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO held (doc_id, kind, code, reason_zh, reason_en, held_at, retry)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
@@ -77,7 +99,7 @@ impl Store {
             for (doc_id, kind, code, zh, en) in refused {
                 stmt.execute(params![doc_id, kind.as_str(), code, zh, en, now])?;
             }
-            Ok(())
+            Ok(new)
         })
     }
 
@@ -129,6 +151,97 @@ impl Store {
         self.write(|tx| Ok(tx.execute("UPDATE held SET retry = 1 WHERE held_at <= ?1", [cutoff])?))
     }
 
+    /// The confirmation a discard of held record `doc_id` needs: the app shows the inspector
+    /// what will go (and that an export is kept) and passes this back to
+    /// [`Store::discard_held`]. It names the record's version, so a record edited after the
+    /// confirmation was shown is not discarded.
+    pub fn discard_confirmation(&self, doc_id: &str) -> Result<String> {
+        let conn = self.conn();
+        held_row(&conn, doc_id)?;
+        let heads: Option<String> = conn
+            .prepare_cached("SELECT heads FROM documents WHERE id = ?1")?
+            .query_row([doc_id], |r| r.get(0))
+            .optional()?;
+        let heads = heads.ok_or_else(|| Error::NotFound(doc_id.to_string()))?;
+        Ok(confirmation(doc_id, &heads))
+    }
+
+    /// Discards held record `doc_id` from the store, keeping an export of it (its JSON and
+    /// the whole saved document) in the store's `discarded` list, which it returns. Only a
+    /// held record, only with the confirmation of its current version, and not an
+    /// enterprise whose visits are still on the phone.
+    pub fn discard_held(&self, doc_id: &str, confirmed: &str) -> Result<DiscardedRecord> {
+        let refuse = |reason: &str| Error::NotDiscardable { id: doc_id.to_string(), reason: reason.to_string() };
+        self.write(|tx| {
+            let (kind, code, reason_zh, reason_en) = held_row(tx, doc_id)?;
+            let heads: String = tx.query_row("SELECT heads FROM documents WHERE id = ?1", [doc_id], |r| r.get(0))?;
+            if confirmed != confirmation(doc_id, &heads) {
+                return Err(refuse("the confirmation is not this record's current version: show it again"));
+            }
+            if kind == RecordKind::Enterprise {
+                let visits: i64 =
+                    tx.query_row("SELECT count(*) FROM visits WHERE enterprise_id = ?1", [doc_id], |r| r.get(0))?;
+                if visits > 0 {
+                    return Err(refuse(&format!("{visits} visits of this enterprise are on the phone")));
+                }
+            }
+            let doc = super::load(tx, doc_id)?.ok_or_else(|| Error::NotFound(doc_id.to_string()))?;
+            let json = doc.json(None).to_string();
+            let bytes = doc.save();
+            let at = now_ms();
+            tx.execute(
+                "INSERT INTO discarded (doc_id, kind, json, bytes, code, reason_zh, reason_en, discarded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![doc_id, kind.as_str(), json, bytes, code, reason_zh, reason_en, at],
+            )?;
+            for table in ["outbox WHERE doc_id", "held WHERE doc_id", "enterprises WHERE id", "visits WHERE id"] {
+                tx.execute(&format!("DELETE FROM {table} = ?1"), [doc_id])?;
+            }
+            tx.execute("DELETE FROM documents WHERE id = ?1", [doc_id])?;
+            Ok(DiscardedRecord {
+                doc_id: doc_id.to_string(),
+                kind,
+                json,
+                bytes,
+                code,
+                reason_zh,
+                reason_en,
+                discarded_at_ms: at,
+            })
+        })
+    }
+
+    /// Every discarded record's export, oldest first.
+    pub fn discarded_records(&self) -> Result<Vec<DiscardedRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc_id, kind, json, bytes, code, reason_zh, reason_en, discarded_at FROM discarded ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DiscardedRecord {
+                doc_id: r.get(0)?,
+                kind: RecordKind::parse(&r.get::<_, String>(1)?).unwrap_or(RecordKind::Visit),
+                json: r.get(2)?,
+                bytes: r.get(3)?,
+                code: r.get(4)?,
+                reason_zh: r.get(5)?,
+                reason_en: r.get(6)?,
+                discarded_at_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Makes these held records (and held visits of these enterprises) due for a retry now:
+    /// the server said their reason was settled.
+    pub fn retry_now(&self, doc_ids: &[String]) -> Result<()> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = doc_ids.iter().map(String::as_str).collect();
+        self.write(|tx| Ok(touched(tx, &ids)?))
+    }
+
     /// What could not be applied of what servers sent.
     pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
         let conn = self.conn();
@@ -174,6 +287,26 @@ impl Store {
         let n: i64 = self.conn().query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?;
         Ok(n as usize)
     }
+}
+
+/// The held row of `doc_id`: its kind and the server's reason.
+fn held_row(conn: &rusqlite::Connection, doc_id: &str) -> Result<(RecordKind, String, String, String)> {
+    let row: Option<(String, String, String, String)> = conn
+        .prepare_cached("SELECT kind, code, reason_zh, reason_en FROM held WHERE doc_id = ?1")?
+        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let (kind, code, zh, en) = row.ok_or_else(|| Error::NotDiscardable {
+        id: doc_id.to_string(),
+        reason: "only a record the server refused (held) can be discarded".into(),
+    })?;
+    Ok((RecordKind::parse(&kind).unwrap_or(RecordKind::Visit), code, zh, en))
+}
+
+/// The confirmation of discarding `doc_id` at version `heads`.
+fn confirmation(doc_id: &str, heads: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{doc_id}\n{heads}").as_bytes());
+    format!("discard:{doc_id}:{}", hex::encode(&digest[..8]))
 }
 
 fn any_held(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {

@@ -33,7 +33,7 @@ use crate::{credit_code, validate};
 
 pub use attachments::{sha256_hex, NewAttachment, PendingUpload, MAX_ATTACHMENT_BYTES};
 pub use crypto::StoreKey;
-pub use held::{HeldRecord, Quarantined};
+pub use held::{DiscardedRecord, HeldRecord, Quarantined};
 pub use index::{EnterpriseFilter, EnterpriseSummary, VisitFilter, VisitSummary};
 
 /// A record as read from the store, with its version for a later edit.

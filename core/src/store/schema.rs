@@ -9,6 +9,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../../migrations/001_init.sql"),
         include_str!("../../migrations/002_attachments.sql"),
         include_str!("../../migrations/003_held.sql"),
+        include_str!("../../migrations/004_discarded.sql"),
     ],
 };
 

@@ -452,6 +452,45 @@ fn held_records_wait_until_a_retry_is_due() {
 }
 
 #[test]
+fn a_held_record_is_discarded_only_when_confirmed_and_its_export_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let e = s.create_enterprise(enterprise()).unwrap();
+    let v = s.create_visit(visit()).unwrap();
+    let hold = |id: &str, kind| {
+        s.hold(&[(id.to_string(), kind, "out_of_scope".into(), "不属于".into(), "outside".into())]).unwrap();
+    };
+    // Not held: nothing to discard.
+    assert!(matches!(s.discard_confirmation(&v), Err(Error::NotDiscardable { .. })));
+    hold(&v, RecordKind::Visit);
+    hold(&e, RecordKind::Enterprise);
+    let ok = s.discard_confirmation(&v).unwrap();
+    // No confirmation, or one shown before an edit: refused, nothing changed.
+    assert!(matches!(s.discard_held(&v, ""), Err(Error::NotDiscardable { .. })));
+    s.edit_visit(&v, |x| x.notes = "后来补记".into()).unwrap();
+    assert!(matches!(s.discard_held(&v, &ok), Err(Error::NotDiscardable { .. })), "stale confirmation");
+    assert_eq!(s.get_visit(&v).unwrap().record.notes, "后来补记");
+    // An enterprise whose visit is still here is not discarded.
+    let ce = s.discard_confirmation(&e).unwrap();
+    assert!(matches!(s.discard_held(&e, &ce), Err(Error::NotDiscardable { reason, .. }) if reason.contains("visits")));
+    let pending_before = s.outbox_len().unwrap();
+    let exported = s.discard_held(&v, &s.discard_confirmation(&v).unwrap()).unwrap();
+    assert!(matches!(s.get_visit(&v), Err(Error::NotFound(_))));
+    assert!(s.outbox_len().unwrap() < pending_before, "its changes left the outbox");
+    assert!(s.held_records().unwrap().iter().all(|h| h.doc_id != v));
+    // The export holds the record whole: its JSON and a document that loads with the edit.
+    assert_eq!(exported.code, "out_of_scope");
+    assert!(exported.json.contains("后来补记"));
+    let again = Document::load(RecordKind::Visit, &v, &exported.bytes).unwrap();
+    assert_eq!(again.read::<Visit>().unwrap().notes, "后来补记");
+    assert_eq!(s.discarded_records().unwrap(), vec![exported]);
+    // Now the enterprise may go too.
+    s.discard_held(&e, &s.discard_confirmation(&e).unwrap()).unwrap();
+    assert_eq!(s.discarded_records().unwrap().len(), 2);
+    s.check().unwrap();
+}
+
+#[test]
 fn an_attachment_range_beyond_the_file_is_refused_encrypted_or_not() {
     let dir = tempfile::tempdir().unwrap();
     let plain = Store::open_unencrypted(dir.path().join("plain.db")).unwrap();

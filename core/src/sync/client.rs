@@ -689,6 +689,8 @@ async fn sync_inner(
         page.meta.push((META_PAGE_TOKEN.into(), response.page_token.clone()));
         // A record of the page that cannot be applied is quarantined; the rest applies.
         store.apply_remote_page(&page)?;
+        // Held records a supervisor settled on the server go again in this sync.
+        store.retry_now(&response.settled)?;
         p.documents_down += docs.len() as u64;
         sink.on_progress(&p);
         if !response.more {
@@ -775,8 +777,7 @@ async fn push_batch(
     let accepted: Vec<String> = in_batch.iter().filter(|d| !refused_ids.contains(*d)).map(|d| d.to_string()).collect();
     if !refused.is_empty() {
         tracing::info!(documents = refused.len(), "the server refused documents; they are held");
-        store.hold(&refused)?;
-        report.newly_held += refused.len() as u64;
+        report.newly_held += store.hold(&refused)? as u64;
     }
     store.release(&accepted)?;
     report.changes_pushed += acked.len() as u64;

@@ -102,6 +102,10 @@ pub struct PullResponse {
     pub page_token: Option<String>,
     /// More pages wait: pull again at once.
     pub more: bool,
+    /// Records this device pushed and the server refused that were settled since (a
+    /// supervisor's transfer took them in): push them again now, they will be acknowledged.
+    #[serde(default)]
+    pub settled: Vec<String>,
 }
 
 /// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.

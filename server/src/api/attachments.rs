@@ -83,7 +83,7 @@ async fn status(
         .await?;
     Ok(Json(match held {
         Some((size, _)) => UploadStatus { offset: size, complete: true },
-        None => UploadStatus { offset: store::partial_len(&state.attachments, &sha), complete: false },
+        None => UploadStatus { offset: store::partial_len(&state.attachments, &caller.user_id, &sha), complete: false },
     }))
 }
 
@@ -136,9 +136,9 @@ async fn upload(
     let chunk = axum::body::to_bytes(body, wire::MAX_ATTACHMENT_CHUNK).await.map_err(|_| chunk_too_large())?;
 
     let guard = state.upload_lock.clone().lock_owned().await;
-    let s = sha.clone();
+    let (s, owner) = (sha.clone(), caller.user_id.clone());
     let appended = tokio::task::spawn_blocking(move || {
-        let r = store::append_chunk(&cfg, &s, offset, total, &chunk);
+        let r = store::append_chunk(&cfg, &owner, &s, offset, total, &chunk);
         drop(guard);
         r
     })

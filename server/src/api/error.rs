@@ -54,6 +54,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("too large: {0}")]
     TooLarge(String),
+    /// A user's unfinished uploads would pass their bound (`held` bytes held now).
+    #[error("unfinished uploads of {held} bytes; at most {quota}")]
+    UploadQuota { held: u64, quota: u64 },
     #[error("protocol version {found:?} is not {}", wire::PROTOCOL_VERSION)]
     ProtocolVersion { found: Option<String> },
     #[error("{0} already exists")]
@@ -95,7 +98,7 @@ impl ApiError {
             DeviceLost => StatusCode::GONE,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TooLarge(_) | UploadQuota { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProtocolVersion { .. } => StatusCode::UPGRADE_REQUIRED,
             AlreadyExists(_) => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
@@ -185,6 +188,12 @@ impl ApiError {
                 None,
             ),
             TooLarge(d) => ("too_large", format!("请求过大：{d}"), format!("request too large: {d}"), None),
+            UploadQuota { held, quota } => (
+                "upload_quota",
+                format!("未完成的上传已达 {held} 字节（上限 {quota}），请先完成或等待清理"),
+                format!("unfinished uploads hold {held} bytes, at most {quota}: finish them or wait for the cleanup"),
+                None,
+            ),
             ProtocolVersion { found } => (
                 "protocol_version",
                 format!("同步协议版本不符（服务器为 {}），请更新应用", wire::PROTOCOL_VERSION),

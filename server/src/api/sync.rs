@@ -66,14 +66,15 @@ async fn pull(
         None => None,
     };
     let (org_unit, device, budget) = (caller.org_unit.clone(), caller.device_id.clone(), state.pull_page_bytes);
-    let page = state
+    let (page, settled) = state
         .db
         .read(move |conn| {
-            if token.is_some() || req.cursor == 0 {
-                records::first_sync_page(conn, &org_unit, token, budget)
+            let page = if token.is_some() || req.cursor == 0 {
+                records::first_sync_page(conn, &org_unit, token, budget)?
             } else {
-                records::changes_page(conn, &org_unit, &device, req.cursor, budget)
-            }
+                records::changes_page(conn, &org_unit, &device, req.cursor, budget)?
+            };
+            Ok((page, records::settled_for(conn, &device)?))
         })
         .await?;
     tracing::debug!(
@@ -89,5 +90,6 @@ async fn pull(
         cursor: page.cursor,
         page_token: page.page_token,
         more: page.more,
+        settled,
     }))
 }

@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod monthly;
 pub mod pages;
 pub mod session;
+pub mod transfers;
 pub mod units;
 pub mod views;
 mod visit_sections;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(units::router())
         .merge(monthly::router())
+        .merge(transfers::router())
         .merge(api::router())
 }
 

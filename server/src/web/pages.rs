@@ -37,7 +37,6 @@ pub fn router() -> Router<AppState> {
         .route("/visits/{id}", get(visit))
         .route("/visits/{id}/review", post(review))
         .route("/conflicts", get(conflicts))
-        .route("/refused", get(refused))
         .route("/conflicts/resolve", post(resolve))
         .route("/tables/{n}", get(table))
 }
@@ -317,7 +316,20 @@ async fn enterprise(
     Path(code): Path<String>,
 ) -> Result<Html<String>, WebError> {
     let unit = s.caller.org_unit.clone();
-    let view = state.db.read(move |conn| views::enterprise(conn, &unit, &code)).await?;
+    let (view, units) = state
+        .db
+        .read(move |conn| Ok((views::enterprise(conn, &unit, &code)?, crate::units::Units::load(conn)?)))
+        .await?;
+    // A supervisor or admin whose unit covers more than one county may transfer the record.
+    let transfer_counties: Vec<Value> = if matches!(s.caller.role, Role::Supervisor | Role::Admin) {
+        units
+            .counties_within(&s.caller.org_unit)
+            .into_iter()
+            .map(|u| context! { code => u.code, name => u.name })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let en = s.lang == Lang::En;
     let label = |l: &dyn Label| if en { l.label_en() } else { l.label_zh() };
     let industry = view.enterprise.industry.as_ref().map(|i| label(i)).unwrap_or("");
@@ -338,7 +350,7 @@ async fn enterprise(
         .collect();
     render(
         "enterprise.html",
-        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, size, review_labels, status, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
+        context! { ..base(&s, "enterprises"), ..context! { v => view, industry, size, review_labels, status, transfer_counties, headers => reports::TABLE1_HEADERS[4..].to_vec() } },
     )
 }
 
@@ -510,18 +522,6 @@ async fn conflicts(State(state): State<AppState>, s: Session) -> Result<Html<Str
         "conflicts.html",
         context! { ..base(&s, "conflicts"), ..context! { conflicts => list, next => "/conflicts" } },
     )
-}
-
-/// Uploads the server refused, of the unit's inspectors: which record, who, which device,
-/// when, why. The phones keep them held; this is where a supervisor sees what to settle.
-async fn refused(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
-    let unit = s.caller.org_unit.clone();
-    let list = state.db.read(move |conn| Ok(crate::records::refused_uploads(conn, &unit, 500)?)).await?;
-    let rows: Vec<_> = list
-        .into_iter()
-        .map(|r| context! { time => views::local_ms(r.last_at * 1000), ..minijinja::Value::from_serialize(&r) })
-        .collect();
-    render("refused.html", context! { ..base(&s, "refused"), ..context! { refused => rows } })
 }
 
 #[derive(Deserialize)]

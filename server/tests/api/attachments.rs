@@ -8,6 +8,8 @@ use ohassist_core::sync::wire::{PushResponse, UploadStatus, MAX_ATTACHMENT_CHUNK
 use ohassist_server::accounts::Role;
 use sha2::{Digest, Sha256};
 
+use ohassist_server::attachments::PARTIAL_MAX_AGE;
+
 use crate::common::*;
 
 /// Shenyang, Heping district (210102).
@@ -448,16 +450,54 @@ async fn gc_removes_only_stale_partial_uploads() {
     f.patch(&t, &sha(&fresh), &v, 0, 3000, &fresh[..1000]).await;
     assert!(f.upload(&t, &v, &done).await.complete);
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
-    let partial = f.attachments_dir().join("partial");
-    std::fs::File::options().write(true).open(partial.join(sha(&stale))).unwrap().set_modified(old).unwrap();
+    let stale_path = partial_file(&f, &sha(&stale));
+    std::fs::File::options().write(true).open(&stale_path).unwrap().set_modified(old).unwrap();
+    // A partial file of the layout before per-user folders is swept too.
+    let legacy = f.attachments_dir().join("partial").join("0".repeat(64));
+    std::fs::write(&legacy, b"old").unwrap();
+    std::fs::File::options().write(true).open(&legacy).unwrap().set_modified(old).unwrap();
 
-    let week = std::time::Duration::from_secs(7 * 24 * 3600);
-    let removed = ohassist_server::attachments::gc_partials(&f.state.attachments, week).unwrap();
-    assert_eq!(removed, vec![sha(&stale)]);
-    assert!(partial.join(sha(&fresh)).exists());
+    let removed = ohassist_server::attachments::gc_partials(&f.state.attachments, PARTIAL_MAX_AGE).unwrap();
+    assert_eq!(removed, vec!["0".repeat(64), sha(&stale)]);
+    assert!(!stale_path.exists() && !legacy.exists());
+    assert!(partial_file(&f, &sha(&fresh)).exists());
     assert!(ohassist_server::cli::check_attachments(f.dir.path()).unwrap().ok(), "complete files untouched");
     assert_eq!(status_of(&f.upload_status(&t, &sha(&stale), &v).await).offset, 0);
     assert_eq!(status_of(&f.upload_status(&t, &sha(&fresh), &v).await).offset, 1000);
+}
+
+/// The pending file of `sha`, in whichever user's folder it is.
+fn partial_file(f: &Fixture, sha: &str) -> std::path::PathBuf {
+    let root = f.attachments_dir().join("partial");
+    std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(sha))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no partial upload of {sha}"))
+}
+
+#[tokio::test]
+async fn unfinished_uploads_count_against_a_per_user_quota_and_stay_apart() {
+    let mut f = Fixture::new();
+    let mut cfg = (*f.state.attachments).clone();
+    cfg.max_partial_bytes_per_user = 5_000;
+    f.state.attachments = std::sync::Arc::new(cfg);
+    let zhang = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let wang = f.user_token("wang", Role::Inspector, "210102", "phone-b").await;
+    let v = plain_visit(&f, &zhang, "210102", 1).await;
+    let (one, two, three) = (photo(4000, 30), photo(4000, 31), photo(4000, 32));
+    assert_eq!(f.patch(&zhang, &sha(&one), &v, 0, 4000, &one[..3000]).await.status, StatusCode::OK);
+    // A second unfinished file would pass zhang's 5,000 bytes: refused, named, nothing kept.
+    let over = f.patch(&zhang, &sha(&two), &v, 0, 4000, &two[..3000]).await;
+    over.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "upload_quota");
+    assert_eq!(status_of(&f.upload_status(&zhang, &sha(&two), &v).await).offset, 0);
+    // Another user's quota is their own, and they do not see zhang's progress.
+    assert_eq!(f.patch(&wang, &sha(&three), &v, 0, 4000, &three[..3000]).await.status, StatusCode::OK);
+    assert_eq!(status_of(&f.upload_status(&wang, &sha(&one), &v).await).offset, 0);
+    // Finishing the first file frees the quota.
+    assert!(status_of(&f.patch(&zhang, &sha(&one), &v, 3000, 4000, &one[3000..]).await).complete);
+    assert_eq!(f.patch(&zhang, &sha(&two), &v, 0, 4000, &two[..3000]).await.status, StatusCode::OK);
 }
 
 #[test]

@@ -1,0 +1,184 @@
+//! Transfers: a supervisor whose unit covers both counties decides where an enterprise
+//! belongs ("属于 X县"). The decision is an ordinary server edit of the enterprise's county
+//! (its visits follow, and every record that moves is fed whole to the receiving county's
+//! phones); then the changes the server refused for it and its visits, and kept, are applied
+//! as their inspectors pushed them, so nothing waits for a phone that may be lost. A phone
+//! still holding them pushes them again on its next sync and hears them acknowledged.
+
+use std::collections::BTreeSet;
+
+use ohassist_core::doc::{Author, Document};
+use ohassist_core::limits;
+use ohassist_core::model::{Enterprise, RecordKind};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{apply_server_edit_in, apply_to_document, limits as push_limits, DocError, Incoming, WEB_DEVICE};
+use crate::accounts::{Caller, Role};
+use crate::api::error::ApiError;
+use crate::scope;
+
+/// What a transfer did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transferred {
+    /// The enterprise's county changed (false when it was already there).
+    pub moved: bool,
+    /// Documents whose kept refused changes were applied.
+    pub applied: Vec<String>,
+    /// Kept refused uploads that were applied to nothing, with the reason they still fail.
+    pub still_refused: Vec<(String, String)>,
+}
+
+/// Puts enterprise `credit_code` in `county` (named `county_name`), in one transaction:
+/// the county edit (when the server has the record) and the kept refused changes of the
+/// enterprise and of its visits. The viewer's unit must cover `county` and, when the server
+/// has the record, its current county.
+pub fn transfer_enterprise(
+    conn: &mut Connection,
+    viewer: &Caller,
+    credit_code: &str,
+    county: &str,
+    county_name: &str,
+    now: i64,
+) -> Result<Transferred, ApiError> {
+    if !matches!(viewer.role, Role::Supervisor | Role::Admin) {
+        return Err(ApiError::Forbidden);
+    }
+    if !scope::is_division_code(county) || !scope::covers(&viewer.org_unit, county) {
+        return Err(ApiError::InvalidInput {
+            field: "county",
+            reason_zh: "所选县区不在您的辖区内".into(),
+            reason_en: "the chosen county is outside your unit".into(),
+        });
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: Option<String> = tx
+        .query_row("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if current.as_deref().is_some_and(|c| !scope::covers(&viewer.org_unit, c)) {
+        return Err(ApiError::NotFound);
+    }
+    let mut out = Transferred::default();
+    let mut affected = BTreeSet::new();
+    // A record the server has moves first: the refused registration's county value then
+    // agrees with the server's and merges without a conflict.
+    if current.is_some() {
+        out.moved = set_county(&tx, viewer, credit_code, county, county_name, now)?;
+    }
+    apply_kept(&tx, viewer, "doc_id = ?1 AND kind = 'enterprise'", credit_code, now, &mut out, &mut affected)?;
+    if current.is_none() {
+        let exists: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM documents WHERE id = ?1)", [credit_code], |r| r.get(0))?;
+        if !exists {
+            return Err(ApiError::NotFound);
+        }
+        out.moved = set_county(&tx, viewer, credit_code, county, county_name, now)?;
+    }
+    apply_kept(&tx, viewer, "enterprise_id = ?1 AND kind = 'visit'", credit_code, now, &mut out, &mut affected)?;
+    for code in affected {
+        crate::reports::status::refresh(&tx, &code)?;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Writes the enterprise's county as a server edit; false when it already was `county`.
+fn set_county(
+    tx: &Transaction<'_>,
+    viewer: &Caller,
+    credit_code: &str,
+    county: &str,
+    county_name: &str,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let author = Author { user: viewer.user_id.clone(), device: WEB_DEVICE.to_string() };
+    let console = Caller { device_id: WEB_DEVICE.to_string(), ..viewer.clone() };
+    let hash = apply_server_edit_in(tx, &console, RecordKind::Enterprise, credit_code, now, |doc: &mut Document| {
+        let old: Enterprise = doc.read()?;
+        if old.county.code == county && old.county.name == county_name {
+            return Ok(None);
+        }
+        let mut new = old.clone();
+        new.county.code = county.to_string();
+        new.county.name = county_name.to_string();
+        let (old, new) = (ohassist_core::doc::to_json(&old), ohassist_core::doc::to_json(&new));
+        Ok(doc.write_diff(&automerge::ActorId::random(), &author, &old, &new)?)
+    })?;
+    Ok(hash.is_some())
+}
+
+/// Applies the kept changes of the refused uploads matching `filter` (with `?1 = id`), each
+/// as its inspector's device pushed them, within the viewer's unit; an upload applied
+/// leaves the queue, one refused again keeps its row with the new reason.
+fn apply_kept(
+    tx: &Transaction<'_>,
+    viewer: &Caller,
+    filter: &str,
+    id: &str,
+    now: i64,
+    out: &mut Transferred,
+    affected: &mut BTreeSet<String>,
+) -> Result<(), ApiError> {
+    let rows: Vec<(String, String, String, String, Vec<u8>)> = tx
+        .prepare(&format!(
+            "SELECT doc_id, kind, user_id, device_id, changes FROM refused_uploads WHERE kept = 1 AND settled = 0 AND {filter}
+             ORDER BY first_at, device_id"
+        ))?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let limits = push_limits();
+    for (doc_id, kind, user_id, device_id, kept) in rows {
+        let Some(kind) = RecordKind::parse(&kind) else { continue };
+        let Some(bytes) = super::decode_changes_kept(&kept) else { continue };
+        // The inspector's own changes, applied with the viewer's scope: the author recorded
+        // in the feed is the inspector's account and device, as if the phone had pushed them.
+        let author = Caller {
+            user_id,
+            username: String::new(),
+            display_name: String::new(),
+            role: Role::Inspector,
+            org_unit: viewer.org_unit.clone(),
+            device_id: device_id.clone(),
+            last_seen: None,
+        };
+        let mut incoming = Vec::new();
+        let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+        for b in bytes {
+            let Ok(change) = limits::decode_change(&b, &limits) else { continue };
+            let hash = change.hash().to_string();
+            if !held.exists([&hash])? {
+                incoming.push(Incoming { doc_id: doc_id.clone(), kind, hash, bytes: b, change });
+            }
+        }
+        tx.execute_batch("SAVEPOINT kept")?;
+        let outcome = if incoming.is_empty() {
+            Ok((Vec::new(), None))
+        } else {
+            apply_to_document(tx, &author, &doc_id, kind, incoming, None, now, &limits)
+        };
+        match outcome {
+            Ok((codes, _)) => {
+                tx.execute_batch("RELEASE kept")?;
+                // Out of the queue; the device hears it on its next pull and pushes it again.
+                tx.execute(
+                    "UPDATE refused_uploads SET settled = 1, last_at = ?3 WHERE doc_id = ?1 AND device_id = ?2",
+                    params![doc_id, device_id, now],
+                )?;
+                affected.extend(codes);
+                out.applied.push(doc_id);
+            }
+            Err(DocError::Refused(r)) => {
+                tx.execute_batch("ROLLBACK TO kept; RELEASE kept")?;
+                tx.execute(
+                    "UPDATE refused_uploads SET code = ?3, reason_zh = ?4, reason_en = ?5, last_at = ?6
+                     WHERE doc_id = ?1 AND device_id = ?2",
+                    params![doc_id, device_id, r.code, r.reason_zh, r.reason_en, now],
+                )?;
+                out.still_refused.push((doc_id, r.code.to_string()));
+            }
+            Err(DocError::Db(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
