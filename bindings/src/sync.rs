@@ -54,6 +54,9 @@ mirror_record! {
         /// Records that hold conflicts after the sync.
         conflicted_records: u64,
         attachments_uploaded: u64,
+        /// Attachments not uploaded this time (refused, or waiting for their held visit):
+        /// kept, pending, tried again at the next sync.
+        attachments_refused: u64,
         /// Records the server refused, kept on the phone (`Store.held_records`).
         held_records: u64,
         /// Records refused in this sync.

@@ -23,6 +23,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/005_device_status.sql"),
         include_str!("../migrations/006_units.sql"),
         include_str!("../migrations/007_refused_changes.sql"),
+        include_str!("../migrations/008_visit_scope.sql"),
     ],
 };
 
@@ -146,5 +147,54 @@ mod tests {
             let upgraded = sqlite::open(&path, &SCHEMA).unwrap();
             assert_eq!(dump(&upgraded), dump(&fresh), "upgrade from version {version}");
         }
+    }
+
+    /// Visits stored before the scope-by-reference rule take their enterprise's county on the
+    /// upgrade, and are fed whole to it; the others are untouched.
+    #[test]
+    fn the_upgrade_puts_old_visits_in_their_enterprises_county() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = SCHEMA.steps.iter().position(|s| s.contains("moved_visits")).expect("step 008");
+        let old = Schema { name: SCHEMA.name, application_id: SCHEMA.application_id, steps: &SCHEMA.steps[..before] };
+        {
+            let conn = sqlite::open(&path, &old).unwrap();
+            conn.execute_batch(
+                "INSERT INTO documents VALUES ('E', 'enterprise', x'', '[]', '210102', 0, 0);
+                 INSERT INTO enterprises (credit_code, name, county_code, county_name, years, city_level_target,
+                     special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts)
+                     VALUES ('E', '甲', '210102', '和平区', '[]', 0, 0, 0, 0, 0, 0);
+                 INSERT INTO documents VALUES ('v-wrong', 'visit', x'', '[]', '210103', 0, 0);
+                 INSERT INTO documents VALUES ('v-right', 'visit', x'', '[]', '210102', 0, 0);
+                 INSERT INTO documents VALUES ('v-orphan', 'visit', x'', '[]', '210104', 0, 0);
+                 INSERT INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+                     has_conflicts, principal_trained, managers_trained, workers_trained)
+                     VALUES ('v-wrong', 'E', '210103', '2025-05-01', 'draft', '{}', 0, 0, 0, 0, 0);
+                 INSERT INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+                     has_conflicts, principal_trained, managers_trained, workers_trained)
+                     VALUES ('v-right', 'E', '210102', '2025-05-01', 'draft', '{}', 0, 0, 0, 0, 0);
+                 INSERT INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+                     has_conflicts, principal_trained, managers_trained, workers_trained)
+                     VALUES ('v-orphan', 'X', '210104', '2025-05-01', 'draft', '{}', 0, 0, 0, 0, 0);",
+            )
+            .unwrap();
+        }
+        let conn = sqlite::open(&path, &SCHEMA).unwrap();
+        let county = |table: &str, id: &str| -> String {
+            conn.query_row(&format!("SELECT county_code FROM {table} WHERE id = ?1"), [id], |r| r.get(0)).unwrap()
+        };
+        for table in ["visits", "documents"] {
+            assert_eq!(county(table, "v-wrong"), "210102", "{table}");
+            assert_eq!(county(table, "v-right"), "210102", "{table}");
+            assert_eq!(county(table, "v-orphan"), "210104", "{table}");
+        }
+        let fed: Vec<String> = conn
+            .prepare("SELECT doc_id FROM changes WHERE whole = 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(fed, vec!["v-wrong".to_string()]);
     }
 }

@@ -334,7 +334,9 @@ fn mutated_pushes_never_answer_5xx() {
         *statuses.entry(answer.status).or_insert(0) += 1;
         assert!(answer.status < 500, "case {i}: {} {}", answer.status, String::from_utf8_lossy(&answer.body));
     }
-    eprintln!("mutated pushes: {cases} cases, statuses {statuses:?}");
+    let peak = w.server.peak_memory();
+    eprintln!("mutated pushes: {cases} cases, statuses {statuses:?}, server peak memory {} MB", peak >> 20);
+    assert!(peak < HOSTILE_MEMORY_BOUND, "server peak memory {peak} bytes");
     w.assert_healthy();
 }
 

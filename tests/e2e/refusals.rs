@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ohassist_core::model::{RecordKind, ReviewState};
-use ohassist_core::store::{EnterpriseFilter, VisitFilter};
+use ohassist_core::model::{AttachmentKind, RecordKind, ReviewState};
+use ohassist_core::store::{EnterpriseFilter, NewAttachment, VisitFilter};
 use ohassist_tests::*;
 use rand::{Rng, SeedableRng};
 
@@ -202,8 +202,19 @@ fn a_visit_refused_for_its_fields_is_held_shown_and_discarded_only_with_an_expor
         })
         .unwrap();
     let good = a.store.create_visit(visit(31)).unwrap();
+    // Each visit has a photo: the held one's is refused (its visit is not on the server),
+    // the other's goes up all the same.
+    let photo = |v: &str, byte: u8| {
+        let meta =
+            NewAttachment { kind: Some(AttachmentKind::Photo), media_type: "image/jpeg".into(), ..Default::default() };
+        a.store.add_attachment(v, &[byte; 2048], meta).unwrap()
+    };
+    photo(&bad, 1);
+    photo(&good, 2);
     let report = a.sync();
     assert_eq!(report.newly_held, 1);
+    assert_eq!((report.attachments_uploaded, report.attachments_refused), (1, 1), "{report:?}");
+    assert_eq!(a.store.pending_uploads().unwrap().len(), 1, "the held visit's photo stays, pending");
     let held = a.store.held_records().unwrap();
     assert_eq!((held[0].doc_id.as_str(), held[0].code.as_str()), (bad.as_str(), "field_authority"));
     assert!(!held[0].reason_zh.is_empty() && !held[0].reason_en.is_empty());

@@ -87,6 +87,10 @@ pub struct SyncReport {
     /// Records that hold conflicts after the sync.
     pub conflicted_records: u64,
     pub attachments_uploaded: u64,
+    /// Attachments not uploaded this time: refused by the server (too large, over the
+    /// upload quota) or waiting for their held visit. Kept on the phone, pending, tried again
+    /// at the next sync (a held visit's once the visit is accepted).
+    pub attachments_refused: u64,
     /// Records the server refused, kept on the phone with the reason (`Store::held_records`).
     pub held_records: u64,
     /// Records refused in this sync.
@@ -385,10 +389,27 @@ impl Client {
         let pending = store.pending_uploads()?;
         p.attachments_pending = pending.len() as u64;
         sink.on_progress(p);
+        let held: HashSet<String> = store.held_records()?.into_iter().map(|h| h.doc_id).collect();
         for upload in pending {
-            self.upload_attachment(store, &upload, token, cancel, p, sink).await?;
-            store.mark_uploaded(&upload.sha256)?;
-            report.attachments_uploaded += 1;
+            // A held visit's files wait for it: the server has no visit to link them to.
+            if held.contains(&upload.visit_id) {
+                report.attachments_refused += 1;
+                p.attachments_pending -= 1;
+                continue;
+            }
+            match self.upload_attachment(store, &upload, token, cancel, p, sink).await {
+                Ok(()) => {
+                    store.mark_uploaded(&upload.sha256)?;
+                    report.attachments_uploaded += 1;
+                }
+                // One file the server refuses stays on the phone, pending, and the others go
+                // on (a 401 or a device's status ends the sync as before).
+                Err(SyncError::Refused { status, body }) if (400..500).contains(&status) && status != 403 => {
+                    tracing::warn!(sha256 = %upload.sha256, status, code = %body.code, "attachment refused; kept");
+                    report.attachments_refused += 1;
+                }
+                Err(e) => return Err(e),
+            }
             p.attachments_pending -= 1;
             sink.on_progress(p);
         }
