@@ -40,7 +40,6 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(units::router())
         .merge(monthly::router())
-        .merge(api::router())
 }
 
 async fn stylesheet() -> Response {
