@@ -10,4 +10,5 @@ mod devices;
 mod faults;
 mod hostile;
 mod moves;
+mod openapi;
 mod web;

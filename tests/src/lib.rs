@@ -3,6 +3,7 @@
 //! cuts connections.
 
 pub mod proxy;
+pub mod seed;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

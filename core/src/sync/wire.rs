@@ -30,6 +30,8 @@ pub const PULL_PAGE_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WireChange {
+    /// 1 to 128 characters, no control characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"))]
     pub doc_id: String,
     pub kind: RecordKind,
     /// The Automerge bytes, a CBOR byte string.
@@ -100,8 +102,10 @@ pub struct PullRequest {
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 2))]
     pub protocol: u32,
     /// The feed position the client holds everything up to; 0 for a first sync.
+    #[cfg_attr(feature = "openapi", schema(maximum = 9_223_372_036_854_775_807_i64))]
     pub cursor: u64,
     /// Opaque continuation of a first sync in progress, from the previous page.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^v1\.[0-9]{1,18}\.([0-9a-fA-F]{2}){0,128}$"))]
     pub page_token: Option<String>,
 }
 

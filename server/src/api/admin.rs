@@ -165,6 +165,7 @@ async fn list_devices(State(state): State<AppState>, caller: Caller) -> ApiResul
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
     ))]
 async fn revoke_device(
     State(state): State<AppState>,
@@ -173,6 +174,9 @@ async fn revoke_device(
 ) -> ApiResult<StatusCode> {
     require_admin(&caller)?;
     let Path(device_id) = path.map_err(|e| ApiError::MalformedBody(e.body_text()))?;
+    if device_id == caller.device_id {
+        return Err(ApiError::OwnDevice);
+    }
     let unit = caller.org_unit.clone();
     let device = device_id.clone();
     state
@@ -197,6 +201,7 @@ async fn revoke_device(
     responses(
         (status = 204, description = "Marked lost"),
         (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
     ))]
 async fn mark_lost(
     state: State<AppState>,
@@ -213,6 +218,7 @@ async fn mark_lost(
     responses(
         (status = 204, description = "Retired"),
         (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
     ))]
 async fn retire(
     state: State<AppState>,
@@ -230,6 +236,9 @@ async fn set_status(
 ) -> ApiResult<StatusCode> {
     require_admin(&caller)?;
     let Path(device_id) = path.map_err(|e| ApiError::MalformedBody(e.body_text()))?;
+    if device_id == caller.device_id {
+        return Err(ApiError::OwnDevice);
+    }
     let (unit, device) = (caller.org_unit.clone(), device_id.clone());
     state.db.write(move |conn| set_device_status_in_unit(conn, &unit, &device, status)).await?;
     tracing::info!(admin = %caller.user_id, device = %device_id, status = status.as_str(), "device status set");

@@ -90,6 +90,10 @@ async fn pull(
     ActiveCaller(caller): ActiveCaller,
     Wire(req): Wire<PullRequest>,
 ) -> ApiResult<Wire<PullResponse>> {
+    // Feed positions are SQLite integers.
+    if i64::try_from(req.cursor).is_err() {
+        return Err(ApiError::MalformedBody(format!("cursor {} is out of range", req.cursor)));
+    }
     let token = match &req.page_token {
         Some(t) => Some(FirstSyncToken::decode(t).ok_or_else(|| ApiError::MalformedBody("unknown page_token".into()))?),
         None => None,
