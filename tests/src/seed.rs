@@ -1,7 +1,9 @@
 //! A small county on a real server, for the API's conformance run and the test that every
 //! documented path answers: a city with two counties, enterprises and visits pushed by two
 //! inspectors' phones through the real sync path (one visit submitted, one in conflict, one
-//! with an attachment), and a supervisor and an admin of the city with tokens.
+//! with an attachment), a supervisor of the city and an admin of one county with tokens. The
+//! admin's county holds only its own users, so what an admin's test run does to the devices it
+//! lists (revoke, mark lost) never touches the supervisor's.
 
 use std::path::Path;
 
@@ -25,7 +27,8 @@ pub struct Seeded {
     pub enterprise: String,
     pub visit: String,
     pub attachment: String,
-    /// A device of the inspector that nothing else uses, for the admin's device actions.
+    /// A device of an inspector of the admin's county that nothing else uses, for the admin's
+    /// device actions.
     pub spare_device: String,
     _phones: Vec<Phone>,
 }
@@ -50,7 +53,8 @@ pub fn seed(dir: &Path) -> Seeded {
     server.add_user("zhang", "inspector", CITY, PASSWORD);
     server.add_user("li", "inspector", CITY, PASSWORD);
     server.add_user("city", "supervisor", CITY, PASSWORD);
-    server.add_user("cityadmin", "admin", CITY, PASSWORD);
+    server.add_user("hepingadmin", "admin", HEPING, PASSWORD);
+    server.add_user("wang", "inspector", HEPING, PASSWORD);
     let a = Phone::new(&server.url());
     let b = Phone::new(&server.url());
     a.login("zhang", PASSWORD);
@@ -79,10 +83,10 @@ pub fn seed(dir: &Path) -> Seeded {
     a.sync();
     let url = server.url();
     let spare_device = "spare-device".to_string();
-    let _spare = token(&url, "li", PASSWORD, &spare_device);
+    let _spare = token(&url, "wang", PASSWORD, &spare_device);
     Seeded {
         supervisor_token: token(&url, "city", PASSWORD, "supervisor-laptop"),
-        admin_token: token(&url, "cityadmin", PASSWORD, "admin-laptop"),
+        admin_token: token(&url, "hepingadmin", PASSWORD, "admin-laptop"),
         inspector_token: token(&url, "zhang", PASSWORD, "zhang-script"),
         enterprise: crate::credit_code(2),
         visit: with_file,
