@@ -17,7 +17,9 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
   "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" "cbor2==6.3.0"
 fi
 
-cargo build -q --locked -p ohassist-server --bin ohassist -p ohassist-tests --bin ohassist-seed
+# Built apart, as the test harness builds the server: one build each, no feature flip-flop.
+cargo build -q --locked -p ohassist-server --bin ohassist
+cargo build -q --locked -p ohassist-tests --bin ohassist-seed
 
 work=$(mktemp -d)
 trap 'exec 3>&- 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -52,8 +54,9 @@ as_user() { # token-name
   local s=0
   echo "=== every operation but logout, as ${1%_token}"
   run "$1" --exclude-operation-id logout || s=1
-  echo "=== logout, as ${1%_token}"
-  run "$1" --include-operation-id logout || s=1
+  # schemathesis leaves out the operation that serves the document it reads: named here.
+  echo "=== logout and the document, as ${1%_token}"
+  run "$1" --include-operation-id logout --include-operation-id openapi || s=1
   return $s
 }
 as_user supervisor_token >"$work/supervisor.log" 2>&1 &

@@ -252,3 +252,48 @@ async fn malformed_query_parameters_are_refused_naming_the_parameter() {
     assert_eq!(f.send(get("/api/v1/enterprises?year=2025&unit=210100&q=".into())).await.status, StatusCode::OK);
     assert_eq!(f.send(get("/api/v1/dashboard?year=2025".into())).await.status, StatusCode::OK);
 }
+
+fn authed(method: &str, uri: &str, token: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_may_not_lock_out_the_device_it_works_from() {
+    let f = Fixture::new();
+    let admin = f.user_token("boss", Role::Admin, "210100", "boss-laptop").await;
+    for action in ["revoke", "lost", "retire"] {
+        let r = f.send(authed("POST", &format!("/api/v1/admin/devices/boss-laptop/{action}"), &admin, "")).await;
+        assert_eq!(r.assert_error(StatusCode::CONFLICT, "own_device").field.as_deref(), Some("id"), "{action}");
+    }
+    // Still logged in, still active.
+    let r = f.send(authed("GET", "/api/v1/admin/devices", &admin, "")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let devices: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(devices[0]["status"], "active");
+}
+
+#[tokio::test]
+async fn json_integers_written_as_floats_read_as_integers_and_counts_past_i64_are_refused() {
+    let f = Fixture::new();
+    let token = f.user_token("zhang", Role::Inspector, "210102", "phone").await;
+    let r = f
+        .send(authed("POST", "/api/v1/device/report", &token, r#"{"pending_changes":3.0,"pending_attachments":0}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let r = f
+        .send(authed("POST", "/api/v1/device/report", &token, r#"{"pending_changes":3.5,"pending_attachments":0}"#))
+        .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "malformed_body");
+    let past = format!(r#"{{"pending_changes":{},"pending_attachments":0}}"#, u64::MAX);
+    let r = f.send(authed("POST", "/api/v1/device/report", &token, &past)).await;
+    assert_eq!(
+        r.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input").field.as_deref(),
+        Some("pending_changes")
+    );
+}
