@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use ohassist_core::sync::wire::{self, ErrorBody};
+use ohassist_core::sync::wire::ErrorBody;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -147,6 +147,3 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
             .build(),
     )
 }
-
-/// The media type of the sync bodies, for the attributes of `sync.rs`.
-pub const CBOR: &str = wire::CONTENT_TYPE;
