@@ -47,6 +47,9 @@ step "tests (unit, property with ${PROPTEST_CASES:=1000} cases, crash, end-to-en
 export PROPTEST_CASES
 cargo test --workspace --locked
 
+step "API conformance: schemathesis against the seeded server, every operation, all checks"
+./scripts/conformance.sh
+
 step "bindings: Kotlin and Python against a real server, Swift generated"
 PROFILE=debug ./scripts/bindings-test.sh
 

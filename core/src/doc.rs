@@ -35,6 +35,7 @@ use crate::model::RecordKind;
 /// Who made a change: the user logged in and the device they used. Stored as the
 /// change's message, so the server's audit trail and the conflict list can name them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Author {
     pub user: String,
     pub device: String,
@@ -53,6 +54,7 @@ impl Author {
 
 /// One of the concurrent values of a conflicted field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictValue {
     pub value: Json,
     pub author: Option<Author>,
@@ -68,6 +70,7 @@ pub struct ConflictValue {
 /// A field with more than one concurrent value. `values[0]` is the one the record shows
 /// until somebody chooses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conflict {
     /// Segments from the root, e.g. `["hazard_identification", "posts", "<id>", "name"]`.
     pub path: Vec<String>,
@@ -410,6 +413,7 @@ impl Document {
 
 /// One change in a record's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub hash: String,
     pub author: Author,

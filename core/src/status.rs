@@ -19,6 +19,7 @@ use crate::model::{ChecklistItem, Compliance, EffectEvaluation, Enterprise, SixO
 
 /// The computed columns of Table 1 for one enterprise and year.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Table1Status {
     /// 是否申报
     pub declared: bool,

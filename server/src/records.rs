@@ -961,7 +961,8 @@ impl FirstSyncToken {
             return None;
         }
         let snapshot_seq = parts.next()?.parse().ok()?;
-        let last_id = String::from_utf8(hex::decode(parts.next()?).ok()?).ok()?;
+        // Any bytes are a position in the id order: a token of the documented form always reads.
+        let last_id = String::from_utf8_lossy(&hex::decode(parts.next()?).ok()?).into_owned();
         Some(FirstSyncToken { snapshot_seq, last_id })
     }
 }

@@ -10,5 +10,6 @@ mod devices;
 mod faults;
 mod hostile;
 mod moves;
+mod openapi;
 mod refusals;
 mod web;

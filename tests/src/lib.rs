@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod proxy;
+pub mod seed;
 
 pub use console::Console;
 

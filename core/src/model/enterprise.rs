@@ -29,6 +29,7 @@ vocabulary! {
 /// range (the statistics bureau's 71–79, or one an admin gives it); its enterprises carry the
 /// zone's code and the tables print 其他 for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct County {
     /// Six-digit administrative division code (行政区划代码), e.g. `210102`.
@@ -37,6 +38,7 @@ pub struct County {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Contact {
     pub person: String,
@@ -45,6 +47,7 @@ pub struct Contact {
 
 /// An assisted enterprise (帮扶对象). One document per unified social credit code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Enterprise {
     pub schema_version: u32,
@@ -74,6 +77,7 @@ pub struct Enterprise {
 
 /// A point on the map (WGS 84 degrees).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct GeoPoint {
     pub latitude: f64,

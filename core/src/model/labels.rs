@@ -12,6 +12,7 @@ use super::{ChecklistItem, Label, NotificationItem, RecordKind, SixOnes, Trainin
 
 /// A field's name in both languages, as crumbs joined by ` › `.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldLabel {
     pub zh: String,
     pub en: String,

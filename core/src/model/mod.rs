@@ -33,6 +33,7 @@ pub fn new_item_id() -> String {
 
 /// The two record kinds, one Automerge document each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     Enterprise,
@@ -64,9 +65,12 @@ pub trait Label {
 /// Declares a closed vocabulary: the serde code, the Chinese and the English label of each
 /// value, and `ALL` in display order.
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal, $zh:literal, $en:literal;)+ }) => {
+    // `tt`, not `literal`: a literal fragment reaches derive macros wrapped in an invisible group,
+    // which utoipa does not read as a serde rename.
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:tt, $zh:literal, $en:literal;)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $(#[serde(rename = $code)] $variant,)+
         }

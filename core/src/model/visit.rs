@@ -106,6 +106,7 @@ vocabulary! {
 
 /// Where and when the device was, as the app's location service reported it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct GeoFix {
     pub latitude: f64,
@@ -120,6 +121,7 @@ pub struct GeoFix {
 /// (content-addressed by SHA-256, in the phone's attachment store and on the server); the
 /// visit holds this reference, keyed by the hash, so the same file attached twice is one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Attachment {
     /// 64 lowercase hex digits.
@@ -143,6 +145,7 @@ pub struct Attachment {
 
 /// The enterprise principal's signature of the visit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Signature {
     pub signer_name: String,
@@ -156,6 +159,7 @@ pub struct Signature {
 
 /// One answer of the self-inspection checklist.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct CheckResult {
     pub result: Option<Compliance>,
@@ -164,6 +168,7 @@ pub struct CheckResult {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SelfInspection {
     /// Keyed by [`ChecklistItem::code`].
@@ -181,6 +186,7 @@ impl SelfInspection {
 
 /// A hazard factor present at a post.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct HazardFactor {
     pub category: Option<HazardCategory>,
@@ -191,6 +197,7 @@ pub struct HazardFactor {
 
 /// A workplace or post (岗位) with its hazard factors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Post {
     pub workplace: String,
@@ -204,6 +211,7 @@ pub struct Post {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct HazardIdentification {
     /// Keyed by a random item id.
@@ -211,6 +219,7 @@ pub struct HazardIdentification {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ManagementSystem {
     /// 职业健康管理制度已建立
@@ -223,6 +232,7 @@ pub struct ManagementSystem {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct NotificationCheck {
     pub status: Option<Compliance>,
@@ -231,6 +241,7 @@ pub struct NotificationCheck {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct NotificationSection {
     /// Keyed by [`NotificationItem::code`].
@@ -239,6 +250,7 @@ pub struct NotificationSection {
 
 /// One training session and who attended it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct TrainingSession {
     /// `YYYY-MM-DD`
@@ -253,6 +265,7 @@ pub struct TrainingSession {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct TrainingSection {
     /// Keyed by a random item id.
@@ -261,6 +274,7 @@ pub struct TrainingSection {
 
 /// A post whose measured exposure exceeds the occupational exposure limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct OverLimitPost {
     pub post: String,
@@ -283,6 +297,7 @@ impl OverLimitPost {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Remediation {
     /// Keyed by a random item id.
@@ -294,6 +309,7 @@ pub struct Remediation {
 /// Chronic-disease screening (Chongqing). Aggregate counts only: individual results are
 /// personal health information and do not travel in the visit record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ChronicScreening {
     /// The enterprise consented to the screening.
@@ -305,6 +321,7 @@ pub struct ChronicScreening {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Review {
     pub state: ReviewState,
@@ -322,6 +339,7 @@ impl Default for Review {
 
 /// A visit to an enterprise, covering one or more of the six ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Visit {
     pub schema_version: u32,

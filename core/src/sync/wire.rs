@@ -28,26 +28,38 @@ pub const PULL_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One Automerge change of one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WireChange {
+    /// 1 to 128 characters, no control characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"))]
     pub doc_id: String,
     pub kind: RecordKind,
+    /// The Automerge bytes, a CBOR byte string.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Binary))]
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
 /// A whole saved document (first sync): smaller than its changes one by one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WireDocument {
     pub doc_id: String,
     pub kind: RecordKind,
+    /// The Automerge bytes, a CBOR byte string.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Binary))]
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
 /// `POST /api/v1/sync/push`: a batch of the outbox, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushRequest {
+    /// [`PROTOCOL_VERSION`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 2))]
     pub protocol: u32,
+    #[cfg_attr(feature = "openapi", schema(max_items = 5000))]
     pub changes: Vec<WireChange>,
 }
 
@@ -55,6 +67,7 @@ pub struct PushRequest {
 /// (the client may drop them from its outbox); each refused document had none of its pushed
 /// changes applied, and the client keeps it, held, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushResponse {
     /// Hashes (hex) of the request's changes that the server now holds.
     pub acknowledged: Vec<String>,
@@ -67,6 +80,7 @@ pub struct PushResponse {
 
 /// One document of a push that the server refused: nothing of it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefusedDocument {
     pub doc_id: String,
     pub kind: RecordKind,
@@ -82,15 +96,21 @@ pub struct RefusedDocument {
 
 /// `POST /api/v1/sync/pull`: what changed in the caller's scope after `cursor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullRequest {
+    /// [`PROTOCOL_VERSION`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 2))]
     pub protocol: u32,
     /// The feed position the client holds everything up to; 0 for a first sync.
+    #[cfg_attr(feature = "openapi", schema(maximum = 9_223_372_036_854_775_807_i64))]
     pub cursor: u64,
     /// Opaque continuation of a first sync in progress, from the previous page.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^v1\.[0-9]{1,18}\.([0-9a-fA-F]{2}){0,128}$"))]
     pub page_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullResponse {
     /// Whole documents (a first sync sends these).
     pub documents: Vec<WireDocument>,
@@ -110,15 +130,22 @@ pub struct PullResponse {
 
 /// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub username: String,
+    /// At most 1024 bytes.
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub password: String,
+    /// Chosen by the app at install: letters, digits, `-`, `_` and `.`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub device_id: String,
     #[serde(default)]
     pub device_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub token: String,
     pub user_id: String,
@@ -133,6 +160,7 @@ pub struct LoginResponse {
 
 /// Every error answer, in JSON, whatever the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Machine-readable: `malformed_body`, `invalid_change`, `out_of_scope`, `too_large`,
     /// `protocol_version`, `unauthorized`, `forbidden`, `invalid_record`, `rate_limited`, …
@@ -218,6 +246,7 @@ mod tests {
 /// otherwise 404 `not_found` (existence is not leaked). Totals above the server's per-file
 /// limit are refused with 413 `too_large` before any byte is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadStatus {
     pub offset: u64,
     pub complete: bool,
@@ -233,6 +262,7 @@ pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
 /// pushes what it holds, then erases and logs out; pulls and downloads are refused with
 /// 403 `device_retired`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Active,
@@ -262,13 +292,17 @@ impl DeviceStatus {
 /// `POST /api/v1/device/report` (JSON), at the start and the end of every sync: what the phone
 /// still holds that the server has not acknowledged, for the console's devices page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceReport {
+    #[cfg_attr(feature = "openapi", schema(maximum = 9_223_372_036_854_775_807_i64))]
     pub pending_changes: u64,
+    #[cfg_attr(feature = "openapi", schema(maximum = 9_223_372_036_854_775_807_i64))]
     pub pending_attachments: u64,
 }
 
 /// The answer to a [`DeviceReport`]: the device's status (never `lost`: that is a 410).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceReportResponse {
     pub status: DeviceStatus,
 }

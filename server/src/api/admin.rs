@@ -3,9 +3,11 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use ohassist_core::sync::wire::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
@@ -14,13 +16,13 @@ use crate::accounts::{self, AccountError, Caller, Device, DeviceStatus, NewUser,
 use crate::db::now;
 use crate::scope;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/users", post(create_user).get(list_users))
-        .route("/api/v1/admin/devices", get(list_devices))
-        .route("/api/v1/admin/devices/{id}/revoke", post(revoke_device))
-        .route("/api/v1/admin/devices/{id}/lost", post(mark_lost))
-        .route("/api/v1/admin/devices/{id}/retire", post(retire))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(list_devices))
+        .routes(routes!(revoke_device))
+        .routes(routes!(mark_lost))
+        .routes(routes!(retire))
 }
 
 fn require_admin(caller: &Caller) -> ApiResult<()> {
@@ -31,24 +33,39 @@ fn require_admin(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateUser {
+    /// Letters, digits, `.`, `_` and `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub username: String,
+    /// 1 to 100 characters, not beginning or ending with a space (`char::is_whitespace`: kept as sent).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([\s\S]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$"
+    )]
     pub display_name: String,
+    #[schema(value_type = Role)]
     pub role: String,
+    /// A 6-digit division code inside the admin's own unit.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub org_unit: String,
-    /// Generated (and returned once) when absent.
+    /// 8 to 256 characters; generated (and returned once) when absent.
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedUser {
     pub user: User,
     /// The generated password, shown once; absent when the request chose one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
+
+/// Longest password an admin may set (the login reads at most 1024 bytes: 256 four-byte characters).
+const MAX_PASSWORD_CHARS: usize = 256;
 
 fn account_error(e: AccountError) -> ApiError {
     let invalid =
@@ -64,6 +81,15 @@ fn account_error(e: AccountError) -> ApiError {
     }
 }
 
+/// Creates a user inside the admin's unit. Without a `password`, one is generated and answered once.
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", operation_id = "createUser",
+    security(("bearer" = [])),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = CreatedUser),
+        (status = 409, description = "The username is taken (`already_exists`)", body = ErrorBody),
+        (status = 422, description = "A field refused (`invalid_input`, `field` names it)", body = ErrorBody),
+    ))]
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,6 +101,21 @@ async fn create_user(
         reason_zh: "角色须为 inspector、supervisor 或 admin".into(),
         reason_en: "role must be inspector, supervisor or admin".into(),
     })?;
+    // Kept exactly as sent, so the document's patterns are the rules: no trimming here.
+    if req.display_name.starts_with(char::is_whitespace) || req.display_name.ends_with(char::is_whitespace) {
+        return Err(ApiError::InvalidInput {
+            field: "display_name",
+            reason_zh: "姓名的首尾不能是空格".into(),
+            reason_en: "the display name must not begin or end with a space".into(),
+        });
+    }
+    if req.password.as_ref().is_some_and(|p| p.chars().count() > MAX_PASSWORD_CHARS) {
+        return Err(ApiError::InvalidInput {
+            field: "password",
+            reason_zh: format!("密码最长 {MAX_PASSWORD_CHARS} 个字符"),
+            reason_en: format!("a password has at most {MAX_PASSWORD_CHARS} characters"),
+        });
+    }
     if scope::is_division_code(&req.org_unit) && !scope::covers(&caller.org_unit, &req.org_unit) {
         return Err(ApiError::Forbidden);
     }
@@ -84,7 +125,7 @@ async fn create_user(
         .db
         .write(move |conn| {
             let new = NewUser {
-                username: req.username.trim(),
+                username: &req.username,
                 display_name: &req.display_name,
                 role,
                 org_unit: &req.org_unit,
@@ -97,18 +138,35 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(CreatedUser { user, password: generated })))
 }
 
+/// The users of the admin's unit.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", operation_id = "listUsers",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Users", body = Vec<User>)))]
 async fn list_users(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<User>>> {
     require_admin(&caller)?;
     let unit = caller.org_unit.clone();
     Ok(Json(state.db.read(move |conn| Ok(accounts::list_users(conn, &unit)?)).await?))
 }
 
+/// The devices of the users of the admin's unit, with what each last reported.
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", operation_id = "listDevices",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Devices", body = Vec<Device>)))]
 async fn list_devices(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Device>>> {
     require_admin(&caller)?;
     let unit = caller.org_unit.clone();
     Ok(Json(state.db.read(move |conn| Ok(accounts::list_devices(conn, &unit, now())?)).await?))
 }
 
+/// Revokes a device: its token stops working and it may not log in again.
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/revoke", tag = "admin", operation_id = "revokeDevice",
+    security(("bearer" = [])),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,128}$", description = "The device id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
+    ))]
 async fn revoke_device(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,6 +174,9 @@ async fn revoke_device(
 ) -> ApiResult<StatusCode> {
     require_admin(&caller)?;
     let Path(device_id) = path.map_err(|e| ApiError::MalformedBody(e.body_text()))?;
+    if device_id == caller.device_id {
+        return Err(ApiError::OwnDevice);
+    }
     let unit = caller.org_unit.clone();
     let device = device_id.clone();
     state
@@ -133,6 +194,15 @@ async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Marks a device lost: every later request of it is 410 `device_lost`, and the phone erases its store.
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/lost", tag = "admin", operation_id = "markDeviceLost",
+    security(("bearer" = [])),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,128}$", description = "The device id")),
+    responses(
+        (status = 204, description = "Marked lost"),
+        (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
+    ))]
 async fn mark_lost(
     state: State<AppState>,
     caller: Caller,
@@ -141,6 +211,15 @@ async fn mark_lost(
     set_status(state, caller, path, DeviceStatus::Lost).await
 }
 
+/// Retires a device: it pushes what it holds, then erases itself; pulls and downloads are refused.
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/retire", tag = "admin", operation_id = "retireDevice",
+    security(("bearer" = [])),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,128}$", description = "The device id")),
+    responses(
+        (status = 204, description = "Retired"),
+        (status = 404, description = "No such device in the admin's unit (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The device this request comes from (`own_device`)", body = ErrorBody),
+    ))]
 async fn retire(
     state: State<AppState>,
     caller: Caller,
@@ -157,6 +236,9 @@ async fn set_status(
 ) -> ApiResult<StatusCode> {
     require_admin(&caller)?;
     let Path(device_id) = path.map_err(|e| ApiError::MalformedBody(e.body_text()))?;
+    if device_id == caller.device_id {
+        return Err(ApiError::OwnDevice);
+    }
     let (unit, device) = (caller.org_unit.clone(), device_id.clone());
     state.db.write(move |conn| set_device_status_in_unit(conn, &unit, &device, status)).await?;
     tracing::info!(admin = %caller.user_id, device = %device_id, status = status.as_str(), "device status set");

@@ -14,10 +14,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use ohassist_core::sync::wire::{self, UploadStatus};
+use axum::Json;
+use ohassist_core::sync::wire::{self, ErrorBody, UploadStatus};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
@@ -25,10 +26,8 @@ use crate::accounts::Caller;
 use crate::attachments::{self as store, Appended};
 use crate::db::now;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/attachments/{sha256}/upload", get(status).patch(upload))
-        .route("/api/v1/attachments/{sha256}", get(download))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status, upload)).routes(routes!(download))
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +45,12 @@ struct DownloadQuery {
     visit: Option<String>,
 }
 
+/// Raw bytes, for the document.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct Bytes(Vec<u8>);
+
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     q.map(|Query(t)| t).map_err(|e| ApiError::MalformedBody(e.body_text()))
 }
@@ -58,6 +63,19 @@ fn checked_sha(sha: String) -> ApiResult<String> {
     }
 }
 
+/// How many bytes of a pending upload the server holds, or that it has the whole file.
+#[utoipa::path(get, path = "/api/v1/attachments/{sha256}/upload", tag = "attachments",
+    operation_id = "uploadStatus",
+    security(("bearer" = [])),
+    params(
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The SHA-256 of the file's bytes"),
+        ("visit" = String, Query, description = "The visit the file belongs to (on the server already)"),
+    ),
+    responses(
+        (status = 200, description = "What the server holds", body = UploadStatus),
+        (status = 404, description = "The visit is unknown or outside the caller's unit (`not_found`)",
+            body = ErrorBody),
+    ))]
 async fn status(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +105,32 @@ async fn status(
     }))
 }
 
+/// Appends a chunk at `offset`; when `offset` + the chunk reach `total`, the server checks the
+/// hash and keeps the file.
+#[utoipa::path(patch, path = "/api/v1/attachments/{sha256}/upload", tag = "attachments",
+    operation_id = "uploadChunk",
+    security(("bearer" = [])),
+    params(
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The SHA-256 of the file's bytes"),
+        ("visit" = String, Query, description = "The visit the file belongs to (on the server already)"),
+        ("offset" = u64, Query, maximum = 9_007_199_254_740_991_i64,
+            description = "Where the chunk goes: the bytes the server holds"),
+        ("total" = u64, Query, maximum = 20_971_520,
+            description = "The file's size in bytes, at most the server's per-file limit (20 MiB unless configured)"),
+    ),
+    request_body(content = inline(Bytes), content_type = "application/offset+octet-stream",
+        description = "At most 1 MiB of the file's bytes"),
+    responses(
+        (status = 200, description = "What the server holds now", body = UploadStatus),
+        (status = 404, description = "The visit is unknown or outside the caller's unit (`not_found`)",
+            body = ErrorBody),
+        (status = 409, description = "The server holds another offset (`offset_mismatch`; `offset` and `complete` \
+beside the error's fields, and an `upload-offset` header)", body = ErrorBody),
+        (status = 413, description = "A chunk over 1 MiB, a file over the server's limit or a visit over its \
+(`too_large`)", body = ErrorBody),
+        (status = 422, description = "The complete bytes do not hash to `sha256` (`hash_mismatch`); discarded",
+            body = ErrorBody),
+    ))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,6 +215,22 @@ fn range_start(headers: &HeaderMap) -> Option<u64> {
     v.strip_prefix("bytes=")?.strip_suffix('-')?.trim().parse().ok()
 }
 
+/// The file's bytes; `Range: bytes=n-` answers from `n` on (206).
+#[utoipa::path(get, path = "/api/v1/attachments/{sha256}", tag = "attachments", operation_id = "downloadAttachment",
+    security(("bearer" = [])),
+    params(
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "The SHA-256 of the file's bytes"),
+        ("visit" = Option<String>, Query, description = "A visit that references the file"),
+        ("range" = Option<String>, Header, description = "`bytes=n-`; other forms are ignored"),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with the file's media type", content_type = "*/*", body = inline(Bytes)),
+        (status = 206, description = "The bytes from the range's start", content_type = "*/*",
+            body = inline(Bytes)),
+        (status = 404, description = "Unknown, or not readable by the caller (`not_found`)", body = ErrorBody),
+        (status = 416, description = "The range starts at or past the end (`range_not_satisfiable`)",
+            body = ErrorBody),
+    ))]
 async fn download(
     State(state): State<AppState>,
     super::extract::ActiveCaller(caller): super::extract::ActiveCaller,

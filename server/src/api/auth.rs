@@ -8,20 +8,22 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use ohassist_core::sync::wire::{LoginRequest, LoginResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientIp, JsonBody};
 use super::AppState;
 use crate::accounts::{self, Caller};
 use crate::db::now;
+use ohassist_core::sync::wire::ErrorBody;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
         // A login body is a few hundred bytes: refuse more before reading it.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BODY))
 }
@@ -151,6 +153,22 @@ impl LoginLimiter {
     }
 }
 
+/// Logs a device in: a bearer token for 90 days. Five failed attempts per username and address
+/// within five minutes lock that pair out for the rest of the window.
+#[utoipa::path(post, path = "/api/v1/login", tag = "auth", operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 401, description = "Wrong username or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 403, description = "The device is revoked (`device_revoked`) or in use by another user's login \
+(`device_taken`)", body = ErrorBody),
+        (status = 410, description = "The device was marked lost (`device_lost`)", body = ErrorBody),
+        (status = 413, description = "A body over 16 KiB (`too_large`)", body = ErrorBody),
+        (status = 422, description = "A `device_id`, `username` or `password` of the wrong form (`invalid_input`)",
+            body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`rate_limited`), with `Retry-After`", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -208,6 +226,10 @@ async fn login(
     }))
 }
 
+/// Ends the caller's login on this device.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "auth", operation_id = "logout",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Logged out")))]
 async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     let device = caller.device_id.clone();
     state.db.write(move |conn| Ok(accounts::clear_token(conn, &device)?)).await?;

@@ -3,25 +3,44 @@
 //! answers it `device_lost`.)
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
-use ohassist_core::sync::wire::{DeviceReport, DeviceReportResponse};
+use axum::Json;
+use ohassist_core::sync::wire::{DeviceReport, DeviceReportResponse, ErrorBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
 use super::AppState;
 use crate::accounts::{self, Caller};
 use crate::db::now;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/device/report", post(report))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(report))
 }
 
+/// What the phone still holds unsynced; the answer tells it whether it was retired.
+#[utoipa::path(post, path = "/api/v1/device/report", tag = "device", operation_id = "deviceReport",
+    security(("bearer" = [])),
+    request_body = DeviceReport,
+    responses(
+        (status = 200, description = "Recorded; the device's status", body = DeviceReportResponse),
+        (status = 422, description = "A count out of range (`invalid_input`)", body = ErrorBody),
+    ))]
 async fn report(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(req): JsonBody<DeviceReport>,
 ) -> ApiResult<Json<DeviceReportResponse>> {
+    // Counts are kept as SQLite integers: past i64 they are not counts but garbage.
+    for (field, n) in [("pending_changes", req.pending_changes), ("pending_attachments", req.pending_attachments)] {
+        if i64::try_from(n).is_err() {
+            return Err(ApiError::InvalidInput {
+                field,
+                reason_zh: format!("{field} 超出范围"),
+                reason_en: format!("{field} is out of range"),
+            });
+        }
+    }
     let device = caller.device_id.clone();
     let status = state
         .db

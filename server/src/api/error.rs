@@ -75,6 +75,9 @@ pub enum ApiError {
     HashMismatch { expected: String, actual: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An admin's action on the device the request comes from (it would lock the admin out).
+    #[error("the caller's own device")]
+    OwnDevice,
     /// Anything that is the server's fault. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -100,7 +103,7 @@ impl ApiError {
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) | UploadQuota { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProtocolVersion { .. } => StatusCode::UPGRADE_REQUIRED,
-            AlreadyExists(_) => StatusCode::CONFLICT,
+            AlreadyExists(_) | OwnDevice => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -229,6 +232,12 @@ impl ApiError {
                 Some(expected.clone()),
             ),
             MethodNotAllowed => ("method_not_allowed", "不支持此请求方法".into(), "method not allowed".into(), None),
+            OwnDevice => (
+                "own_device",
+                "不能对您正在使用的设备执行此操作，请在其他设备上操作".into(),
+                "this is the device you are using; do it from another device".into(),
+                Some("id".into()),
+            ),
             Internal(_) => {
                 ("internal", "服务器内部错误，请稍后再试".into(), "internal server error; try again later".into(), None)
             }

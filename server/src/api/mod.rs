@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod sync;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use ohassist_core::sync::wire;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::db::Db;
 use error::ApiError;
@@ -48,18 +50,28 @@ impl AppState {
     }
 }
 
-/// The whole API over `state`: what `serve` runs and what the tests call.
-pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+/// Every endpoint of the API, each registered from its `#[utoipa::path]` attribute: the router
+/// and the OpenAPI document (`openapi::document`) are made from this one list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(sync::router())
         .merge(admin::router())
         .merge(attachments::router())
         .merge(device::router())
         .layer(middleware::from_fn(refuse_other_protocols));
-    Router::new()
+    OpenApiRouter::new()
         .merge(health::router())
         .merge(api)
+        .merge(crate::web::api::router())
+        .routes(utoipa_axum::routes!(openapi::openapi_json))
+}
+
+/// The whole API over `state`: what `serve` runs and what the tests call.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes())
+        .merge(openapi::viewer())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

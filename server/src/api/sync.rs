@@ -3,9 +3,11 @@
 //! `crate::records`; this module authenticates, authorises and moves bytes.
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::post;
-use axum::Router;
-use ohassist_core::sync::wire::{self, PullRequest, PullResponse, PushRequest, PushResponse, RefusedDocument};
+use ohassist_core::sync::wire::{
+    self, ErrorBody, PullRequest, PullResponse, PushRequest, PushResponse, RefusedDocument,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ActiveCaller, Wire};
@@ -14,14 +16,28 @@ use crate::accounts::Caller;
 use crate::db::now;
 use crate::records::{self, FirstSyncToken};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sync/push", post(push))
-        .route("/api/v1/sync/pull", post(pull))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(push))
+        .routes(routes!(pull))
         // The compressed body may be as large as the uncompressed limit.
         .layer(DefaultBodyLimit::max(wire::MAX_PUSH_BYTES))
 }
 
+/// A batch of the outbox, oldest first. Applied document by document: the answer acknowledges
+/// what the server now holds and names each refused document with why (nothing of it stored).
+/// Body and answer: CBOR, gzip-compressed; the schemas are those of the decoded messages.
+#[utoipa::path(post, path = "/api/v1/sync/push", tag = "sync", operation_id = "syncPush",
+    security(("bearer" = [])),
+    params(("x-ohassist-protocol" = u32, Header, minimum = 2, maximum = 2,
+        description = "The protocol version (2); absent or another one is 426 `protocol_version`")),
+    request_body(content = PushRequest, content_type = "application/cbor",
+        description = "A `PushRequest` in CBOR, gzip-compressed (at most 8 MiB either way)"),
+    responses(
+        (status = 200, description = "A `PushResponse` in CBOR, gzip-compressed", body = PushResponse,
+            content_type = "application/cbor"),
+        (status = 413, description = "A body over 8 MiB, compressed or not (`too_large`)", body = ErrorBody),
+    ))]
 async fn push(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,11 +72,28 @@ async fn push(
     Ok(Wire(PushResponse { acknowledged: applied.acknowledged, new: applied.new, refused }))
 }
 
+/// What changed in the caller's scope after `cursor` (whole documents for a first sync), in
+/// pages of about 4 MiB. Body and answer: CBOR, gzip-compressed.
+#[utoipa::path(post, path = "/api/v1/sync/pull", tag = "sync", operation_id = "syncPull",
+    security(("bearer" = [])),
+    params(("x-ohassist-protocol" = u32, Header, minimum = 2, maximum = 2,
+        description = "The protocol version (2); absent or another one is 426 `protocol_version`")),
+    request_body(content = PullRequest, content_type = "application/cbor",
+        description = "A `PullRequest` in CBOR, gzip-compressed"),
+    responses(
+        (status = 200, description = "A `PullResponse` in CBOR, gzip-compressed", body = PullResponse,
+            content_type = "application/cbor"),
+        (status = 413, description = "A body over 8 MiB (`too_large`)", body = ErrorBody),
+    ))]
 async fn pull(
     State(state): State<AppState>,
     ActiveCaller(caller): ActiveCaller,
     Wire(req): Wire<PullRequest>,
 ) -> ApiResult<Wire<PullResponse>> {
+    // Feed positions are SQLite integers.
+    if i64::try_from(req.cursor).is_err() {
+        return Err(ApiError::MalformedBody(format!("cursor {} is out of range", req.cursor)));
+    }
     let token = match &req.page_token {
         Some(t) => Some(FirstSyncToken::decode(t).ok_or_else(|| ApiError::MalformedBody("unknown page_token".into()))?),
         None => None,

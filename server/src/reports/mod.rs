@@ -92,7 +92,7 @@ pub fn yes_no(b: bool) -> &'static str {
 }
 
 /// One enterprise's status row for a year.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatusRow {
     pub credit_code: String,
     pub name: String,
@@ -298,7 +298,7 @@ pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -
 }
 
 /// What an enterprise of the list needs from a supervisor.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct Attention {
     /// The enterprise or one of its visits holds a conflict.
     pub conflicts: bool,
@@ -377,7 +377,7 @@ pub(crate) fn rate(n: u32, of: u32) -> f64 {
 }
 
 /// One county on the dashboard.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CountyProgress {
     pub county_code: String,
     pub county_name: String,
@@ -407,7 +407,7 @@ pub struct CountyProgress {
 }
 
 /// The dashboard of `org_unit` for `year`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Dashboard {
     pub org_unit: String,
     pub year: i32,
@@ -520,7 +520,8 @@ pub fn unit_name(conn: &Connection, org_unit: &str) -> rusqlite::Result<String> 
 }
 
 /// The lines printed under a table.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = TableSignature)]
 pub struct Signature {
     /// 填报单位
     pub unit: String,

@@ -42,7 +42,6 @@ pub fn router() -> Router<AppState> {
         .merge(units::router())
         .merge(monthly::router())
         .merge(transfers::router())
-        .merge(api::router())
 }
 
 async fn stylesheet() -> Response {

@@ -111,17 +111,18 @@ pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
 }
 
 /// A visit as listed on its enterprise's page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VisitSummary {
     pub id: String,
     pub visit_date: String,
+    #[schema(value_type = ohassist_core::model::ReviewState)]
     pub review_state: String,
     pub inspectors: BTreeMap<String, String>,
     pub has_conflicts: bool,
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EnterpriseView {
     pub enterprise: Enterprise,
     /// The unit it is registered to, by name (`和平区`, `其他（沈阳经济技术开发区）`).
@@ -132,7 +133,7 @@ pub struct EnterpriseView {
     pub visits: Vec<VisitSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct YearStatus {
     pub year: i32,
     #[serde(flatten)]
@@ -181,7 +182,7 @@ pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<Enter
 }
 
 /// One entry of a record's history, with the user's name when the server knows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     #[serde(flatten)]
     pub entry: HistoryEntry,
@@ -191,7 +192,7 @@ pub struct HistoryView {
     pub time: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VisitView {
     pub id: String,
     pub visit: Visit,
@@ -202,7 +203,7 @@ pub struct VisitView {
 
 /// A conflict with display strings: the record's name, the field's label, who wrote each
 /// value on which device and when (China Standard Time).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConflictView {
     pub doc_id: String,
     pub kind: &'static str,
@@ -219,7 +220,7 @@ pub struct ConflictView {
     pub values_text: Vec<ValueText>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueText {
     pub value: String,
     pub user_name: String,

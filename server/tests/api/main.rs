@@ -7,4 +7,5 @@ mod auth;
 mod bad_input;
 mod binary;
 mod common;
+mod openapi;
 mod sync;
