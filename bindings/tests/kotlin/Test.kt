@@ -199,6 +199,10 @@ fun run(dir: String) {
     check(held.docId == "91350122MA0000001K" && held.code == "out_of_scope", "held: $held")
     check(held.reasonZh.isNotEmpty() && held.reasonEn.isNotEmpty() && held.adviceZh.isNotEmpty(), "reasons")
     check(held.pendingChanges > 0uL && a.pendingChanges() > 0uL, "kept for later")
+    // A discard needs the confirmation of the record's current version: never by accident.
+    expectThrows<OhassistException.NotDiscarded>("discard unconfirmed") { a.discardHeld(held.docId, "") }
+    check(a.discardConfirmation(held.docId).startsWith("discard:"), "a confirmation to show")
+    check(a.discardedRecords().isEmpty() && a.heldRecords().size == 1, "nothing discarded")
 
     step = "cancel"
     val gate = CountDownLatch(1)

@@ -216,6 +216,10 @@ def run(d):
     assert held[0].code == "out_of_scope" and held[0].kind == oh.RecordKind.ENTERPRISE, held
     assert held[0].reason_zh and held[0].reason_en and held[0].advice_zh, held
     assert held[0].pending_changes > 0 and a.pending_changes() > 0, "kept for later"
+    # A discard needs the confirmation of the record's current version: never by accident.
+    expect_raises(oh.OhassistError.NotDiscarded, "discard unconfirmed", lambda: a.discard_held(held[0].doc_id, ""))
+    assert a.discard_confirmation(held[0].doc_id).startswith("discard:"), "a confirmation to show"
+    assert a.discarded_records() == [] and len(a.held_records()) == 1, "nothing discarded"
 
     step = "cancel"
     gate = threading.Event()
