@@ -258,7 +258,8 @@ pub fn count_users(conn: &Connection) -> rusqlite::Result<i64> {
 /// Users whose org unit lies inside `org_unit`, by username.
 pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<User>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE substr(org_unit, 1, length(?1)) = ?1 ORDER BY username"
+        "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY username",
+        scope::sql("org_unit", "?1")
     ))?;
     let rows = stmt.query_map([scope::prefix(org_unit)], user_row)?;
     rows.collect()
@@ -266,14 +267,15 @@ pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<Use
 
 /// Devices of users inside `org_unit`, most recently seen first.
 pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT d.id, d.user_id, u.username, d.name, d.created_at, d.last_seen, d.revoked_at, d.expires_at,
                 d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2,
                 d.status, d.status_changed_at, d.pending_changes, d.pending_attachments, d.reported_at
          FROM devices d JOIN users u ON u.id = d.user_id
-         WHERE substr(u.org_unit, 1, length(?1)) = ?1
+         WHERE {}
          ORDER BY d.last_seen DESC, d.id",
-    )?;
+        scope::sql("u.org_unit", "?1")
+    ))?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), now], |r| {
         Ok(Device {
             id: r.get(0)?,

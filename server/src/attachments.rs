@@ -80,7 +80,7 @@ pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResu
         .query_row([id], |r| r.get(0))
         .optional()?;
     match county {
-        Some(c) if scope::covers(org_unit, &c) => Ok(()),
+        Some(c) if scope::covers(conn, org_unit, &c)? => Ok(()),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -104,7 +104,7 @@ pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<
         })
         .optional()?;
     match row {
-        Some((bytes, county)) if scope::covers(org_unit, &county) => {
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
             Ok(Document::load(RecordKind::Visit, id, &bytes)?.read()?)
         }
         _ => Err(ApiError::NotFound),
@@ -153,7 +153,12 @@ pub fn linked_in_scope(conn: &Connection, org_unit: &str, sha: &str) -> rusqlite
         "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id WHERE v.sha256 = ?1",
     )?;
     let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    Ok(counties.iter().any(|c| scope::covers(org_unit, c)))
+    for c in counties {
+        if scope::covers(conn, org_unit, &c)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// What a chunk did.
@@ -473,19 +478,19 @@ pub fn flagged_visits(
     year: i32,
     cfg: &Config,
 ) -> rusqlite::Result<Vec<FlaggedVisit>> {
-    let (lo, hi) = (scope::prefix(org_unit).to_string(), format!("{}:", scope::prefix(org_unit)));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.enterprise_id, coalesce(e.name, ''), v.county_code, v.visit_date,
                 v.far_from_enterprise_m, v.clock_skew_s, coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL}
          FROM visits v LEFT JOIN enterprises e ON e.credit_code = v.enterprise_id
-         WHERE v.county_code >= :lo AND v.county_code < :hi AND v.visit_date >= :from AND v.visit_date < :to
+         WHERE {} AND v.visit_date >= :from AND v.visit_date < :to
            AND v.deleted = 0 AND (v.far_from_enterprise_m > :max_distance OR coalesce({CLOCK_FLAG_SQL}, 0))
-         ORDER BY v.county_code, v.visit_date DESC, v.id"
+         ORDER BY v.county_code, v.visit_date DESC, v.id",
+        scope::sql("v.county_code", ":prefix")
     ))?;
     let (from, to) = (format!("{year}-"), format!("{}-", year + 1));
     let rows = stmt.query_map(
         rusqlite::named_params! {
-            ":lo": lo, ":hi": hi, ":from": from, ":to": to,
+            ":prefix": scope::prefix(org_unit), ":from": from, ":to": to,
             ":max_distance": cfg.max_visit_distance_m, ":max_skew": cfg.max_clock_skew_s,
         },
         |r| {

@@ -490,8 +490,11 @@ fn apply_to_document(
         }
     };
     // Both ends must be in scope: a record may not be moved out of another county either.
-    let in_scope = scope::covers(&caller.org_unit, &county)
-        && old_county.as_deref().is_none_or(|c| scope::covers(&caller.org_unit, c));
+    let in_scope = scope::covers(tx, &caller.org_unit, &county)?
+        && match old_county.as_deref() {
+            Some(c) => scope::covers(tx, &caller.org_unit, c)?,
+            None => true,
+        };
     if !in_scope {
         return Err(refuse_labelled(
             "out_of_scope",
@@ -613,12 +616,13 @@ pub struct RefusedUpload {
 
 /// The refused uploads of users of `org_unit` (and below), newest first.
 pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusqlite::Result<Vec<RefusedUpload>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT r.doc_id, r.kind, r.label, u.display_name, coalesce(nullif(d.name, ''), r.device_id), r.code,
                 r.reason_zh, r.reason_en, r.last_at, r.attempts
          FROM refused_uploads r JOIN users u ON u.id = r.user_id LEFT JOIN devices d ON d.id = r.device_id
-         WHERE substr(u.org_unit, 1, length(?1)) = ?1 ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
-    )?;
+         WHERE {} ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
+        scope::sql("u.org_unit", "?1")
+    ))?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), limit as i64], |r| {
         Ok(RefusedUpload {
             doc_id: r.get("doc_id")?,
@@ -840,10 +844,10 @@ pub fn first_sync_page(
             last_id: String::new(),
         },
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, kind, bytes FROM documents
-         WHERE id > ?1 AND substr(county_code, 1, length(?2)) = ?2 ORDER BY id",
-    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT id, kind, bytes FROM documents WHERE id > ?1 AND {} ORDER BY id",
+        scope::sql("county_code", "?2")
+    ))?;
     let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit)])?;
     let mut documents = Vec::new();
     let mut size = 0;
@@ -885,14 +889,15 @@ pub fn changes_page(
     let tx = conn.transaction()?;
     // Rows the caller will not get are scanned without their bytes.
     // A `whole` row (a record moved into a county) is answered with the whole document.
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT c.seq, c.doc_id, c.kind,
-                CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2
+                CASE WHEN c.device_id <> ?3 AND {}
                      THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END END,
                 c.whole
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",
-    )?;
+        scope::sql("d.county_code", "?2")
+    ))?;
     let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
     let mut changes = Vec::new();
     let mut documents = Vec::new();

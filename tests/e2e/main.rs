@@ -11,3 +11,4 @@ mod faults;
 mod hostile;
 mod moves;
 mod web;
+mod zones;

@@ -17,7 +17,7 @@ const HEPING: &str = "210102";
 const SHENHE: &str = "210103";
 
 /// A browser-less console client: cookies kept by hand, redirects not followed.
-struct Console {
+pub(crate) struct Console {
     base: String,
     cookies: Vec<String>,
     csrf: String,
@@ -26,7 +26,7 @@ struct Console {
 }
 
 impl Console {
-    fn login(base: &str, username: &str) -> Console {
+    pub(crate) fn login(base: &str, username: &str) -> Console {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let mut c = Console { base: base.to_string(), cookies: Vec::new(), csrf: String::new(), rt, client };
@@ -48,7 +48,7 @@ impl Console {
         }
     }
 
-    fn get(&mut self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&mut self, path: &str) -> (u16, String) {
         let req = self.client.get(format!("{}{path}", self.base)).header("cookie", self.cookies.join("; "));
         let resp = self.rt.block_on(req.send()).unwrap();
         self.absorb(&resp);
@@ -56,7 +56,7 @@ impl Console {
         (status, self.rt.block_on(resp.text()).unwrap())
     }
 
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    pub(crate) fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let mut body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
         body.push(format!("csrf={}", self.csrf));
         let req = self

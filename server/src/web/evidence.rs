@@ -83,7 +83,7 @@ fn load_visit(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<(Documen
         })
         .optional()?;
     match row {
-        Some((bytes, county)) if scope::covers(org_unit, &county) => {
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
             let doc = Document::load(RecordKind::Visit, id, &bytes)?;
             let visit = doc.read()?;
             Ok((doc, visit))
