@@ -98,6 +98,8 @@ pub struct Caller {
     pub org_unit: String,
     pub device_id: String,
     pub last_seen: Option<i64>,
+    /// When the device last finished a pull (`None`: never, or the console).
+    pub synced_at: Option<i64>,
 }
 
 /// Why a user could not be created or changed.
@@ -408,7 +410,7 @@ pub fn caller_by_token(
     now: i64,
 ) -> rusqlite::Result<Option<(Caller, DeviceStatus)>> {
     conn.query_row(
-        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status
+        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status, d.synced_at
          FROM devices d JOIN users u ON u.id = d.user_id
          WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0",
         params![token_hash, now],
@@ -422,11 +424,18 @@ pub fn caller_by_token(
                 org_unit: r.get(4)?,
                 device_id: r.get(5)?,
                 last_seen: r.get(6)?,
+                synced_at: r.get(8)?,
             };
             Ok((caller, DeviceStatus::parse(&r.get::<_, String>(7)?).unwrap_or(DeviceStatus::Active)))
         },
     )
     .optional()
+}
+
+/// Records that the device finished a pull at `now`: the start of its next offline gap.
+pub fn mark_synced(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE devices SET synced_at = ?2 WHERE id = ?1", params![device_id, now])?;
+    Ok(())
 }
 
 pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {

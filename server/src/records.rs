@@ -536,7 +536,7 @@ fn apply_to_document(
                 move_visits(tx, doc_id, &county, now)?;
             }
         }
-        Row::Visit(v) => write_visit_row(tx, doc_id, v, &county, has_conflicts, now)?,
+        Row::Visit(v) => write_visit_row(tx, doc_id, v, &county, has_conflicts, caller.synced_at, now)?,
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -742,16 +742,18 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
     crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
-/// The visit's row, in its enterprise's `county`.
+/// The visit's row, in its enterprise's `county`, written at `now` for a device that last
+/// finished a sync at `synced_at`.
 fn write_visit_row(
     tx: &Transaction<'_>,
     id: &str,
     v: &Visit,
     county: &str,
     has_conflicts: bool,
+    synced_at: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let flags = crate::attachments::visit_flags(tx, id, v, now)?;
+    let flags = crate::attachments::visit_flags(tx, id, v, synced_at, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
         v.training
@@ -762,8 +764,8 @@ fn write_visit_row(
     tx.execute(
         "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
             has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
-            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             id,
             v.enterprise_id,
@@ -783,7 +785,8 @@ fn write_visit_row(
             flags.longitude,
             flags.captured_at,
             flags.far_from_enterprise_m,
-            flags.clock_skew_s
+            flags.clock_skew_s,
+            flags.sync_gap_s
         ],
     )?;
     Ok(())
