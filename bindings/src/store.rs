@@ -232,6 +232,8 @@ mirror_record! {
 #[derive(Debug, uniffi::Object)]
 pub struct Store {
     pub(crate) inner: Arc<s::Store>,
+    /// Held by the network call running on this store (`sync.rs`).
+    pub(crate) io_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[uniffi::export]
@@ -245,7 +247,7 @@ impl Store {
     #[uniffi::constructor]
     pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>> {
         let key = s::StoreKey::from_slice(&key)?;
-        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path, &key)?) }))
+        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path, &key)?), io_lock: Default::default() }))
     }
 
     /// This device's id, kept in the store. No I/O.
