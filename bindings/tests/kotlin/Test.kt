@@ -8,6 +8,7 @@
 // without OHASSIST_URL the sync part is skipped (and says so).
 
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
@@ -68,9 +69,6 @@ fun main() {
     }
     println("kotlin: all steps passed")
 }
-
-suspend fun coroutineScopeOf(block: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) =
-    kotlinx.coroutines.coroutineScope { block() }
 
 suspend fun run(dir: String) {
     step = "open with a key"
@@ -228,7 +226,7 @@ suspend fun run(dir: String) {
             release.await()                 // holds the sync at its first step
         }
     }
-    coroutineScopeOf {
+    coroutineScope {
         val job = launch(Dispatchers.IO) { a.sync(blocking) }
         check(started.await(30, TimeUnit.SECONDS), "the sync started")
         job.cancel()
