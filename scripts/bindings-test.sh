@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tests the generated bindings in their own languages (the glue only; the rules are tested in
-# Rust): Kotlin/JVM and Python run the same scenario against a real `ohassist` server on
-# loopback, Swift is generated and checked for the exported API (no Swift compiler here).
+# Rust): Kotlin/JVM (coroutines) and Python (asyncio) run the same scenario against a real
+# `ohassist` server on loopback, Python also logs in over HTTPS to a server whose certificate
+# a test CA signed (made here with openssl); Swift is generated and checked for the exported
+# API (no Swift compiler here).
 #
 #   scripts/bindings-test.sh
 #
@@ -15,9 +17,12 @@ TOOLS="$ROOT/bindings/.tools"
 GEN="$ROOT/bindings/generated"
 WORK="$(mktemp -d -t ohassist-bindings-XXXXXX)"
 SERVER_PID=""
+TLS_PID=""
 
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    for pid in "$SERVER_PID" "$TLS_PID"; do
+        if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -36,6 +41,7 @@ command -v javac >/dev/null || { say "installing a JDK"; apt_install default-jdk
 [ -f /usr/share/java/jna.jar ] || { say "installing JNA"; apt_install libjna-java; }
 command -v npm >/dev/null || { say "installing npm"; apt_install npm; }
 command -v python3 >/dev/null || { say "installing python3"; apt_install python3; }
+command -v openssl >/dev/null || { say "installing openssl"; apt_install openssl; }
 KOTLINC="$TOOLS/node_modules/kotlin-compiler/bin/kotlinc-jvm"
 if [ ! -x "$KOTLINC" ]; then
     say "installing kotlin-compiler $KOTLIN_VERSION into bindings/.tools"
@@ -43,6 +49,9 @@ if [ ! -x "$KOTLINC" ]; then
 fi
 KOTLIN_LIB="$TOOLS/node_modules/kotlin-compiler/lib"
 JNA=/usr/share/java/jna.jar
+# The generated Kotlin awaits Rust futures with kotlinx.coroutines; the compiler ships it.
+COROUTINES="$KOTLIN_LIB/kotlinx-coroutines-core-jvm.jar"
+[ -f "$COROUTINES" ] || { echo "no kotlinx-coroutines-core-jvm.jar in $KOTLIN_LIB" >&2; exit 1; }
 
 # ---- build -----------------------------------------------------------------------------
 say "building the library and generating the bindings"
@@ -55,16 +64,21 @@ OHASSIST="$TARGET_DIR/debug/ohassist"
 
 # A fresh server (own data directory, one inspector in county 350121) per language, so
 # each scenario starts from an empty server. Sets OHASSIST_URL, OHASSIST_USER, OHASSIST_PASSWORD.
+# With `tls` as $2, the server speaks HTTPS with a certificate the test CA signed.
 start_server() {
-    local data="$WORK/server-$1" log="$WORK/server-$1.log"
+    local data="$WORK/server-$1" log="$WORK/server-$1.log" tls=()
     mkdir -p "$data"
     export OHASSIST_USER=inspector1 OHASSIST_PASSWORD="pw-$RANDOM-$RANDOM-bindings"
     echo "$OHASSIST_PASSWORD" | "$OHASSIST" user add --data "$data" --username "$OHASSIST_USER" \
         --display-name "测试检查员" --role inspector --org-unit 350121 --password-stdin >/dev/null
-    "$OHASSIST" serve --listen 127.0.0.1:0 --data "$data" >"$log" 2>&1 &
+    export OHASSIST_ADMIN=admin1 OHASSIST_ADMIN_PASSWORD="pw-$RANDOM-$RANDOM-admin"
+    echo "$OHASSIST_ADMIN_PASSWORD" | "$OHASSIST" user add --data "$data" --username "$OHASSIST_ADMIN" \
+        --display-name "测试管理员" --role admin --org-unit 350121 --password-stdin >/dev/null
+    [ "${2:-}" = tls ] && tls=(--tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key")
+    "$OHASSIST" serve --listen 127.0.0.1:0 --data "$data" "${tls[@]}" >"$log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
-        OHASSIST_URL="$(sed -n 's/^listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$log" | head -n1)"
+        OHASSIST_URL="$(sed -n 's/^listening on \(https\{0,1\}:\/\/[0-9.:]*\).*/\1/p' "$log" | head -n1)"
         [ -n "$OHASSIST_URL" ] && break
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log"; echo "server exited" >&2; exit 1; }
         sleep 0.1
@@ -77,30 +91,49 @@ stop_server() {
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 }
 
+# A county's own CA and the server certificate it signs (for 127.0.0.1), as an admin would
+# make them for a LAN; the phone trusts the CA only when it is passed at login.
+make_ca() {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ohassist test county CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+        -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$WORK/server.ext"
+    openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+        -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
+}
+
 # ---- Kotlin ----------------------------------------------------------------------------
-say "Kotlin: compiling the generated bindings and the test with -Werror"
-"$KOTLINC" -Werror -cp "$JNA" -d "$WORK/kotlin-test.jar" \
-    $(find "$GEN/kotlin" -name '*.kt') bindings/tests/kotlin/Test.kt
+say "Kotlin: compiling the generated bindings, the Flow helper and the test with -Werror"
+"$KOTLINC" -Werror -cp "$JNA:$COROUTINES" -d "$WORK/kotlin-test.jar" \
+    $(find "$GEN/kotlin" -name '*.kt') bindings/kotlin/OhassistFlow.kt bindings/tests/kotlin/Test.kt
 say "Kotlin: running"
 start_server kotlin
-java -Djna.library.path="$LIB_DIR" -cp "$WORK/kotlin-test.jar:$JNA:$KOTLIN_LIB/kotlin-stdlib.jar" TestKt
+java -Djna.library.path="$LIB_DIR" -cp "$WORK/kotlin-test.jar:$JNA:$COROUTINES:$KOTLIN_LIB/kotlin-stdlib.jar" TestKt
 stop_server
 
 # ---- Python ----------------------------------------------------------------------------
 say "Python: running"
+make_ca
+start_server python-tls tls
+export OHASSIST_TLS_URL="$OHASSIST_URL" OHASSIST_TLS_PASSWORD="$OHASSIST_PASSWORD" OHASSIST_CA_PEM="$WORK/ca.pem"
+TLS_PID="$SERVER_PID"
 start_server python
 PYTHONPATH="$GEN/python" python3 bindings/tests/python/test_bindings.py
+stop_server
+SERVER_PID="$TLS_PID" TLS_PID=""
 stop_server
 
 # ---- Swift -----------------------------------------------------------------------------
 say "Swift: checking the generated API"
 SWIFT="$GEN/swift/OhassistFFI.swift"
-for api in 'static func `open`(path: String, key: Data)' 'func generateStoreKey() -> Data' 'case WrongKey' 'case DeviceErased(reason: String' 'func login(serverUrl: String' 'func startSync(callback: SyncProgressCallback)' \
+for api in 'static func `open`(path: String, key: Data)' 'func generateStoreKey() -> Data' 'case WrongKey' 'case DeviceErased(reason: String' 'func login(serverUrl: String, username: String, password: String, options: LoginOptions) async throws' \
+    'func sync(progress: SyncProgressCallback) async throws  -> SyncReport' 'func logout() async throws' \
     'func createVisit(visit: Visit)' 'func updateVisit(id: String, visit: Visit, version: [String])' \
     'func listConflicts(id: String)' 'func resolveConflict(id: String, path: String, valueJson: String)' \
     'func table1Status(enterpriseId: String, year: Int32)' 'public protocol SyncProgressCallback' \
-    'enum OhassistError: Swift.Error' 'public struct Visit' 'func cancel()' 'func wait() throws' \
-    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String) throws  -> Data' 'func signVisit(visitId: String' 'func heldRecords()'; do
+    'enum OhassistError: Swift.Error' 'public struct Visit' 'public struct LoginOptions' \
+    'func addAttachment(visitId: String, path: String, attachment: NewAttachment)' 'func fetchAttachment(visitId: String, sha256: String) async throws  -> Data' 'func signVisit(visitId: String' 'func heldRecords()'; do
     grep -qF -- "$api" "$SWIFT" || { echo "Swift bindings lack: $api" >&2; exit 1; }
 done
 for f in OhassistFFIFFI.h OhassistFFIFFI.modulemap; do

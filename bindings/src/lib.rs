@@ -8,10 +8,12 @@
 //! - [`model`]: the records and vocabularies, and the conversions to and from the core;
 //! - [`error`]: the one error type the apps see;
 //! - [`store`]: the [`Store`] object — records, lists, conflicts, status;
-//! - [`sync`]: login, logout and the sync handle with its progress callback.
+//! - [`sync`]: login, logout, sync and attachment downloads, `async`, with the progress
+//!   callback.
 //!
-//! Every call blocks its thread (SQLite on disk, and HTTP for the sync calls): apps call
-//! them off the main thread. See `bindings/README.md`.
+//! The store's record calls block their thread on SQLite (apps call them off the main
+//! thread); the network calls are `async` and cancelled with their coroutine or task. See
+//! `bindings/README.md`.
 
 uniffi::setup_scaffolding!();
 
@@ -22,4 +24,4 @@ pub mod sync;
 
 pub use error::OhassistError;
 pub use store::Store;
-pub use sync::{SyncHandle, SyncProgressCallback};
+pub use sync::{LoginOptions, SyncProgressCallback};

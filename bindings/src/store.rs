@@ -2,7 +2,7 @@
 //!
 //! Every method delegates to `ohassist_core::store::Store` in one line. All of them block
 //! the calling thread on disk I/O (and on the store's single writer lock): call them off the
-//! main thread.
+//! main thread. The network calls on the same object are async (`sync.rs`).
 
 use std::sync::Arc;
 
@@ -243,10 +243,12 @@ mirror_record! {
 }
 
 /// The device's offline store. Share one per file across the app (it is thread-safe and
-/// serialises writers); every method blocks on disk I/O.
+/// serialises writers); its record methods block on disk I/O, its network calls are async.
 #[derive(Debug, uniffi::Object)]
 pub struct Store {
     pub(crate) inner: Arc<s::Store>,
+    /// Held by the network call running on this store (`sync.rs`).
+    pub(crate) io_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[uniffi::export]
@@ -260,7 +262,7 @@ impl Store {
     #[uniffi::constructor]
     pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>> {
         let key = s::StoreKey::from_slice(&key)?;
-        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path, &key)?) }))
+        Ok(Arc::new(Store { inner: Arc::new(s::Store::open(path, &key)?), io_lock: Default::default() }))
     }
 
     /// This device's id, kept in the store. No I/O.

@@ -1,9 +1,11 @@
-//! Login, logout and sync. Login and logout block on HTTP; a sync runs on its own thread
-//! behind a [`SyncHandle`] that reports progress through a foreign callback and cancels the
-//! sync when cancelled or dropped (as matrix-rust-sdk's `TaskHandle` does).
+//! Login, logout, sync and attachment downloads: every call that does network I/O is
+//! `async` (Kotlin `suspend`, Swift `async`, Python `async def`). The work runs on the
+//! library's own I/O runtime; the caller's coroutine or task only awaits it, from any thread.
+//! Cancelling that coroutine or task cancels the work through the core's `CancelToken`: it
+//! stops at its next step, keeps what was already stored, and the next call resumes.
 
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::future::Future;
+use std::sync::OnceLock;
 
 use ohassist_core::sync::{self as cs, CancelToken, SyncConfig};
 
@@ -66,8 +68,10 @@ mirror_record! {
     }
 }
 
-/// Receives sync progress. Called on the sync thread, never the main thread: keep it short,
-/// do not throw, and hop to the UI thread yourself.
+/// Hears a sync's progress, after every request: the callback the apps wrap as a Kotlin
+/// `Flow` (`bindings/kotlin/OhassistFlow.kt`) or a Swift `AsyncStream`. Called on the
+/// library's I/O thread, never the main thread: keep it short, do not throw, and hop to the
+/// UI thread yourself.
 #[uniffi::export(callback_interface)]
 pub trait SyncProgressCallback: Send + Sync {
     fn on_progress(&self, progress: SyncProgress);
@@ -81,18 +85,90 @@ impl cs::ProgressSink for Sink {
     }
 }
 
+/// How to log in, besides who.
+#[derive(Debug, Clone, Default, PartialEq, uniffi::Record)]
+pub struct LoginOptions {
+    /// How the console names this phone (`华为 Mate 60 · 张三`); empty: a short form of its id.
+    #[uniffi(default = "")]
+    pub device_name: String,
+    /// An extra root certificate (PEM) to trust, for a county server whose certificate its
+    /// own CA signed; kept in the store for every later sync.
+    #[uniffi(default = None)]
+    pub root_certificate_pem: Option<String>,
+    /// Allows plain `http://` (a lab network, tests on loopback).
+    #[uniffi(default = false)]
+    pub allow_http: bool,
+}
+
+/// The library's I/O runtime: the core's HTTP client needs tokio, and the apps' executors
+/// (Kotlin coroutines, Swift tasks, asyncio) only poll what they await.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ohassist-io")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| OhassistError::Storage { message: format!("cannot start the I/O runtime: {e}") })
+}
+
+/// Cancels its token when dropped: when the awaiting coroutine or task is cancelled, the
+/// foreign side drops the future, and the work hears it.
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Runs `work` on the I/O runtime, one at a time per store (a sync started while a cancelled
+/// one winds down waits for it), cancelled through `cancel` when the awaiting future is dropped.
+async fn on_io<T: Send + 'static>(
+    store: &Store,
+    cancel: CancelToken,
+    work: impl Future<Output = std::result::Result<T, cs::SyncError>> + Send + 'static,
+) -> Result<T> {
+    let _cancel_on_drop = CancelOnDrop(cancel);
+    let lock = store.io_lock.clone();
+    let task = runtime()?.spawn(async move {
+        let _one_at_a_time = lock.lock().await;
+        work.await
+    });
+    match task.await {
+        Ok(result) => result.map_err(OhassistError::from),
+        Err(_) => Err(OhassistError::Storage { message: "the I/O task panicked".into() }),
+    }
+}
+
 #[uniffi::export]
 impl Store {
-    /// Logs in to `server_url` (`https://…`; plain `http://` only with `allow_http`, for a
-    /// lab network) and keeps the token in the store. Logging in to another server than
-    /// before queues every local record for it. Blocks: HTTP, and disk I/O.
-    pub fn login(&self, server_url: String, username: String, password: String, allow_http: bool) -> Result<LoginInfo> {
-        let r = cs::login_blocking(
-            &self.inner,
-            &SyncConfig { allow_http, ..SyncConfig::new(server_url) },
-            &username,
-            &password,
-        )?;
+    /// Logs in to `server_url` (`https://…`; plain `http://` only with `options.allow_http`)
+    /// and keeps the token in the store. Logging in to another server than before queues
+    /// every local record for it. A certificate that does not verify (no root certificate
+    /// given for a county's own CA) fails at once with `InvalidInput` on `server_url`.
+    pub async fn login(
+        &self,
+        server_url: String,
+        username: String,
+        password: String,
+        options: LoginOptions,
+    ) -> Result<LoginInfo> {
+        let config = SyncConfig {
+            allow_http: options.allow_http,
+            root_certificate_pem: options.root_certificate_pem.map(String::into_bytes),
+            ..SyncConfig::new(server_url)
+        };
+        let store = self.inner.clone();
+        let r = on_io(self, CancelToken::new(), async move {
+            cs::login(&store, &config, &username, &password, &options.device_name).await
+        })
+        .await?;
         Ok(LoginInfo {
             user_id: r.user_id,
             display_name: r.display_name,
@@ -103,97 +179,39 @@ impl Store {
     }
 
     /// Forgets the token, revoking it on the server if reachable (one attempt). Local records
-    /// and unsynced changes stay. Blocks: HTTP (short), and disk I/O.
-    pub fn logout(&self) -> Result<()> {
+    /// and unsynced changes stay.
+    pub async fn logout(&self) -> Result<()> {
         let Some(config) = self.sync_config()? else { return Ok(()) };
-        Ok(cs::logout_blocking(&self.inner, &config)?)
+        let store = self.inner.clone();
+        on_io(self, CancelToken::new(), async move { cs::logout(&store, &config).await }).await
     }
 
-    /// Starts a sync on a new thread and returns at once: push the unsynced changes, then
-    /// pull what changed on the server. `callback` hears progress on that thread. Fails
-    /// with `NotAuthorised` if the store never logged in. No I/O on the calling thread.
-    pub fn start_sync(&self, callback: Box<dyn SyncProgressCallback>) -> Result<Arc<SyncHandle>> {
+    /// Pushes the unsynced changes, pulls what changed on the server and uploads pending
+    /// attachments; `progress` hears each step. Fails with `NotAuthorised` if the store never
+    /// logged in, `Cancelled` never (a cancelled coroutine or task throws its own
+    /// cancellation): what was stored stays, and the next sync resumes.
+    pub async fn sync(&self, progress: Box<dyn SyncProgressCallback>) -> Result<SyncReport> {
         let config = self.sync_config()?.ok_or(OhassistError::NotAuthorised)?;
         let (store, cancel) = (self.inner.clone(), CancelToken::new());
         let token = cancel.clone();
-        let sink = Sink(callback);
-        let thread = std::thread::Builder::new()
-            .name("ohassist-sync".into())
-            .spawn(move || cs::sync_blocking(&store, &config, &sink, &token))
-            .map_err(|e| OhassistError::Storage { message: format!("cannot start the sync thread: {e}") })?;
-        Ok(Arc::new(SyncHandle { cancel, state: Mutex::new(SyncState::Running(thread)) }))
+        let sink = Sink(progress);
+        Ok(on_io(self, cancel, async move { cs::sync(&store, &config, &sink, &token).await }).await?.bridge())
     }
-}
 
-#[uniffi::export]
-impl Store {
     /// The bytes of attachment `sha256` of visit `visit_id` (decrypted, in memory: show them,
     /// do not write them to a file), downloading them from the server first if this store does
-    /// not hold them (lazily, when a screen needs them). Blocks: disk I/O, and network I/O when
-    /// it downloads — call it off the main thread.
-    pub fn fetch_attachment(&self, visit_id: String, sha256: String) -> Result<Vec<u8>> {
+    /// not hold them (lazily, when a screen needs them).
+    pub async fn fetch_attachment(&self, visit_id: String, sha256: String) -> Result<Vec<u8>> {
         let config = self.sync_config()?.ok_or(OhassistError::NotAuthorised)?;
-        Ok(cs::fetch_attachment_blocking(&self.inner, &config, &visit_id, &sha256, &CancelToken::new())?)
+        let (store, cancel) = (self.inner.clone(), CancelToken::new());
+        let token = cancel.clone();
+        on_io(self, cancel, async move { cs::fetch_attachment(&store, &config, &visit_id, &sha256, &token).await })
+            .await
     }
 }
 
 impl Store {
     fn sync_config(&self) -> Result<Option<SyncConfig>> {
         Ok(cs::stored_config(&self.inner)?)
-    }
-}
-
-enum SyncState {
-    Running(JoinHandle<Result<cs::SyncReport, cs::SyncError>>),
-    Finished(Result<SyncReport>),
-}
-
-/// A running sync. Dropping it (Kotlin `close()`, Swift releasing it) cancels the sync.
-#[derive(uniffi::Object)]
-pub struct SyncHandle {
-    cancel: CancelToken,
-    state: Mutex<SyncState>,
-}
-
-impl std::fmt::Debug for SyncHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncHandle").field("cancelled", &self.cancel.is_cancelled()).finish()
-    }
-}
-
-#[uniffi::export]
-impl SyncHandle {
-    /// Asks the sync to stop; it stops at once, between or during requests, and `wait`
-    /// then fails with `Cancelled`. What was already stored stays. No I/O, never blocks.
-    pub fn cancel(&self) {
-        self.cancel.cancel()
-    }
-
-    /// Whether the sync has finished (successfully or not). Never blocks.
-    pub fn is_finished(&self) -> bool {
-        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
-            SyncState::Running(thread) => thread.is_finished(),
-            SyncState::Finished(_) => true,
-        }
-    }
-
-    /// Blocks until the sync ends and returns its report or error (the same on every call).
-    pub fn wait(&self) -> Result<SyncReport> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let result = match std::mem::replace(&mut *state, SyncState::Finished(Err(OhassistError::Cancelled))) {
-            SyncState::Running(thread) => match thread.join() {
-                Ok(result) => result.map(Bridge::bridge).map_err(OhassistError::from),
-                Err(_) => Err(OhassistError::Storage { message: "the sync thread panicked".into() }),
-            },
-            SyncState::Finished(result) => result,
-        };
-        *state = SyncState::Finished(result.clone());
-        result
-    }
-}
-
-impl Drop for SyncHandle {
-    fn drop(&mut self) {
-        self.cancel.cancel();
     }
 }

@@ -98,6 +98,8 @@ pub struct Caller {
     pub org_unit: String,
     pub device_id: String,
     pub last_seen: Option<i64>,
+    /// When the device last finished a pull (`None`: never, or the console).
+    pub synced_at: Option<i64>,
 }
 
 /// Why a user could not be created or changed.
@@ -272,7 +274,8 @@ pub fn count_users(conn: &Connection) -> rusqlite::Result<i64> {
 /// Users whose org unit lies inside `org_unit`, by username.
 pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<User>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE substr(org_unit, 1, length(?1)) = ?1 ORDER BY username"
+        "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY username",
+        scope::sql("org_unit", "?1")
     ))?;
     let rows = stmt.query_map([scope::prefix(org_unit)], user_row)?;
     rows.collect()
@@ -280,14 +283,15 @@ pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<Use
 
 /// Devices of users inside `org_unit`, most recently seen first.
 pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT d.id, d.user_id, u.username, d.name, d.created_at, d.last_seen, d.revoked_at, d.expires_at,
                 d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2,
                 d.status, d.status_changed_at, d.pending_changes, d.pending_attachments, d.reported_at
          FROM devices d JOIN users u ON u.id = d.user_id
-         WHERE substr(u.org_unit, 1, length(?1)) = ?1
+         WHERE {}
          ORDER BY d.last_seen DESC, d.id",
-    )?;
+        scope::sql("u.org_unit", "?1")
+    ))?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), now], |r| {
         Ok(Device {
             id: r.get(0)?,
@@ -420,7 +424,7 @@ pub fn caller_by_token(
     now: i64,
 ) -> rusqlite::Result<Option<(Caller, DeviceStatus)>> {
     conn.query_row(
-        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status
+        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status, d.synced_at
          FROM devices d JOIN users u ON u.id = d.user_id
          WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0",
         params![token_hash, now],
@@ -434,11 +438,18 @@ pub fn caller_by_token(
                 org_unit: r.get(4)?,
                 device_id: r.get(5)?,
                 last_seen: r.get(6)?,
+                synced_at: r.get(8)?,
             };
             Ok((caller, DeviceStatus::parse(&r.get::<_, String>(7)?).unwrap_or(DeviceStatus::Active)))
         },
     )
     .optional()
+}
+
+/// Records that the device finished a pull at `now`: the start of its next offline gap.
+pub fn mark_synced(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE devices SET synced_at = ?2 WHERE id = ?1", params![device_id, now])?;
+    Ok(())
 }
 
 pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {

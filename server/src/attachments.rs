@@ -96,7 +96,7 @@ pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResu
         .query_row([id], |r| r.get(0))
         .optional()?;
     match county {
-        Some(c) if scope::covers(org_unit, &c) => Ok(()),
+        Some(c) if scope::covers(conn, org_unit, &c)? => Ok(()),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -120,7 +120,7 @@ pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<
         })
         .optional()?;
     match row {
-        Some((bytes, county)) if scope::covers(org_unit, &county) => {
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
             Ok(Document::load(RecordKind::Visit, id, &bytes)?.read()?)
         }
         _ => Err(ApiError::NotFound),
@@ -169,7 +169,12 @@ pub fn linked_in_scope(conn: &Connection, org_unit: &str, sha: &str) -> rusqlite
         "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id WHERE v.sha256 = ?1",
     )?;
     let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    Ok(counties.iter().any(|c| scope::covers(org_unit, c)))
+    for c in counties {
+        if scope::covers(conn, org_unit, &c)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// What a chunk did.
@@ -429,16 +434,25 @@ pub struct VisitFlags {
     pub captured_at: Option<String>,
     pub far_from_enterprise_m: Option<f64>,
     pub clock_skew_s: Option<i64>,
+    /// The receipt minus the device's previous sync (`None`: no earlier sync known).
+    pub sync_gap_s: Option<i64>,
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
 }
 
-/// Computes a visit's flag measures as its row is written at `now`: the distance to its
-/// enterprise's registered location, and how far the device's capture time is from the
-/// time the server first received that capture (kept while the capture time is unchanged).
-pub fn visit_flags(tx: &Transaction<'_>, id: &str, v: &Visit, now: i64) -> rusqlite::Result<VisitFlags> {
+/// Computes a visit's flag measures as its row is written at `now` for a device that last
+/// finished a sync at `synced_at`: the distance to its enterprise's registered location, how
+/// far the device's capture time is from the time the server first received that capture,
+/// and the device's sync gap then (both kept while the capture time is unchanged).
+pub fn visit_flags(
+    tx: &Transaction<'_>,
+    id: &str,
+    v: &Visit,
+    synced_at: Option<i64>,
+    now: i64,
+) -> rusqlite::Result<VisitFlags> {
     let Some(fix) = &v.location else { return Ok(VisitFlags::default()) };
     let here = GeoPoint { latitude: fix.latitude, longitude: fix.longitude };
     let registered: Option<(Option<f64>, Option<f64>)> = tx
@@ -450,12 +464,14 @@ pub fn visit_flags(tx: &Transaction<'_>, id: &str, v: &Visit, now: i64) -> rusql
         Some((Some(latitude), Some(longitude))) => Some(here.distance_m(&GeoPoint { latitude, longitude })),
         _ => None,
     };
-    let before: Option<(Option<String>, Option<i64>)> = tx
-        .query_row("SELECT captured_at, clock_skew_s FROM visits WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let before: Option<(Option<String>, Option<i64>, Option<i64>)> = tx
+        .query_row("SELECT captured_at, clock_skew_s, sync_gap_s FROM visits WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let skew = match before {
-        Some((Some(c), skew)) if c == fix.captured_at => skew,
-        _ => parse_rfc3339(&fix.captured_at).map(|t| now - t),
+    let (skew, gap) = match before {
+        Some((Some(c), skew, gap)) if c == fix.captured_at => (skew, gap),
+        _ => (parse_rfc3339(&fix.captured_at).map(|t| now - t), synced_at.map(|s| now - s)),
     };
     Ok(VisitFlags {
         latitude: Some(fix.latitude),
@@ -463,6 +479,7 @@ pub fn visit_flags(tx: &Transaction<'_>, id: &str, v: &Visit, now: i64) -> rusql
         captured_at: Some(fix.captured_at.clone()),
         far_from_enterprise_m: far,
         clock_skew_s: skew,
+        sync_gap_s: gap,
     })
 }
 
@@ -496,12 +513,17 @@ pub struct FlaggedVisit {
     pub visit_date: String,
     pub far_from_enterprise_m: Option<f64>,
     pub clock_skew_s: Option<i64>,
+    /// The device's sync gap at the capture's receipt (see [`VisitFlags::sync_gap_s`]).
+    pub sync_gap_s: Option<i64>,
     /// Its distance is above the threshold.
     pub far: bool,
     /// Its device clock looks wrong: see [`CLOCK_FLAG_SQL`].
     pub skewed: bool,
     /// Days between the capture time (China Standard Time) and the visit's own date.
     pub capture_days_off: Option<i64>,
+    /// Why the capture time looks wrong ([`clock_reason`]), when it does.
+    pub clock_zh: String,
+    pub clock_en: String,
 }
 
 /// Days between a visit's capture time, as a date in China Standard Time, and its own
@@ -509,13 +531,43 @@ pub struct FlaggedVisit {
 pub const CAPTURE_DAYS_OFF_SQL: &str =
     "CAST(round(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date))) AS INTEGER)";
 
-/// The clock flag of a visit row `v` (parameter `:max_skew`: the threshold in seconds): the
-/// device's capture time falls more than a day from the visit's own date, or lies ahead of
-/// the server's receipt by more than the threshold (a device clock running fast). A capture
-/// long before its receipt is normal: phones stay offline for days on a trip, so the gap to
-/// the receipt is not a flag.
+/// The clock flag of a visit row `v` (parameter `:max_skew`: the margin in seconds): the
+/// device's capture time falls more than a day from the visit's own date, or outside the
+/// device's sync gap widened by the margin, [previous sync − margin, receipt + margin]: ahead
+/// of the receipt (a clock running fast) or before the device last synced (a clock running
+/// slow: what it captured since then cannot be older). A capture days before its receipt is
+/// normal when the device was offline that long (a trip), so the receipt alone is no flag.
+/// Without an earlier sync of the device only the receipt bounds it.
 pub const CLOCK_FLAG_SQL: &str = "(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date)) > 1
-      OR v.clock_skew_s < -:max_skew)";
+      OR v.clock_skew_s < -:max_skew OR v.clock_skew_s > v.sync_gap_s + :max_skew)";
+
+/// Why a flagged capture time looks wrong, in both languages ([`CLOCK_FLAG_SQL`]'s three
+/// cases, the first that applies), or `None` when it does not.
+pub fn clock_reason(
+    days_off: Option<i64>,
+    skew_s: Option<i64>,
+    gap_s: Option<i64>,
+    margin_s: i64,
+) -> Option<(String, String)> {
+    let hours = |s: i64| format!("{:.1}", s as f64 / 3600.0);
+    if let Some(d) = days_off.filter(|d| *d > 1) {
+        return Some((format!("采集时间与走访日期相差 {d} 天"), format!("captured {d} days from the visit's date")));
+    }
+    let skew = skew_s?;
+    if skew < -margin_s {
+        return Some((
+            format!("设备时间快于服务器接收时间 {} 小时", hours(-skew)),
+            format!("device clock ahead of the server's receipt by {} h", hours(-skew)),
+        ));
+    }
+    match gap_s {
+        Some(gap) if skew > gap + margin_s => Some((
+            format!("采集时间早于该设备上次同步 {} 小时", hours(skew - gap)),
+            format!("captured {} h before the device's previous sync", hours(skew - gap)),
+        )),
+        _ => None,
+    }
+}
 
 /// Visits of `year` in `org_unit` (not deleted) with a flag, by county then date.
 pub fn flagged_visits(
@@ -524,19 +576,20 @@ pub fn flagged_visits(
     year: i32,
     cfg: &Config,
 ) -> rusqlite::Result<Vec<FlaggedVisit>> {
-    let (lo, hi) = (scope::prefix(org_unit).to_string(), format!("{}:", scope::prefix(org_unit)));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.enterprise_id, coalesce(e.name, ''), v.county_code, v.visit_date,
-                v.far_from_enterprise_m, v.clock_skew_s, coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL}
+                v.far_from_enterprise_m, v.clock_skew_s, coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL},
+                v.sync_gap_s
          FROM visits v LEFT JOIN enterprises e ON e.credit_code = v.enterprise_id
-         WHERE v.county_code >= :lo AND v.county_code < :hi AND v.visit_date >= :from AND v.visit_date < :to
+         WHERE {} AND v.visit_date >= :from AND v.visit_date < :to
            AND v.deleted = 0 AND (v.far_from_enterprise_m > :max_distance OR coalesce({CLOCK_FLAG_SQL}, 0))
-         ORDER BY v.county_code, v.visit_date DESC, v.id"
+         ORDER BY v.county_code, v.visit_date DESC, v.id",
+        scope::sql("v.county_code", ":prefix")
     ))?;
     let (from, to) = (format!("{year}-"), format!("{}-", year + 1));
     let rows = stmt.query_map(
         rusqlite::named_params! {
-            ":lo": lo, ":hi": hi, ":from": from, ":to": to,
+            ":prefix": scope::prefix(org_unit), ":from": from, ":to": to,
             ":max_distance": cfg.max_visit_distance_m, ":max_skew": cfg.max_clock_skew_s,
         },
         |r| {
@@ -552,10 +605,22 @@ pub fn flagged_visits(
                 far: far_m.is_some_and(|d| d > cfg.max_visit_distance_m),
                 skewed: r.get(7)?,
                 capture_days_off: r.get(8)?,
+                sync_gap_s: r.get(9)?,
+                clock_zh: String::new(),
+                clock_en: String::new(),
             })
         },
     )?;
-    rows.collect()
+    rows.map(|r| {
+        r.map(|mut f| {
+            if let Some((zh, en)) = clock_reason(f.capture_days_off, f.clock_skew_s, f.sync_gap_s, cfg.max_clock_skew_s)
+            {
+                (f.clock_zh, f.clock_en) = (zh, en);
+            }
+            f
+        })
+    })
+    .collect()
 }
 
 /// The clock flag of one visit and its capture's distance in days from the visit date.

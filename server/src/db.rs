@@ -24,6 +24,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/006_units.sql"),
         include_str!("../migrations/007_refused_changes.sql"),
         include_str!("../migrations/008_visit_scope.sql"),
+        include_str!("../migrations/009_sync_gap.sql"),
     ],
 };
 

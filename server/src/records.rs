@@ -588,8 +588,11 @@ fn apply_changes_to(
         }
     };
     // Both ends must be in scope: a record may not be moved out of another county either.
-    let in_scope = scope::covers(&caller.org_unit, &county)
-        && old_county.as_deref().is_none_or(|c| scope::covers(&caller.org_unit, c));
+    let in_scope = scope::covers(tx, &caller.org_unit, &county)?
+        && match old_county.as_deref() {
+            Some(c) => scope::covers(tx, &caller.org_unit, c)?,
+            None => true,
+        };
     if !in_scope {
         return Err(refuse_labelled(
             "out_of_scope",
@@ -631,7 +634,7 @@ fn apply_changes_to(
                 move_visits(tx, doc_id, &county, now)?;
             }
         }
-        Row::Visit(v) => write_visit_row(tx, doc_id, v, &county, has_conflicts, now)?,
+        Row::Visit(v) => write_visit_row(tx, doc_id, v, &county, has_conflicts, caller.synced_at, now)?,
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -741,7 +744,7 @@ pub struct RefusedUpload {
 
 /// The refused uploads of users of `org_unit` (and below), newest first.
 pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusqlite::Result<Vec<RefusedUpload>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT r.doc_id, r.kind, r.label, u.display_name AS user_name, r.device_id,
                 coalesce(nullif(d.name, ''), r.device_id) AS device_name, r.code, r.reason_zh, r.reason_en,
                 r.last_at, r.attempts, r.kept, r.county_code, r.enterprise_id,
@@ -750,8 +753,9 @@ pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusql
          FROM refused_uploads r JOIN users u ON u.id = r.user_id LEFT JOIN devices d ON d.id = r.device_id
               LEFT JOIN documents e ON e.kind = 'enterprise'
                   AND e.id = CASE r.kind WHEN 'enterprise' THEN r.doc_id ELSE r.enterprise_id END
-         WHERE r.settled = 0 AND substr(u.org_unit, 1, length(?1)) = ?1 ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
-    )?;
+         WHERE r.settled = 0 AND {} ORDER BY r.last_at DESC, r.doc_id LIMIT ?2",
+        scope::sql("u.org_unit", "?1")
+    ))?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), limit as i64], |r| {
         Ok(RefusedUpload {
             doc_id: r.get("doc_id")?,
@@ -887,16 +891,18 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
     crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
-/// The visit's row, in its enterprise's `county`.
+/// The visit's row, in its enterprise's `county`, written at `now` for a device that last
+/// finished a sync at `synced_at`.
 fn write_visit_row(
     tx: &Transaction<'_>,
     id: &str,
     v: &Visit,
     county: &str,
     has_conflicts: bool,
+    synced_at: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let flags = crate::attachments::visit_flags(tx, id, v, now)?;
+    let flags = crate::attachments::visit_flags(tx, id, v, synced_at, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
         v.training
@@ -907,8 +913,8 @@ fn write_visit_row(
     tx.execute(
         "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
             has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
-            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             id,
             v.enterprise_id,
@@ -928,7 +934,8 @@ fn write_visit_row(
             flags.longitude,
             flags.captured_at,
             flags.far_from_enterprise_m,
-            flags.clock_skew_s
+            flags.clock_skew_s,
+            flags.sync_gap_s
         ],
     )?;
     Ok(())
@@ -990,10 +997,10 @@ pub fn first_sync_page(
             last_id: String::new(),
         },
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, kind, bytes FROM documents
-         WHERE id > ?1 AND substr(county_code, 1, length(?2)) = ?2 ORDER BY id",
-    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT id, kind, bytes FROM documents WHERE id > ?1 AND {} ORDER BY id",
+        scope::sql("county_code", "?2")
+    ))?;
     let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit)])?;
     let mut documents = Vec::new();
     let mut size = 0;
@@ -1035,16 +1042,18 @@ pub fn changes_page(
     let tx = conn.transaction()?;
     // Rows the caller will not get are scanned without their bytes.
     // A `whole` row (a record moved into a county) is answered with the whole document.
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT c.seq, c.doc_id, c.kind,
-                CASE WHEN c.device_id <> ?3 AND substr(d.county_code, 1, length(?2)) = ?2
+                CASE WHEN c.device_id <> ?3 AND {}
                      THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END
-                     WHEN c.whole AND c.also_county <> '' AND substr(c.also_county, 1, length(?2)) = ?2
+                     WHEN c.whole AND c.also_county <> '' AND {}
                      THEN c.bytes END,
                 c.whole
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",
-    )?;
+        scope::sql("d.county_code", "?2"),
+        scope::sql("c.also_county", "?2")
+    ))?;
     let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
     let mut changes = Vec::new();
     let mut documents = Vec::new();

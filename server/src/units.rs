@@ -190,7 +190,7 @@ impl Units {
         let mut out: Vec<Unit> = self
             .rows
             .values()
-            .filter(|r| scope::covers(org_unit, &r.code))
+            .filter(|r| scope::covers_hosted(org_unit, &r.code, r.host.as_deref().filter(|_| r.zone)))
             .map(|r| Unit {
                 code: r.code.clone(),
                 name: r.name.clone(),

@@ -206,3 +206,37 @@ fn an_active_phone_reports_what_it_holds_unsynced_at_each_sync() {
     assert_eq!((d["pending_changes"].as_i64(), d["pending_attachments"].as_i64()), (Some(3), Some(1)));
     assert!(phone.store.get_visit(&phone.store.list_visits(&VisitFilter::default()).unwrap()[0].id).is_ok());
 }
+
+/// The name an app gives its phone at login is how the console shows it: on the devices
+/// page, in a conflict's values and in a visit's history.
+#[test]
+fn the_console_names_phones_as_their_apps_named_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    for (user, role) in [("zhang", "inspector"), ("li", "inspector"), ("sup", "supervisor"), ("boss", "admin")] {
+        server.add_user(user, role, COUNTY, PASSWORD);
+    }
+    let (a, b) = (Phone::new(&server.url()), Phone::new(&server.url()));
+    a.login_named("zhang", PASSWORD, "华为 Mate 60 · 张三");
+    b.login_named("li", PASSWORD, "荣耀 X50 · 李四");
+    a.store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    let id = a.store.create_visit(visit(1)).unwrap();
+    a.sync();
+    b.sync();
+    a.store.edit_visit(&id, |v| v.notes = "张：已整改".into()).unwrap();
+    b.store.edit_visit(&id, |v| v.notes = "李：未整改".into()).unwrap();
+    a.sync();
+    b.sync();
+
+    let mut sup = Console::login(&server.url(), "sup");
+    let (_, queue) = sup.get("/conflicts");
+    assert!(queue.contains("华为 Mate 60 · 张三") && queue.contains("荣耀 X50 · 李四"), "{queue}");
+    let (_, page) = sup.get(&format!("/visits/{id}"));
+    assert!(page.contains("华为 Mate 60 · 张三") && page.contains("荣耀 X50 · 李四"), "history names the phones");
+    let mut admin = Console::login(&server.url(), "boss");
+    let (_, devices) = admin.get("/admin/devices");
+    for (name, phone) in [("华为 Mate 60 · 张三", &a), ("荣耀 X50 · 李四", &b)] {
+        let row = devices.split(&format!("data-device=\"{}\"", phone.store.device_id())).nth(1).expect("listed");
+        assert!(row[..row.find("</tr>").unwrap()].contains(name), "{name} on the devices page");
+    }
+}

@@ -13,3 +13,4 @@ mod moves;
 mod openapi;
 mod refusals;
 mod web;
+mod zones;

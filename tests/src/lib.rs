@@ -203,7 +203,12 @@ impl Phone {
     }
 
     pub fn login(&self, username: &str, password: &str) {
-        sync::login_blocking(&self.store, &self.config, username, password).expect("login");
+        self.login_named(username, password, "");
+    }
+
+    /// [`Phone::login`] with the name the app gives the device.
+    pub fn login_named(&self, username: &str, password: &str, device_name: &str) {
+        sync::login_blocking(&self.store, &self.config, username, password, device_name).expect("login");
     }
 
     pub fn try_sync(&self) -> Result<SyncReport, SyncError> {

@@ -1,13 +1,22 @@
 // The glue test of the generated Kotlin: it loads, calls, gets typed records back, receives
 // typed errors and sync callbacks, and talks to a real server over loopback. The rules
 // themselves (validation, merge, Table 1) are tested in Rust; this only checks they arrive.
+// The network calls are `suspend`: called from Dispatchers.IO, a sync as a Flow
+// (bindings/kotlin/OhassistFlow.kt), and a sync cancelled by cancelling its coroutine.
 //
 // Run by scripts/bindings-test.sh with OHASSIST_URL, OHASSIST_USER, OHASSIST_PASSWORD set;
 // without OHASSIST_URL the sync part is skipped (and says so).
 
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withContext
 import org.ohassist.ffi.*
 import java.nio.file.Files
 import java.util.concurrent.CountDownLatch
+import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicInteger
 import kotlin.system.exitProcess
 
@@ -39,9 +48,9 @@ class Counter : SyncProgressCallback {
     }
 }
 
-fun syncOnce(store: Store, label: String): SyncReport {
+suspend fun syncOnce(store: Store, label: String): SyncReport {
     val counter = Counter()
-    val report = store.startSync(counter).use { it.wait() }
+    val report = store.sync(counter)
     check(counter.calls.get() >= 2, "$label: progress callback called ${counter.calls.get()} times")
     check(counter.last?.phase == "done", "$label: last progress phase ${counter.last?.phase}")
     return report
@@ -50,7 +59,7 @@ fun syncOnce(store: Store, label: String): SyncReport {
 fun main() {
     val dir = Files.createTempDirectory("ohassist-kt")
     try {
-        run(dir.toString())
+        runBlocking { withContext(Dispatchers.IO) { run(dir.toString()) } }
     } catch (e: Throwable) {
         System.err.println("FAILED at step '$step': $e")
         e.printStackTrace()
@@ -61,7 +70,7 @@ fun main() {
     println("kotlin: all steps passed")
 }
 
-fun run(dir: String) {
+suspend fun run(dir: String) {
     step = "open with a key"
     val key = generateStoreKey()
     check(key.size == 32, "a 32-byte key")
@@ -150,24 +159,30 @@ fun run(dir: String) {
     val password = System.getenv("OHASSIST_PASSWORD")!!
 
     step = "sync before login"
-    expectThrows<OhassistException.NotAuthorised>("sync without login") { a.startSync(Counter()) }
+    expectThrows<OhassistException.NotAuthorised>("sync without login") { a.sync(Counter()) }
 
     step = "login"
-    expectThrows<OhassistException.NotAuthorised>("wrong password") { a.login(url, user, "wrong-password", true) }
-    expectThrows<OhassistException.InvalidInput>("plain http refused") { a.login(url, user, password, false) }
-    val info = a.login(url, user, password, true)
+    val lab = LoginOptions(deviceName = "华为 Mate 60 · 张三", allowHttp = true)
+    expectThrows<OhassistException.NotAuthorised>("wrong password") { a.login(url, user, "wrong-password", lab) }
+    val plain = expectThrows<OhassistException.InvalidInput>("plain http refused") {
+        a.login(url, user, password, LoginOptions(deviceName = "华为 Mate 60 · 张三"))
+    }
+    check(plain.field == "server_url", "plain http names the server address: $plain")
+    val info = a.login(url, user, password, lab)
     check(info.role == "inspector" && info.orgUnit == COUNTY, "login info $info")
 
     step = "sync a"
     check(a.pendingChanges() > 0uL, "changes pending before sync")
-    val first = syncOnce(a, "first sync")
+    val events = a.syncFlow().toList()
+    val first = (events.last() as? SyncEvent.Done)?.report ?: throw AssertionError("$step: the flow ends with Done: $events")
+    check(events.count { it is SyncEvent.Progress } >= 2, "the flow emits progress: $events")
     check(first.changesPushed > 0uL, "pushed ${first.changesPushed}")
     check(a.pendingChanges() == 0uL, "outbox drained: ${a.pendingChanges()} left")
 
     step = "second device"
     val b = Store.open("$dir/b.db", generateStoreKey())
     check(b.deviceId() != a.deviceId(), "two devices")
-    b.login(url, user, password, true)
+    b.login(url, user, password, LoginOptions(deviceName = "荣耀 X50 · 李四", allowHttp = true))
     syncOnce(b, "b pulls")
     val vb = b.getVisit(vid)
     check(vb.record.notes == "初次帮扶", "b sees the visit")
@@ -204,23 +219,37 @@ fun run(dir: String) {
     check(a.discardConfirmation(held.docId).startsWith("discard:"), "a confirmation to show")
     check(a.discardedRecords().isEmpty() && a.heldRecords().size == 1, "nothing discarded")
 
-    step = "cancel"
-    val gate = CountDownLatch(1)
+    step = "cancel a sync by cancelling its coroutine"
+    val cancelled = (1..20).map { a.createVisit(newVisit(eid, "2025-06-01").copy(notes = "取消测试 $it")) }
+    val pending = a.pendingChanges()
+    val started = CountDownLatch(1)
+    val release = CountDownLatch(1)
     val blocking = object : SyncProgressCallback {
         override fun onProgress(progress: SyncProgress) {
-            gate.await()
+            started.countDown()
+            release.await()                 // holds the sync at its first step
         }
     }
-    val handle = a.startSync(blocking)
-    handle.cancel()
-    gate.countDown()
-    expectThrows<OhassistException.Cancelled>("cancelled sync") { handle.wait() }
-    check(handle.isFinished(), "finished after wait")
-    handle.close()
+    coroutineScope {
+        val job = launch(Dispatchers.IO) { a.sync(blocking) }
+        check(started.await(30, TimeUnit.SECONDS), "the sync started")
+        job.cancel()
+        release.countDown()
+        job.join()
+        check(job.isCancelled, "the coroutine was cancelled")
+    }
+    check(a.pendingChanges() == pending, "the cancelled sync stopped before pushing: ${a.pendingChanges()} of $pending")
+    syncOnce(b, "b after the cancelled sync")
+    check(cancelled.none { id -> b.listVisits(VisitFilter(enterpriseId = eid)).any { it.id == id } }, "nothing arrived")
+    syncOnce(a, "the next sync completes")
+    check(a.pendingChanges() == a.heldRecords().sumOf { it.pendingChanges }, "only the held record is left")
+    syncOnce(b, "b after the next sync")
+    val onB = b.listVisits(VisitFilter(enterpriseId = eid)).map { it.id }.toSet()
+    check(cancelled.all { it in onB }, "no visit of the cancelled sync was lost")
 
     step = "logout"
     a.logout()
-    expectThrows<OhassistException.NotAuthorised>("sync after logout") { a.startSync(Counter()).use { it.wait() } }
+    expectThrows<OhassistException.NotAuthorised>("sync after logout") { a.sync(Counter()) }
     val device = a.deviceId()
     a.close()
     b.close()

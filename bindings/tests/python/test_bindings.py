@@ -1,14 +1,20 @@
 """The glue test of the generated Python: the same scenario as the Kotlin test.
 
 It checks that the module loads, calls, returns typed records, raises typed errors, calls
-back with progress and talks to a real server over loopback. The rules themselves are tested
-in Rust. Run by scripts/bindings-test.sh with PYTHONPATH at the generated module and
-OHASSIST_URL, OHASSIST_USER, OHASSIST_PASSWORD set (without OHASSIST_URL the sync part is
-skipped, and says so).
+back with progress and talks to a real server over loopback; the network calls are awaited
+with asyncio, a sync is cancelled by cancelling its task, and a login over HTTPS trusts a
+county's own CA only when its certificate is passed. The rules themselves are tested in Rust.
+Run by scripts/bindings-test.sh with PYTHONPATH at the generated module and OHASSIST_URL,
+OHASSIST_USER, OHASSIST_PASSWORD (and OHASSIST_TLS_URL, OHASSIST_TLS_PASSWORD, OHASSIST_CA_PEM,
+OHASSIST_ADMIN, OHASSIST_ADMIN_PASSWORD) set; without OHASSIST_URL the sync part is skipped,
+and says so.
 """
 
+import asyncio
 import hashlib
+import json
 import os
+import urllib.request
 import sys
 import tempfile
 import threading
@@ -32,6 +38,28 @@ def expect_raises(cls, what, fn):
     raise AssertionError(f"{step}: {what}: expected {cls.__name__}, nothing raised")
 
 
+async def expect_raises_async(cls, what, coro):
+    try:
+        await coro
+    except cls as e:
+        return e
+    except Exception as e:  # noqa: BLE001 - the wrong kind is the failure being reported
+        raise AssertionError(f"{step}: {what}: expected {cls.__name__}, got {e!r}") from e
+    raise AssertionError(f"{step}: {what}: expected {cls.__name__}, nothing raised")
+
+
+def admin_devices(url):
+    """The server's devices list as the admin reads it (raw HTTP, as the console's API)."""
+    login = json.dumps({
+        "username": os.environ["OHASSIST_ADMIN"], "password": os.environ["OHASSIST_ADMIN_PASSWORD"],
+        "device_id": "python-glue-admin", "device_name": "",
+    }).encode()
+    req = urllib.request.Request(f"{url}/api/v1/login", login, {"content-type": "application/json"})
+    token = json.load(urllib.request.urlopen(req))["token"]
+    req = urllib.request.Request(f"{url}/api/v1/admin/devices", headers={"authorization": f"Bearer {token}"})
+    return {d["id"]: d["name"] for d in json.load(urllib.request.urlopen(req))}
+
+
 class Counter(oh.SyncProgressCallback):
     def __init__(self):
         self.calls = 0
@@ -42,15 +70,15 @@ class Counter(oh.SyncProgressCallback):
         self.last = progress
 
 
-def sync_once(store, label):
+async def sync_once(store, label):
     counter = Counter()
-    report = store.start_sync(counter).wait()
+    report = await store.sync(counter)
     assert counter.calls >= 2, f"{label}: progress callback called {counter.calls} times"
     assert counter.last.phase == "done", f"{label}: last phase {counter.last.phase}"
     return report
 
 
-def run(d):
+async def run(d):
     global step
     step = "open with a key"
     key = oh.generate_store_key()
@@ -133,25 +161,29 @@ def run(d):
     user, password = os.environ["OHASSIST_USER"], os.environ["OHASSIST_PASSWORD"]
 
     step = "sync before login"
-    expect_raises(oh.OhassistError.NotAuthorised, "sync without login", lambda: a.start_sync(Counter()))
+    await expect_raises_async(oh.OhassistError.NotAuthorised, "sync without login", a.sync(Counter()))
 
     step = "login"
-    expect_raises(oh.OhassistError.NotAuthorised, "wrong password", lambda: a.login(url, user, "wrong-password", True))
-    expect_raises(oh.OhassistError.InvalidInput, "plain http refused", lambda: a.login(url, user, password, False))
-    info = a.login(url, user, password, True)
+    lab = oh.LoginOptions(device_name="小米 14 · 王五", allow_http=True)
+    await expect_raises_async(oh.OhassistError.NotAuthorised, "wrong password", a.login(url, user, "wrong-pw", lab))
+    await expect_raises_async(
+        oh.OhassistError.InvalidInput, "plain http refused", a.login(url, user, password, oh.LoginOptions())
+    )
+    info = await a.login(url, user, password, lab)
     assert info.role == "inspector" and info.org_unit == COUNTY, info
+    assert admin_devices(url)[a.device_id()] == "小米 14 · 王五", "the server names the device as the app did"
 
     step = "sync a"
     assert a.pending_changes() > 0
-    first = sync_once(a, "first sync")
+    first = await sync_once(a, "first sync")
     assert first.changes_pushed > 0
     assert a.pending_changes() == 0, f"outbox not drained: {a.pending_changes()}"
 
     step = "second device"
     b = oh.Store.open(os.path.join(d, "b.db"), oh.generate_store_key())
     assert b.device_id() != a.device_id()
-    b.login(url, user, password, True)
-    sync_once(b, "b pulls")
+    await b.login(url, user, password, oh.LoginOptions(device_name="OPPO Find X7 · 赵六", allow_http=True))
+    await sync_once(b, "b pulls")
     vb = b.get_visit(vid)
     assert vb.record.notes == "初次帮扶"
 
@@ -161,8 +193,8 @@ def run(d):
     a.update_visit(vid, va.record, va.version)
     vb.record.notes = "B 的备注"
     b.update_visit(vid, vb.record, vb.version)
-    sync_once(a, "a pushes")
-    report = sync_once(b, "b pushes and pulls")
+    await sync_once(a, "a pushes")
+    report = await sync_once(b, "b pushes and pulls")
     assert report.conflicted_records >= 1
     notes = [c for c in b.list_conflicts(vid) if c.path == "notes"]
     assert len(notes) == 1 and len(notes[0].values) == 2, b.list_conflicts(vid)
@@ -183,12 +215,12 @@ def run(d):
     rec = a.add_attachment(vid, photo, meta)
     assert sha in rec.record.attachments
     assert [x.sha256 for x in a.list_attachments(vid)] == [sha]
-    report = sync_once(a, "a uploads the photo")
+    report = await sync_once(a, "a uploads the photo")
     assert report.attachments_uploaded == 1, report
     assert report.progress.attachment_bytes_up == len(data), report.progress
-    sync_once(b, "b learns of the photo")
+    await sync_once(b, "b learns of the photo")
     assert sha in b.get_visit(vid).record.attachments
-    fetched = b.fetch_attachment(vid, sha)
+    fetched = await b.fetch_attachment(vid, sha)
     assert isinstance(fetched, bytes) and fetched == data, "the fetched photo differs"
 
     step = "signature"
@@ -209,7 +241,7 @@ def run(d):
     far = oh.new_enterprise("91350122MA0000001K", "邻县企业", oh.County(code="350122", name="闽清县"))
     far.industry = oh.Industry.MINING
     a.create_enterprise(far)
-    report = sync_once(a, "a pushes a record of another county")
+    report = await sync_once(a, "a pushes a record of another county")
     assert report.newly_held == 1 and report.held_records == 1, report
     held = a.held_records()
     assert len(held) == 1 and held[0].doc_id == "91350122MA0000001K", held
@@ -221,22 +253,55 @@ def run(d):
     assert a.discard_confirmation(held[0].doc_id).startswith("discard:"), "a confirmation to show"
     assert a.discarded_records() == [] and len(a.held_records()) == 1, "nothing discarded"
 
-    step = "cancel"
-    gate = threading.Event()
+    step = "cancel a sync by cancelling its task"
+    started, release = threading.Event(), threading.Event()
 
     class Blocking(oh.SyncProgressCallback):
         def on_progress(self, progress):
-            gate.wait()
+            started.set()
+            release.wait()  # holds the sync at its first step
 
-    handle = a.start_sync(Blocking())
-    handle.cancel()
-    gate.set()
-    expect_raises(oh.OhassistError.Cancelled, "cancelled sync", handle.wait)
-    assert handle.is_finished()
+    pending_ids = [a.create_visit(oh.new_visit(eid, "2025-06-01")) for _ in range(5)]
+    pending = a.pending_changes()
+    task = asyncio.create_task(a.sync(Blocking()))
+    assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 30), "the sync started"
+    task.cancel()
+    release.set()
+    try:
+        await task
+        raise AssertionError("the cancelled task finished")
+    except asyncio.CancelledError:
+        pass
+    assert a.pending_changes() == pending, "the cancelled sync pushed nothing"
+    await sync_once(a, "the next sync completes")
+    await sync_once(b, "b after the next sync")
+    on_b = {v.id for v in b.list_visits(oh.VisitFilter(enterprise_id=eid))}
+    assert set(pending_ids) <= on_b, "no visit of the cancelled sync was lost"
 
     step = "logout"
-    a.logout()
-    expect_raises(oh.OhassistError.NotAuthorised, "sync after logout", lambda: a.start_sync(Counter()).wait())
+    await a.logout()
+    await expect_raises_async(oh.OhassistError.NotAuthorised, "sync after logout", a.sync(Counter()))
+
+    step = "a county's own CA"
+    tls_url = os.environ["OHASSIST_TLS_URL"]
+    assert tls_url.startswith("https://"), tls_url
+    c = oh.Store.open(os.path.join(d, "c.db"), oh.generate_store_key())
+    untrusted = await expect_raises_async(
+        oh.OhassistError.InvalidInput, "the county's CA not passed", c.login(tls_url, user, os.environ["OHASSIST_TLS_PASSWORD"], oh.LoginOptions())
+    )
+    assert untrusted.field == "server_url" and "certificate" in untrusted.reason_en, untrusted
+    with open(os.environ["OHASSIST_CA_PEM"]) as f:
+        ca = f.read()
+    info = await c.login(
+        tls_url, user, os.environ["OHASSIST_TLS_PASSWORD"], oh.LoginOptions(device_name="县局测试机", root_certificate_pem=ca)
+    )
+    assert info.org_unit == COUNTY, info
+    tls_enterprise = oh.new_enterprise(CODE, "闽侯示范企业", oh.County(code=COUNTY, name="闽侯县"))
+    tls_enterprise.industry = oh.Industry.MINING
+    c.create_enterprise(tls_enterprise)
+    report = await sync_once(c, "a sync over HTTPS trusts the CA given at login")
+    assert report.changes_pushed > 0 and c.pending_changes() == 0, report
+    del c
 
     step = "reopen with the key, then a wrong key"
     device = a.device_id()
@@ -254,7 +319,7 @@ def run(d):
 def main():
     with tempfile.TemporaryDirectory(prefix="ohassist-py") as d:
         try:
-            run(d)
+            asyncio.run(run(d))
         except BaseException:  # noqa: BLE001 - any failure fails the test loudly
             print(f"FAILED at step '{step}'", file=sys.stderr)
             traceback.print_exc()

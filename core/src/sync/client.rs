@@ -24,6 +24,8 @@ const META_PAGE_TOKEN: &str = "sync_page_token";
 const META_ROLE: &str = "role";
 const META_ORG_UNIT: &str = "org_unit";
 const META_DISPLAY_NAME: &str = "display_name";
+/// The extra root certificate (PEM) the store logged in with, trusted again by every sync.
+const META_ROOT_CERTIFICATE: &str = "root_certificate_pem";
 /// The pending counts last reported to the server (`changes,attachments`).
 const META_REPORTED: &str = "reported_pending";
 
@@ -179,6 +181,22 @@ fn erase_if_lost<T>(store: &Store, result: Result<T, SyncError>) -> Result<T, Sy
     }
 }
 
+/// True when a request failed because the server's certificate did not verify.
+fn untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut next: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(err) = next.pop() {
+        if matches!(err.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_))) {
+            return true;
+        }
+        // An I/O error hides what it wraps from `source()` (and wraps I/O errors in turn).
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            next.push(inner);
+        }
+        next.extend(err.source());
+    }
+    false
+}
+
 /// An HTTP client bound to one server.
 pub struct Client {
     http: reqwest::Client,
@@ -274,6 +292,13 @@ impl Client {
                     last_error = format!("HTTP {status}");
                 }
                 Ok(answer) => return Ok(answer),
+                // An untrusted certificate stays untrusted: no retry, and the user's setting
+                // (the server's address, the county's root certificate) is named.
+                Err(e) if untrusted_certificate(&e) => {
+                    return Err(SyncError::Config(format!(
+                        "the server's certificate is not trusted (pass the county's root certificate): {e}"
+                    )))
+                }
                 Err(e) => last_error = e.to_string(),
             }
             if attempt < self.config.max_attempts {
@@ -573,15 +598,19 @@ pub fn fetch_attachment_blocking(
 }
 
 /// Logs the store in to `config.server_url` as `username` and keeps the token in the
-/// store. Pointing the store at another server than before resets the pull cursor and
-/// queues every local record for the new server; nothing unacknowledged is ever dropped.
+/// store, with the config's extra root certificate (later syncs trust it too). The server
+/// shows the device as `device_name` (the app's choice, e.g. `华为 Mate 60 · 张三`; empty:
+/// a short form of its id). Pointing the store at another server than before resets the
+/// pull cursor and queues every local record for the new server; nothing unacknowledged is
+/// ever dropped.
 pub async fn login(
     store: &Store,
     config: &SyncConfig,
     username: &str,
     password: &str,
+    device_name: &str,
 ) -> Result<LoginResponse, SyncError> {
-    let result = login_inner(store, config, username, password).await;
+    let result = login_inner(store, config, username, password, device_name).await;
     erase_if_lost(store, result)
 }
 
@@ -590,13 +619,14 @@ async fn login_inner(
     config: &SyncConfig,
     username: &str,
     password: &str,
+    device_name: &str,
 ) -> Result<LoginResponse, SyncError> {
     let client = Client::new(config.clone())?;
     let request = LoginRequest {
         username: username.to_string(),
         password: password.to_string(),
         device_id: store.device_id(),
-        device_name: String::new(),
+        device_name: device_name.to_string(),
     };
     let body = serde_json::to_vec(&request).expect("serialises");
     let (status, bytes) = client.send("/api/v1/login", body, "application/json", None, &CancelToken::new()).await?;
@@ -613,6 +643,10 @@ async fn login_inner(
         store.delete_meta(META_CURSOR)?;
         store.delete_meta(META_PAGE_TOKEN)?;
         store.set_meta(META_SERVER, &server)?;
+    }
+    match &config.root_certificate_pem {
+        Some(pem) => store.set_meta(META_ROOT_CERTIFICATE, &String::from_utf8_lossy(pem))?,
+        None => store.delete_meta(META_ROOT_CERTIFICATE)?,
     }
     store.set_meta(META_TOKEN, &response.token)?;
     store.set_user(&response.user_id)?;
@@ -823,12 +857,16 @@ pub fn logout_blocking(store: &Store, config: &SyncConfig) -> Result<(), SyncErr
     runtime()?.block_on(logout(store, config))
 }
 
-/// The server this store last logged in to, as a configuration. Plain HTTP is allowed
-/// again only if it was allowed at login, the only way an `http://` URL gets stored.
+/// The server this store last logged in to, as a configuration, with the root certificate
+/// it logged in with. Plain HTTP is allowed again only if it was allowed at login, the only
+/// way an `http://` URL gets stored.
 pub fn stored_config(store: &Store) -> Result<Option<SyncConfig>, SyncError> {
-    Ok(store
-        .meta(META_SERVER)?
-        .map(|url| SyncConfig { allow_http: url.starts_with("http://"), ..SyncConfig::new(url) }))
+    let root_certificate_pem = store.meta(META_ROOT_CERTIFICATE)?.map(String::into_bytes);
+    Ok(store.meta(META_SERVER)?.map(|url| SyncConfig {
+        allow_http: url.starts_with("http://"),
+        root_certificate_pem,
+        ..SyncConfig::new(url)
+    }))
 }
 
 /// [`login`] on the calling thread.
@@ -837,8 +875,9 @@ pub fn login_blocking(
     config: &SyncConfig,
     username: &str,
     password: &str,
+    device_name: &str,
 ) -> Result<LoginResponse, SyncError> {
-    runtime()?.block_on(login(store, config, username, password))
+    runtime()?.block_on(login(store, config, username, password, device_name))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, SyncError> {

@@ -116,14 +116,15 @@ async fn create_user(
             reason_en: format!("a password has at most {MAX_PASSWORD_CHARS} characters"),
         });
     }
-    if scope::is_division_code(&req.org_unit) && !scope::covers(&caller.org_unit, &req.org_unit) {
-        return Err(ApiError::Forbidden);
-    }
     let generated = req.password.is_none().then(accounts::generate_password);
     let password = req.password.clone().or_else(|| generated.clone()).unwrap_or_default();
+    let unit = caller.org_unit.clone();
     let user = state
         .db
         .write(move |conn| {
+            if scope::is_division_code(&req.org_unit) && !scope::covers(conn, &unit, &req.org_unit)? {
+                return Err(ApiError::Forbidden);
+            }
             let new = NewUser {
                 username: &req.username,
                 display_name: &req.display_name,
@@ -184,7 +185,7 @@ async fn revoke_device(
         .write(move |conn| {
             // A device outside the admin's unit is answered as unknown: no probing.
             match accounts::device_owner_unit(conn, &device)? {
-                Some(owner) if scope::covers(&unit, &owner) => {}
+                Some(owner) if scope::covers(conn, &unit, &owner)? => {}
                 _ => return Err(ApiError::NotFound),
             }
             accounts::revoke_device(conn, &device, now()).map_err(account_error)
@@ -254,7 +255,7 @@ pub fn set_device_status_in_unit(
     status: DeviceStatus,
 ) -> ApiResult<()> {
     match accounts::device_owner_unit(conn, device_id)? {
-        Some(owner) if scope::covers(unit, &owner) => {}
+        Some(owner) if scope::covers(conn, unit, &owner)? => {}
         _ => return Err(ApiError::NotFound),
     }
     accounts::set_device_status(conn, device_id, status, now()).map_err(account_error)

@@ -110,6 +110,11 @@ async fn pull(
             Ok((page, records::settled_for(conn, &device)?))
         })
         .await?;
+    if !page.more {
+        // The end of this sync: the next push's captures are measured from here.
+        let device = caller.device_id.clone();
+        state.db.write(move |conn| Ok(crate::accounts::mark_synced(conn, &device, now())?)).await?;
+    }
     tracing::debug!(
         user = %caller.user_id,
         documents = page.documents.len(),

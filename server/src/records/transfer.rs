@@ -43,7 +43,7 @@ pub fn transfer_enterprise(
     if !matches!(viewer.role, Role::Supervisor | Role::Admin) {
         return Err(ApiError::Forbidden);
     }
-    if !scope::is_division_code(county) || !scope::covers(&viewer.org_unit, county) {
+    if !scope::is_division_code(county) || !scope::covers(conn, &viewer.org_unit, county)? {
         return Err(ApiError::InvalidInput {
             field: "county",
             reason_zh: "所选县区不在您的辖区内".into(),
@@ -56,8 +56,10 @@ pub fn transfer_enterprise(
             r.get(0)
         })
         .optional()?;
-    if current.as_deref().is_some_and(|c| !scope::covers(&viewer.org_unit, c)) {
-        return Err(ApiError::NotFound);
+    if let Some(c) = current.as_deref() {
+        if !scope::covers(&tx, &viewer.org_unit, c)? {
+            return Err(ApiError::NotFound);
+        }
     }
     let mut out = Transferred::default();
     let mut affected = BTreeSet::new();
@@ -141,6 +143,7 @@ fn apply_kept(
             org_unit: viewer.org_unit.clone(),
             device_id: device_id.clone(),
             last_seen: None,
+            synced_at: None,
         };
         let mut incoming = Vec::new();
         let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;

@@ -36,12 +36,6 @@ pub fn six_ones() -> Vec<SixOnes> {
     SixOnes::ALL.iter().copied().filter(|s| *s != SixOnes::ChronicScreening).collect()
 }
 
-/// The half-open range of division codes inside `org_unit`, for index-friendly queries.
-pub(crate) fn code_range(org_unit: &str) -> (String, String) {
-    let prefix = scope::prefix(org_unit);
-    (prefix.to_string(), format!("{prefix}:"))
-}
-
 /// Table 1's column headers, in the official order.
 pub const TABLE1_HEADERS: [&str; 12] = [
     "序号",
@@ -233,13 +227,14 @@ fn name_rows(units: &Units, rows: &mut [StatusRow]) {
 /// Every enterprise on the `year` list inside `org_unit`: the counties by code, then the
 /// development zones, each by name.
 pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
-    let (lo, hi) = code_range(org_unit);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STATUS_COLUMNS} FROM enterprise_status
-         WHERE year = ?1 AND county_code >= ?2 AND county_code < ?3
-         ORDER BY county_code, name, credit_code"
+         WHERE year = ?1 AND {}
+         ORDER BY county_code, name, credit_code",
+        scope::sql("county_code", "?2")
     ))?;
-    let mut rows = stmt.query_map(params![year, lo, hi], status_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows =
+        stmt.query_map(params![year, scope::prefix(org_unit)], status_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     name_rows(&Units::load(conn)?, &mut rows);
     // Stable: codes and names keep their order within counties and within zones.
     rows.sort_by_key(|r| r.zone);
@@ -248,18 +243,21 @@ pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Re
 
 /// The latest year with an assistance list inside `org_unit`, else with a visit, if any.
 pub fn latest_year(conn: &Connection, org_unit: &str) -> rusqlite::Result<Option<i32>> {
-    let (lo, hi) = code_range(org_unit);
+    let prefix = scope::prefix(org_unit);
     let listed: Option<i32> = conn.query_row(
-        "SELECT max(year) FROM enterprise_status WHERE county_code >= ?1 AND county_code < ?2",
-        params![lo, hi],
+        &format!("SELECT max(year) FROM enterprise_status WHERE {}", scope::sql("county_code", "?1")),
+        [prefix],
         |r| r.get(0),
     )?;
     if listed.is_some() {
         return Ok(listed);
     }
     let visited: Option<String> = conn.query_row(
-        "SELECT max(substr(visit_date, 1, 4)) FROM visits WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0",
-        params![lo, hi],
+        &format!(
+            "SELECT max(substr(visit_date, 1, 4)) FROM visits WHERE {} AND deleted = 0",
+            scope::sql("county_code", "?1")
+        ),
+        [prefix],
         |r| r.get(0),
     )?;
     Ok(visited.and_then(|y| y.parse().ok()))
@@ -308,23 +306,25 @@ pub struct Attention {
 
 /// Enterprises inside `org_unit` with conflicts or visits waiting for review.
 pub fn attention(conn: &Connection, org_unit: &str) -> rusqlite::Result<HashMap<String, Attention>> {
-    let (lo, hi) = code_range(org_unit);
+    let prefix = scope::prefix(org_unit);
     let mut out: HashMap<String, Attention> = HashMap::new();
-    let mut visits = conn.prepare_cached(
+    let mut visits = conn.prepare_cached(&format!(
         "SELECT enterprise_id, sum(review_state = 'submitted'), max(has_conflicts) FROM visits
-         WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0 AND (review_state = 'submitted' OR has_conflicts = 1)
+         WHERE {} AND deleted = 0 AND (review_state = 'submitted' OR has_conflicts = 1)
          GROUP BY enterprise_id",
-    )?;
-    let mut q = visits.query(params![lo, hi])?;
+        scope::sql("county_code", "?1")
+    ))?;
+    let mut q = visits.query([prefix])?;
     while let Some(r) = q.next()? {
         let a = out.entry(r.get(0)?).or_default();
         a.awaiting_review = r.get(1)?;
         a.conflicts |= r.get::<_, bool>(2)?;
     }
-    let mut enterprises = conn.prepare_cached(
-        "SELECT credit_code FROM enterprises WHERE county_code >= ?1 AND county_code < ?2 AND has_conflicts = 1",
-    )?;
-    for code in enterprises.query_map(params![lo, hi], |r| r.get::<_, String>(0))? {
+    let mut enterprises = conn.prepare_cached(&format!(
+        "SELECT credit_code FROM enterprises WHERE {} AND has_conflicts = 1",
+        scope::sql("county_code", "?1")
+    ))?;
+    for code in enterprises.query_map([prefix], |r| r.get::<_, String>(0))? {
         out.entry(code?).or_default().conflicts = true;
     }
     Ok(out)
@@ -472,13 +472,13 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
     total.detection_done = t2_total.detection_done;
     total.health_examination_done = t2_total.health_examination_done;
 
-    let (lo, hi) = code_range(org_unit);
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT county_code, substr(visit_date, 6, 2), count(*) FROM visits
-         WHERE county_code >= ?1 AND county_code < ?2 AND deleted = 0 AND visit_date >= ?3 AND visit_date < ?4
+         WHERE {} AND deleted = 0 AND visit_date >= ?2 AND visit_date < ?3
          GROUP BY 1, 2",
-    )?;
-    let mut q = stmt.query(params![lo, hi, format!("{year}-"), format!("{}-", year + 1)])?;
+        scope::sql("county_code", "?1")
+    ))?;
+    let mut q = stmt.query(params![scope::prefix(org_unit), format!("{year}-"), format!("{}-", year + 1)])?;
     while let Some(r) = q.next()? {
         let (county, month, n): (String, String, u32) = (r.get(0)?, r.get(1)?, r.get(2)?);
         if !total.visits_by_month.contains_key(&month) {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::{code_range, rate};
+use super::rate;
+use crate::scope;
 use crate::units::Units;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,17 +41,18 @@ pub struct Monthly {
 }
 
 pub fn monthly(conn: &Connection, org_unit: &str, year: i32, month: u32) -> rusqlite::Result<Monthly> {
-    let (lo, hi) = code_range(org_unit);
-    let mut stmt = conn.prepare_cached(
+    let prefix = scope::prefix(org_unit);
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT county_code, count(*), sum(visits > 0), sum(visits), sum(items_completed), sum(declared),
                 sum(detection_done), sum(health_examination_done), sum(trained)
-         FROM enterprise_monthly WHERE year = ?1 AND month = ?2 AND county_code >= ?3 AND county_code < ?4
+         FROM enterprise_monthly WHERE year = ?1 AND month = ?2 AND {}
          GROUP BY county_code ORDER BY county_code",
-    )?;
+        scope::sql("county_code", "?3")
+    ))?;
     let units = Units::load(conn)?;
     let mut names: HashMap<String, String> = HashMap::new();
     let mut rows: Vec<MonthRow> = stmt
-        .query_map(params![year, month, lo, hi], |r| {
+        .query_map(params![year, month, prefix], |r| {
             let code: String = r.get(0)?;
             Ok(MonthRow {
                 county_name: String::new(),
@@ -67,11 +69,11 @@ pub fn monthly(conn: &Connection, org_unit: &str, year: i32, month: u32) -> rusq
         .collect::<rusqlite::Result<_>>()?;
     if !rows.is_empty() {
         // The record's own county name for a code nobody named.
-        let mut q = conn.prepare_cached(
-            "SELECT county_code, county_name FROM enterprise_status WHERE year = ?1 AND county_code >= ?2 AND county_code < ?3
-             GROUP BY county_code",
-        )?;
-        for r in q.query_map(params![year, lo, hi], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT county_code, county_name FROM enterprise_status WHERE year = ?1 AND {} GROUP BY county_code",
+            scope::sql("county_code", "?2")
+        ))?;
+        for r in q.query_map(params![year, prefix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
             let (code, name) = r?;
             names.insert(code, name);
         }

@@ -97,7 +97,7 @@ fn reader(caller: &Caller) -> Result<(), ApiError> {
     ))]
 async fn dashboard(State(state): State<AppState>, caller: Caller, q: Query) -> Result<Json<Dashboard>, JsonError> {
     reader(&caller)?;
-    let (unit, year) = views::unit_and_maybe_year(&params(q)?, &caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &params(q)?, &caller.org_unit).await?;
     Ok(Json(
         state
             .db
@@ -130,7 +130,7 @@ async fn table_data(
 ) -> Result<(String, String, i32, Vec<StatusRow>, Signature), JsonError> {
     reader(caller)?;
     let p = params(q)?;
-    let (unit, year) = views::unit_and_maybe_year(&p, &caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &caller.org_unit).await?;
     let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
     let phone = p.get("phone").cloned().unwrap_or_default();
@@ -232,8 +232,8 @@ async fn enterprises(
 ) -> Result<Json<Vec<StatusRow>>, JsonError> {
     reader(&caller)?;
     let p = params(q)?;
-    let (unit, year) = views::unit_and_year(&p, &caller.org_unit)?;
-    let filter = views::list_filter(&p, &unit)?;
+    let (unit, year) = views::unit_and_year(&state.db, &p, &caller.org_unit).await?;
+    let filter = views::list_filter(&state.db, &p, &unit).await?;
     Ok(Json(state.db.read(move |conn| Ok(reports::list(conn, &unit, year, &filter)?)).await?))
 }
 

@@ -53,6 +53,9 @@ pub struct LocationView {
     pub skewed: bool,
     /// Days between the capture time and the visit's date.
     pub capture_days_off: Option<i64>,
+    /// Why the capture time looks wrong, when it does.
+    pub clock_zh: String,
+    pub clock_en: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,7 +86,7 @@ fn load_visit(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<(Documen
         })
         .optional()?;
     match row {
-        Some((bytes, county)) if scope::covers(org_unit, &county) => {
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
             let doc = Document::load(RecordKind::Visit, id, &bytes)?;
             let visit = doc.read()?;
             Ok((doc, visit))
@@ -111,13 +114,15 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
             is_image: a.media_type == "image/jpeg" || a.media_type == "image/png",
         });
     }
-    let flags: Option<(Option<f64>, Option<i64>)> = conn
-        .query_row("SELECT far_from_enterprise_m, clock_skew_s FROM visits WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+    let flags: Option<(Option<f64>, Option<i64>, Option<i64>)> = conn
+        .query_row("SELECT far_from_enterprise_m, clock_skew_s, sync_gap_s FROM visits WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let (distance_m, clock_skew_s) = flags.unwrap_or_default();
+    let (distance_m, clock_skew_s, sync_gap_s) = flags.unwrap_or_default();
     let (skewed, capture_days_off) = store::clock_flag(conn, id, cfg)?;
+    let (clock_zh, clock_en) =
+        store::clock_reason(capture_days_off, clock_skew_s, sync_gap_s, cfg.max_clock_skew_s).unwrap_or_default();
     let location = visit.location.as_ref().map(|fix| LocationView {
         latitude: fix.latitude,
         longitude: fix.longitude,
@@ -128,6 +133,8 @@ pub fn evidence(conn: &Connection, org_unit: &str, id: &str, cfg: &Config, lang:
         clock_skew_s,
         skewed,
         capture_days_off,
+        clock_zh,
+        clock_en,
     });
     let signature = match &visit.signature {
         Some(s) => {

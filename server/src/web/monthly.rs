@@ -47,7 +47,7 @@ async fn page(
     q: Result<Query<views::Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &s.caller.org_unit).await?;
     let format = p.get("format").map(String::as_str).unwrap_or("html").to_string();
     if !["html", "xlsx"].contains(&format.as_str()) {
         return Err(WebError::bad_filter("format", "格式应为 html 或 xlsx", "format must be html or xlsx"));

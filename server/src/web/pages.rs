@@ -231,7 +231,7 @@ async fn dashboard(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &s.caller.org_unit).await?;
     let cfg = state.attachments.clone();
     let (d, flags, unit_name, due) = state
         .db
@@ -265,8 +265,8 @@ async fn enterprises(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
-    let mut filter = views::list_filter(&p, &unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &s.caller.org_unit).await?;
+    let mut filter = views::list_filter(&state.db, &p, &unit).await?;
     let only_attention = p.get("attention").is_some_and(|a| a == "1");
     let (rows, counties, year, attention) = state
         .db
@@ -590,7 +590,11 @@ pub async fn resolve_conflict(
                     |r| r.get(0),
                 )
                 .ok();
-            if !covered.is_some_and(|c| crate::scope::covers(&caller.org_unit, &c)) {
+            let covered = match covered {
+                Some(c) => crate::scope::covers(conn, &caller.org_unit, &c)?,
+                None => false,
+            };
+            if !covered {
                 return Err(ApiError::NotFound);
             }
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
@@ -626,7 +630,7 @@ async fn table(
     q: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, WebError> {
     let p = params(q)?;
-    let (unit, year) = views::unit_and_maybe_year(&p, &s.caller.org_unit)?;
+    let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &s.caller.org_unit).await?;
     let format = p.get("format").map(String::as_str).unwrap_or("html").to_string();
     if !["html", "xlsx", "csv"].contains(&format.as_str()) {
         return Err(WebError::bad_filter("format", "格式应为 html、xlsx 或 csv", "format must be html, xlsx or csv"));

@@ -181,6 +181,7 @@ impl FromRequestParts<AppState> for Session {
                                     org_unit: r.get(4)?,
                                     device_id: WEB_DEVICE.to_string(),
                                     last_seen: None,
+                                    synced_at: None,
                                 },
                                 csrf: r.get(5)?,
                                 lang,

@@ -61,7 +61,7 @@ fn cities(conn: &Connection, units: &Units, org_unit: &str) -> rusqlite::Result<
             )?;
             let mut out: Vec<String> =
                 stmt.query_map([scope::prefix(org_unit)], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            out.retain(|c| units.exists(c) || scope::covers(org_unit, c));
+            out.retain(|c| units.exists(c) || scope::within(org_unit, c));
             out.sort();
             out
         }
@@ -78,8 +78,11 @@ async fn page(State(state): State<AppState>, s: Session) -> Result<Html<String>,
             let cities: Vec<minijinja::Value> = cities(conn, &units, &unit)?
                 .into_iter()
                 .map(|c| {
-                    let children: Vec<_> =
-                        units.children_of_city(&c).into_iter().filter(|u| scope::covers(&unit, &u.code)).collect();
+                    let children: Vec<_> = units
+                        .children_of_city(&c)
+                        .into_iter()
+                        .filter(|u| scope::covers_hosted(&unit, &u.code, u.host.as_deref().filter(|_| u.zone)))
+                        .collect();
                     context! { code => c, name => units.title_name(&c), children }
                 })
                 .collect();
@@ -110,7 +113,7 @@ async fn rename(State(state): State<AppState>, s: Session, Form(f): Form<RenameF
     require_admin(&s)?;
     s.check_csrf(&f.csrf)?;
     let code = f.code.trim().to_string();
-    if scope::is_division_code(&code) && !scope::covers(&s.caller.org_unit, &code) {
+    if scope::is_division_code(&code) && !scope::within(&s.caller.org_unit, &code) {
         return Err(outside());
     }
     state.db.write(move |conn| Ok(units::rename(conn, &code, &f.name, now()))).await?.map_err(unit_error)?;
@@ -139,7 +142,7 @@ fn parse_target(t: &str) -> Result<Option<u32>, WebError> {
 /// Only the city (or a unit above it) decides a zone's target.
 fn may_set_target(caller: &Caller, zone: &str) -> bool {
     matches!(units::level(&caller.org_unit), Level::Country | Level::Province | Level::City)
-        && scope::covers(&caller.org_unit, zone)
+        && scope::within(&caller.org_unit, zone)
 }
 
 async fn create_zone(State(state): State<AppState>, s: Session, Form(f): Form<ZoneForm>) -> Result<Response, WebError> {
@@ -150,7 +153,7 @@ async fn create_zone(State(state): State<AppState>, s: Session, Form(f): Form<Zo
         return Err(unit_error(UnitError::Parent));
     }
     let target = parse_target(&f.target)?;
-    if !scope::covers(&s.caller.org_unit, &parent) || !scope::covers(&s.caller.org_unit, &units::city_of(&parent)) {
+    if !scope::within(&s.caller.org_unit, &parent) || !scope::within(&s.caller.org_unit, &units::city_of(&parent)) {
         return Err(outside());
     }
     if target.is_some() && !may_set_target(&s.caller, &parent) {
@@ -184,7 +187,7 @@ async fn set_target(
     require_admin(&s)?;
     s.check_csrf(&f.csrf)?;
     let target = parse_target(&f.target)?;
-    if !scope::covers(&s.caller.org_unit, &code) {
+    if !scope::within(&s.caller.org_unit, &code) {
         return Err(ApiError::NotFound.into());
     }
     if !may_set_target(&s.caller, &code) {
@@ -262,7 +265,7 @@ async fn move_in(
     if !scope::is_division_code(&from) {
         return Err(WebError::bad_filter("from", "县区代码须为 6 位数字", "the county code must be 6 digits"));
     }
-    if !scope::covers(&s.caller.org_unit, &zone) || !scope::covers(&s.caller.org_unit, &from) {
+    if !scope::within(&s.caller.org_unit, &zone) || !scope::within(&s.caller.org_unit, &from) {
         return Err(ApiError::NotFound.into());
     }
     let caller = s.caller.clone();
@@ -287,7 +290,7 @@ async fn set_deadlines(
     require_admin(&s)?;
     s.check_csrf(&f.csrf)?;
     let province = f.province.trim().to_string();
-    if units::level(&province) != Level::Province || !scope::covers(&s.caller.org_unit, &province) {
+    if units::level(&province) != Level::Province || !scope::within(&s.caller.org_unit, &province) {
         return Err(outside());
     }
     let d = deadlines::Deadlines::parse(&f.list_due, &f.summary_due)

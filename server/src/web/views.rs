@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::WebError;
 use crate::api::error::ApiError;
+use crate::db::Db;
 use crate::reports::{self, ListFilter, StatusFilter, StatusRow};
 use crate::scope;
 
@@ -27,10 +28,20 @@ pub fn this_year() -> i32 {
     time::OffsetDateTime::now_utc().year()
 }
 
+/// True when `code` lies inside `org_unit` ([`scope::covers`]); the database is asked only
+/// when the prefix alone does not decide (a zone its host county covers).
+pub async fn covers(db: &Db, org_unit: &str, code: &str) -> Result<bool, ApiError> {
+    if scope::within(org_unit, code) {
+        return Ok(true);
+    }
+    let (unit, code) = (org_unit.to_string(), code.to_string());
+    db.read(move |conn| Ok(scope::covers(conn, &unit, &code)?)).await
+}
+
 /// `year` (default: this year) and `unit` (default: the caller's org unit; another unit
 /// must lie inside it, or it is answered as not found).
-pub fn unit_and_year(p: &Params, org_unit: &str) -> Result<(String, i32), WebError> {
-    let (unit, year) = unit_and_maybe_year(p, org_unit)?;
+pub async fn unit_and_year(db: &Db, p: &Params, org_unit: &str) -> Result<(String, i32), WebError> {
+    let (unit, year) = unit_and_maybe_year(db, p, org_unit).await?;
     Ok((unit, year.unwrap_or_else(this_year)))
 }
 
@@ -44,7 +55,7 @@ pub fn year_or_latest(conn: &Connection, unit: &str, year: Option<i32>) -> rusql
 }
 
 /// [`unit_and_year`] with the year left open when not given.
-pub fn unit_and_maybe_year(p: &Params, org_unit: &str) -> Result<(String, Option<i32>), WebError> {
+pub async fn unit_and_maybe_year(db: &Db, p: &Params, org_unit: &str) -> Result<(String, Option<i32>), WebError> {
     let year = match param(p, "year") {
         None => None,
         Some(y) => Some(y.parse::<i32>().ok().filter(|y| (2000..=2100).contains(y)).ok_or_else(|| {
@@ -65,7 +76,7 @@ pub fn unit_and_maybe_year(p: &Params, org_unit: &str) -> Result<(String, Option
                     format!("unit {u:?} must be a 6-digit division code"),
                 ));
             }
-            if !scope::covers(org_unit, u) {
+            if !covers(db, org_unit, u).await? {
                 return Err(ApiError::NotFound.into());
             }
             u.to_string()
@@ -75,7 +86,7 @@ pub fn unit_and_maybe_year(p: &Params, org_unit: &str) -> Result<(String, Option
 }
 
 /// The enterprise list's filters, each checked against its vocabulary.
-pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
+pub async fn list_filter(db: &Db, p: &Params, unit: &str) -> Result<ListFilter, WebError> {
     let county = match param(p, "county") {
         None => None,
         Some(c) if !scope::is_division_code(c) => {
@@ -85,7 +96,7 @@ pub fn list_filter(p: &Params, unit: &str) -> Result<ListFilter, WebError> {
                 format!("county {c:?} must be a 6-digit division code"),
             ))
         }
-        Some(c) if !scope::covers(unit, c) => return Err(ApiError::NotFound.into()),
+        Some(c) if !covers(db, unit, c).await? => return Err(ApiError::NotFound.into()),
         Some(c) => Some(c.to_string()),
     };
     let industry = match param(p, "industry") {
@@ -148,7 +159,7 @@ fn load_document(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) 
         })
         .optional()?;
     match found {
-        Some((bytes, county)) if scope::covers(org_unit, &county) => Ok(Document::load(kind, id, &bytes)?),
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => Ok(Document::load(kind, id, &bytes)?),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -413,10 +424,11 @@ pub const CONFLICT_QUEUE_LIMIT: usize = 100;
 
 /// Every conflict of the documents in scope that have one, oldest change first.
 pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>, ApiError> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, kind, bytes FROM documents
-         WHERE has_conflicts = 1 AND substr(county_code, 1, length(?1)) = ?1 ORDER BY updated_at, id LIMIT ?2",
-    )?;
+         WHERE has_conflicts = 1 AND {} ORDER BY updated_at, id LIMIT ?2",
+        scope::sql("county_code", "?1")
+    ))?;
     let docs: Vec<(String, String, Vec<u8>)> = stmt
         .query_map(rusqlite::params![scope::prefix(org_unit), CONFLICT_QUEUE_LIMIT as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

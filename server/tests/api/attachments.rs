@@ -104,6 +104,19 @@ async fn visit_with(
     at: Option<GeoPoint>,
     fix: Option<GeoFix>,
 ) -> String {
+    visit_on(f, token, county, serial, at, "2025-03-01", fix).await
+}
+
+/// [`visit_with`], the visit dated `date`.
+async fn visit_on(
+    f: &Fixture,
+    token: &str,
+    county: &str,
+    serial: u32,
+    at: Option<GeoPoint>,
+    date: &str,
+    fix: Option<GeoFix>,
+) -> String {
     let code = credit_code(county, serial);
     let mut ent = Record::new(ohassist_core::model::RecordKind::Enterprise, &code);
     let c1 = ent.write(&Enterprise { location: at, ..enterprise(&code, county, "甲矿业") });
@@ -112,7 +125,7 @@ async fn visit_with(
     let c2 = visit.write(&Visit {
         enterprise_id: code,
         county_code: county.to_string(),
-        visit_date: "2025-03-01".into(),
+        visit_date: date.into(),
         location: fix,
         ..Visit::default()
     });
@@ -438,6 +451,62 @@ async fn an_enterprise_located_later_flags_its_visits_and_device_clock_skew_is_f
     assert_eq!(flagged.len(), 1);
     assert!(flagged[0].far && flagged[0].skewed);
     assert!(flagged[0].capture_days_off.unwrap() > 365, "captured years before the visit date");
+}
+
+#[tokio::test]
+async fn a_three_day_offline_trip_is_not_flagged_and_a_clock_a_year_off_is() {
+    use time::format_description::well_known::Rfc3339;
+    use time::{Duration, OffsetDateTime, UtcOffset};
+    let f = Fixture::new();
+    let t = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    // The phone syncs to the end, then goes on a trip: its sync is aged by four days (the
+    // server's clock cannot be moved).
+    assert!(!f.pull(&t, 0, None).await.more);
+    f.state
+        .db
+        .blocking_writer()
+        .execute("UPDATE devices SET synced_at = synced_at - 4 * 86400 WHERE id = 'phone-a'", [])
+        .unwrap();
+    let now = OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(8, 0, 0).unwrap());
+    let at = |t: OffsetDateTime| fix(HOME, &t.format(&Rfc3339).unwrap());
+    let date = |t: OffsetDateTime| t.date().to_string();
+    // Captured on each of the last three days, each on its visit's date, pushed today.
+    let mut trip = Vec::new();
+    for d in 1..=3 {
+        let then = now - Duration::days(d) - Duration::hours(2);
+        trip.push(visit_on(&f, &t, "210102", d as u32, Some(HOME), &date(then), Some(at(then))).await);
+    }
+    // A phone whose clock runs a year ahead, or a year behind (its visit dated by it too).
+    let (ahead_t, behind_t) = (now + Duration::days(365), now - Duration::days(365));
+    let ahead = visit_on(&f, &t, "210102", 10, Some(HOME), &date(ahead_t), Some(at(ahead_t))).await;
+    let behind = visit_on(&f, &t, "210102", 11, Some(HOME), &date(behind_t), Some(at(behind_t))).await;
+
+    let cfg = &f.state.attachments;
+    {
+        let conn = f.state.db.blocking_writer();
+        for id in &trip {
+            assert!(!ohassist_server::attachments::clock_flag(&conn, id, cfg).unwrap().0, "a trip is normal");
+        }
+        assert!(ohassist_server::attachments::flagged_visits(&conn, "210102", now.year(), cfg)
+            .unwrap()
+            .iter()
+            .all(|v| !trip.contains(&v.id)));
+        for (id, t, why) in [
+            (&ahead, ahead_t, "device clock ahead of the server's receipt by"),
+            (&behind, behind_t, "h before the device's previous sync"),
+        ] {
+            let flagged = ohassist_server::attachments::flagged_visits(&conn, "210102", t.year(), cfg).unwrap();
+            let v = flagged.iter().find(|v| &v.id == id).unwrap_or_else(|| panic!("{why}: not flagged in {flagged:?}"));
+            assert!(v.skewed && !v.far, "{v:?}");
+            assert!(v.clock_en.contains(why) && !v.clock_zh.is_empty(), "{v:?}");
+        }
+    }
+    // A phone that never synced before has only the receipt as its bound: a year behind on
+    // its visit's own date is then not a clock flag (nothing tells when it went offline).
+    let t2 = f.user_token("li", Role::Inspector, "210102", "phone-b").await;
+    let fresh = visit_on(&f, &t2, "210102", 12, Some(HOME), &date(behind_t), Some(at(behind_t))).await;
+    let conn = f.state.db.blocking_writer();
+    assert!(!ohassist_server::attachments::clock_flag(&conn, &fresh, cfg).unwrap().0);
 }
 
 #[tokio::test]
