@@ -22,6 +22,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/004_hostile_pushes.sql"),
         include_str!("../migrations/005_device_status.sql"),
         include_str!("../migrations/006_units.sql"),
+        include_str!("../migrations/007_api_clients.sql"),
     ],
 };
 

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod evidence;
+pub mod export;
 pub mod monthly;
 pub mod pages;
 pub mod session;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(units::router())
         .merge(monthly::router())
         .merge(api::router())
+        .merge(export::router())
 }
 
 async fn stylesheet() -> Response {
