@@ -83,9 +83,11 @@ pub fn page(
         return Err(CursorError::Ahead { cursor, end });
     }
     let limit = limit.clamp(1, MAX_LIMIT);
-    let rows: Vec<(String, String, Vec<u8>, bool, i64, i64)> = {
+    // The page's ids first, without the documents' bytes: the sort then holds small rows,
+    // and only the page's documents are read.
+    let rows: Vec<(String, String, bool, i64, i64)> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT d.id, d.kind, d.bytes, d.has_conflicts, d.updated_at, m.last
+            "SELECT d.id, d.kind, d.has_conflicts, d.updated_at, m.last
              FROM (SELECT doc_id, max(seq) AS last FROM changes WHERE seq > ?1 GROUP BY doc_id) m
              JOIN documents d ON d.id = m.doc_id
              WHERE substr(d.county_code, 1, length(?2)) = ?2 AND (?3 IS NULL OR d.kind = ?3)
@@ -94,14 +96,16 @@ pub fn page(
         )?;
         let mapped = stmt.query_map(
             params![cursor as i64, scope::prefix(org_unit), kind.map(|k| k.as_str()), (limit + 1) as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         mapped.collect::<rusqlite::Result<_>>()?
     };
     let more = rows.len() > limit;
     let mut records = Vec::with_capacity(limit.min(rows.len()));
-    for (id, kind, bytes, has_conflicts, updated_at, seq) in rows.into_iter().take(limit) {
+    let mut bytes_of = tx.prepare_cached("SELECT bytes FROM documents WHERE id = ?1")?;
+    for (id, kind, has_conflicts, updated_at, seq) in rows.into_iter().take(limit) {
         let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
+        let bytes: Vec<u8> = bytes_of.query_row([&id], |r| r.get(0))?;
         let doc = Document::load(kind, &id, &bytes).map_err(ApiError::internal)?;
         let record = match kind {
             RecordKind::Enterprise => to_json(&doc.read::<Enterprise>().map_err(ApiError::internal)?),
