@@ -124,6 +124,31 @@ stop_server
 SERVER_PID="$TLS_PID" TLS_PID=""
 stop_server
 
+# ---- the README's phone script ---------------------------------------------------------
+say "README: the phone script, as written, against a demo server"
+DEMO_DATA="$WORK/demo" DEMO_LOG="$WORK/demo.log"
+"$OHASSIST" --data "$DEMO_DATA" demo --listen 127.0.0.1:0 >"$DEMO_LOG" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 600); do
+    grep -q "demo ready in" "$DEMO_LOG" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$DEMO_LOG"; echo "the demo exited" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q "demo ready in" "$DEMO_LOG" || { cat "$DEMO_LOG"; echo "the demo was not ready" >&2; exit 1; }
+DEMO_URL="$(sed -n 's/^listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$DEMO_LOG" | head -n1)"
+DEMO_PASSWORD="$(awk '$1 == "inspector" && $2 == "inspector-210102" { print $4 }' "$DEMO_LOG")"
+# The first ```python block after the marker, exactly as the README shows it.
+awk '/<!-- phone-script/ { found = 1; next } found && /^```python/ { inside = 1; next } inside && /^```/ { exit } inside' \
+    README.md >"$WORK/phone.py"
+[ "$(wc -l <"$WORK/phone.py")" -ge 10 ] || { echo "no phone script found in README.md" >&2; exit 1; }
+(cd "$WORK" && PYTHONPATH="$GEN/python" python3 phone.py "$DEMO_URL" inspector-210102 "$DEMO_PASSWORD") | tee "$WORK/phone.out"
+grep -q "pushed [1-9][0-9]* changes; 0 left on the phone" "$WORK/phone.out" || { echo "the script did not sync" >&2; exit 1; }
+stop_server
+# What the script registered is on the server, under the inspector's county.
+found="$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("SELECT count(*) FROM enterprises e JOIN visits v ON v.enterprise_id = e.credit_code WHERE e.credit_code = ? AND e.county_code = ?", ("91210102MA00PY0018", "210102")).fetchone()[0])' "$DEMO_DATA/ohassist.db")"
+[ "$found" = 1 ] || { echo "the script's enterprise and visit are not on the server ($found)" >&2; exit 1; }
+echo "readme: the phone script registered an enterprise and a visit on the demo server"
+
 # ---- Swift -----------------------------------------------------------------------------
 say "Swift: checking the generated API"
 SWIFT="$GEN/swift/OhassistFFI.swift"

@@ -22,9 +22,7 @@ const OPEN_ONLY: &str = "OHASSIST_BENCH_OPEN_ONLY";
 const OPEN_ENCRYPTED: &str = "OHASSIST_BENCH_OPEN_ENCRYPTED";
 
 fn credit_code(i: usize) -> String {
-    let first17 = format!("91350100MA{:07}", i);
-    let check = ohassist_core::credit_code::check_character(&first17).unwrap();
-    format!("{first17}{check}")
+    ohassist_core::synthetic::credit_code("350100", i as u64)
 }
 
 fn county(i: usize) -> County {

@@ -7,7 +7,8 @@
 //! - [`doc`]: records as Automerge documents — genesis, diff writes, conflicts (no I/O);
 //! - [`sqlite`]: the one way to open a SQLite database, with numbered migrations;
 //! - [`store`]: the device's store — documents, index tables, outbox, meta (and, in
-//!   `conflict_labels`, a record's conflicts with their field labels).
+//!   `conflict_labels`, a record's conflicts with their field labels);
+//! - [`synthetic`]: generated records for the demo, the tests and the benchmarks (pure).
 
 mod conflict_labels;
 pub mod credit_code;
@@ -19,6 +20,7 @@ pub mod sqlite;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod synthetic;
 pub mod validate;
 
 pub use error::{Error, Reason, Result, ValidationError};

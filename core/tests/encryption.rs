@@ -249,9 +249,7 @@ const VISITS: usize = 10_000;
 const PHOTOS: usize = 20;
 
 fn code(i: usize) -> String {
-    let first17 = format!("91350100MA{i:07}");
-    let check = ohassist_core::credit_code::check_character(&first17).unwrap();
-    format!("{first17}{check}")
+    ohassist_core::synthetic::credit_code("350100", i as u64)
 }
 
 /// A plain store of 2,000 enterprises, 10,000 visits and some photos, built as pages a server

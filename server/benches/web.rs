@@ -57,8 +57,7 @@ fn populate(db: &Db) -> (String, String) {
             .unwrap();
         for i in 0..ENTERPRISES {
             let c = county(i % COUNTIES);
-            let first17 = format!("91{c}{i:09}");
-            let code = format!("{first17}{}", ohassist_core::credit_code::check_character(&first17).unwrap());
+            let code = ohassist_core::synthetic::credit_code(&c, i as u64);
             let mut e = Enterprise {
                 credit_code: code.clone(),
                 name: format!("企业{i:05}"),

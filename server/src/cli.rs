@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::accounts::{self, NewUser, Role};
 use crate::attachments;
+use crate::clients;
 use crate::db::{now, Db};
 use crate::scope;
 use crate::serve::{serve, ServeOptions};
@@ -30,12 +31,18 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API until SIGTERM or ctrl-c.
     Serve(ServeArgs),
+    /// Create a synthetic city (沈阳市, its counties and a development zone, a year of
+    /// records entered by phones) in an empty data directory, and serve it.
+    Demo(DemoArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage API clients: read-only tokens for the records export (`GET /api/v1/export`).
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Attachment files (photos, signatures, documents).
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
@@ -79,6 +86,16 @@ pub struct ServeArgs {
     pub max_clock_skew_s: i64,
 }
 
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Delete the ohassist data already in the data directory (the database and the
+    /// attachments) instead of refusing to start.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user; prints a generated password unless --password-stdin.
@@ -116,6 +133,23 @@ pub enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create an API client; prints its token once.
+    Add {
+        /// Who uses it, e.g. 省职业健康信息平台.
+        #[arg(long)]
+        name: String,
+        /// 6-digit administrative division code: the client reads the records of this unit.
+        #[arg(long)]
+        org_unit: String,
+    },
+    /// List API clients.
+    List,
+    /// Revoke an API client: its token is refused from now on.
+    Revoke { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
     /// List devices.
     List,
@@ -128,18 +162,21 @@ pub enum DeviceCommand {
     Retire { device_id: String },
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("OHASSIST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_env("OHASSIST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: stdout carries what the operator must read (address, passwords).
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    // The demo's own lines (accounts, readiness) would drown in a log line per request.
+    init_logging(if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" });
     let result = match cli.command {
         Command::Serve(args) => run_serve(&cli.data, args),
+        Command::Demo(args) => run_demo(&cli.data, args),
         Command::User(cmd) => run_user(&cli.data, cmd),
         Command::Device(cmd) => run_device(&cli.data, cmd),
+        Command::Client(cmd) => run_client(&cli.data, cmd),
         Command::Attachments(AttachmentsCommand::Check) => match check_attachments(&cli.data) {
             Ok(report) if report.ok() => Ok(()),
             Ok(report) => {
@@ -189,6 +226,23 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
         max_visit_distance_m: args.max_visit_distance_m,
         max_clock_skew_s: args.max_clock_skew_s,
     }))
+}
+
+fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
+    let started = std::time::Instant::now();
+    crate::demo::prepare_dir(data, args.force)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let opts = ServeOptions {
+        listen: args.listen,
+        data: data.to_path_buf(),
+        tls: None,
+        org_unit: crate::demo::CITY.to_string(),
+        max_attachment_bytes: ohassist_core::sync::wire::DEFAULT_MAX_ATTACHMENT_BYTES,
+        max_visit_attachment_bytes: attachments::DEFAULT_MAX_VISIT_BYTES,
+        max_visit_distance_m: attachments::DEFAULT_MAX_VISIT_DISTANCE_M,
+        max_clock_skew_s: attachments::DEFAULT_MAX_CLOCK_SKEW_S,
+    };
+    runtime.block_on(crate::demo::run(opts, started))
 }
 
 /// `ohassist attachments check`: prints one line per missing or corrupt file and a summary.
@@ -267,6 +321,33 @@ fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
                     u.display_name
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn run_client(data: &Path, cmd: ClientCommand) -> CliResult {
+    let db = Db::open_dir(data)?;
+    let conn = db.blocking_writer();
+    match cmd {
+        ClientCommand::Add { name, org_unit } => {
+            let (client, token) = clients::create(&conn, &name, &org_unit, "cli", now())?;
+            println!(
+                "created API client {} ({}, unit {}), id {}",
+                client.name, client.role, client.org_unit, client.id
+            );
+            println!("token: {token}");
+            println!("此令牌只显示这一次 / the token is shown only once: GET /api/v1/export with `Authorization: Bearer <token>`");
+        }
+        ClientCommand::List => {
+            println!("{:<32} {:<8} {:<8} {:<8} name", "client id", "role", "unit", "revoked");
+            for c in clients::list(&conn, scope::COUNTRY)? {
+                println!("{:<32} {:<8} {:<8} {:<8} {}", c.id, c.role, c.org_unit, c.revoked_at.is_some(), c.name);
+            }
+        }
+        ClientCommand::Revoke { client_id } => {
+            clients::revoke(&conn, &client_id, now())?;
+            println!("API client {client_id} revoked");
         }
     }
     Ok(())

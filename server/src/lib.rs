@@ -5,10 +5,13 @@
 //! - [`api`]: HTTP — one router per resource, the error type, the extractors;
 //! - [`records`]: applying pushes to the merged documents and reading pull pages;
 //! - [`attachments`]: evidence files on disk, their check, thumbnails, visit flags;
-//! - [`accounts`]: users, devices, passwords and tokens;
+//! - [`accounts`]: users, devices, passwords and tokens; [`clients`] the read-only API
+//!   clients' tokens;
+//! - [`export`]: the records export for a provincial platform (pages after a feed cursor);
 //! - [`scope`]: which division codes an org unit covers;
 //! - [`db`]: the schema and the writer/reader connections;
-//! - [`cli`] and [`serve`]: the `ohassist` command and the listening server;
+//! - [`cli`] and [`serve`]: the `ohassist` command and the listening server; [`demo`] a
+//!   synthetic city entered through the sync client and served;
 //! - [`reports`]: the two tables and the dashboard figures, from the computed status rows;
 //! - [`web`]: the supervisor console (HTML) and its JSON API.
 //!
@@ -19,7 +22,10 @@ pub mod accounts;
 pub mod api;
 pub mod attachments;
 pub mod cli;
+pub mod clients;
 pub mod db;
+pub mod demo;
+pub mod export;
 pub mod records;
 pub mod reports;
 pub mod scope;

@@ -38,6 +38,13 @@ impl ServeOptions {
             ..crate::attachments::Config::new(&self.data)
         }
     }
+
+    /// The state of a server with these options over `db`.
+    pub fn state(&self, db: Db) -> AppState {
+        let mut state = AppState::new(db);
+        state.attachments = std::sync::Arc::new(self.attachments());
+        state
+    }
 }
 
 /// How long requests in flight get to finish after a shutdown signal (TLS only: plain
@@ -47,10 +54,19 @@ const TLS_DRAIN: Duration = Duration::from_secs(30);
 pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
     let db = Db::open_dir(&opts.data)?;
     ensure_first_admin(&db, &opts.org_unit).await?;
+    let state = opts.state(db);
+    serve_state(state, opts, |_| {}).await
+}
+
+/// Serves `state` until a shutdown signal; `listening` is called with the bound address
+/// right after the address line is printed (the demo starts entering its records there).
+pub async fn serve_state(
+    state: AppState,
+    opts: ServeOptions,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<(), Box<dyn std::error::Error>> {
     // Console cookies are marked Secure when this process speaks TLS itself.
     crate::web::session::set_secure_cookies(opts.tls.is_some());
-    let mut state = AppState::new(db);
-    state.attachments = std::sync::Arc::new(opts.attachments());
     sweep_partial_uploads(state.attachments.clone());
     let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
 
@@ -64,6 +80,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     // Tests (and scripts) read the port from this exact line.
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, scheme, data = %opts.data.display(), "listening");
+    listening(addr);
 
     match opts.tls {
         None => {

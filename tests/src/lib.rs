@@ -58,26 +58,15 @@ impl Server {
     /// [`Server::start`] with more `serve` arguments (TLS, say).
     pub fn start_with(data: &Path, addr: Option<&str>, extra: &[&str]) -> Server {
         let listen = addr.unwrap_or("127.0.0.1:0");
-        let mut child = Command::new(server_binary())
-            .args(["--data", data.to_str().unwrap(), "serve", "--listen", listen])
-            .args(extra)
-            .env("OHASSIST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("server starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let addr =
-                    line.strip_prefix("listening on http://").or_else(|| line.strip_prefix("listening on https://"));
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr.to_string());
-                }
+        let args = [&["--data", data.to_str().unwrap(), "serve", "--listen", listen], extra].concat();
+        let (child, lines) = spawn_with_lines(&args);
+        let addr = loop {
+            let line = lines.recv_timeout(Duration::from_secs(30)).expect("server printed its address");
+            let addr = line.strip_prefix("listening on http://").or_else(|| line.strip_prefix("listening on https://"));
+            if let Some(addr) = addr {
+                break addr.to_string();
             }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its address");
+        };
         Server { data: data.to_path_buf(), addr, child }
     }
 
@@ -129,6 +118,25 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `ohassist <args>` (logging warnings only); its standard output arrives line by line.
+pub fn spawn_with_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(server_binary())
+        .args(args)
+        .env("OHASSIST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ohassist starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
 }
 
 pub fn cli(data: &Path, args: &[&str], stdin: &str) -> String {
@@ -224,9 +232,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A valid credit code built from a number (the check character computed).
 pub fn credit_code(i: usize) -> String {
-    let first17 = format!("91350100MA{:07}", i);
-    let check = ohassist_core::credit_code::check_character(&first17).unwrap();
-    format!("{first17}{check}")
+    ohassist_core::synthetic::credit_code("350100", i as u64)
 }
 
 pub fn enterprise(i: usize, county: &str) -> Enterprise {
@@ -250,9 +256,26 @@ pub fn visit(i: usize) -> Visit {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Answer {
+    /// A response header as text ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The `name=value` part of a `Set-Cookie` for `name`, if any.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap_or("").to_string())
+    }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -280,10 +303,14 @@ pub fn post(url: &str, token: Option<&str>, headers: &[(&str, &str)], body: Vec<
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        Answer { status, body: resp.bytes().await.unwrap().to_vec() }
+        answer(req.send().await.expect("request sent")).await
     })
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    Answer { status, headers, body: resp.bytes().await.unwrap().to_vec() }
 }
 
 pub fn get(url: &str, token: Option<&str>) -> Answer {
@@ -294,10 +321,47 @@ pub fn get(url: &str, token: Option<&str>) -> Answer {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        Answer { status, body: resp.bytes().await.unwrap().to_vec() }
+        answer(req.send().await.expect("request sent")).await
     })
+}
+
+/// A GET with these headers, redirects not followed (a console login answers 303).
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
+    request(reqwest::Method::GET, url, headers, Vec::new())
+}
+
+/// A request with these headers and body; redirects are not followed.
+pub fn request(method: reqwest::Method, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    install_tls_provider();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let mut req = client.request(method, url).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        answer(req.send().await.expect("request sent")).await
+    })
+}
+
+/// Logs in to the console as a browser does (the login form's CSRF cookie and field);
+/// returns the `Cookie` header value of the session.
+pub fn console_login(server_url: &str, username: &str, password: &str) -> String {
+    let page = get_with(&format!("{server_url}/login"), &[]);
+    assert_eq!(page.status, 200, "login page");
+    let login_cookie = page.cookie("ohs_login").expect("the login form's cookie");
+    let html = page.text();
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    let csrf = &html[at..at + html[at..].find('"').unwrap()];
+    let form = format!("username={username}&password={password}&csrf={csrf}");
+    let reply = request(
+        reqwest::Method::POST,
+        &format!("{server_url}/login"),
+        &[("content-type", "application/x-www-form-urlencoded"), ("cookie", &login_cookie)],
+        form.into_bytes(),
+    );
+    assert_eq!(reply.status, 303, "console login of {username}: {}", reply.text());
+    reply.cookie("ohs_session").expect("a session cookie")
 }
 
 /// Logs in over raw HTTP and returns the token.

@@ -146,22 +146,32 @@ impl FromRequestParts<AppState> for ActiveCaller {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, DeviceStatus), ApiError> {
-    let token = parts
+/// The bearer token of a request, if it has one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, DeviceStatus), ApiError> {
+    let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
     let hash = accounts::token_hash(token);
     let now = now();
     let (caller, status) = state
         .db
-        .read(move |conn| Ok(accounts::caller_by_token(conn, &hash, now)?))
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+        .read(move |conn| {
+            Ok(match accounts::caller_by_token(conn, &hash, now)? {
+                Some(found) => Ok(found),
+                // An API client's token is live but read-only: only the export takes it.
+                None if crate::clients::by_token_hash(conn, &hash)?.is_some() => Err(ApiError::Forbidden),
+                None => Err(ApiError::Unauthorized),
+            })
+        })
+        .await??;
     if caller.last_seen.is_none_or(|t| now - t > TOUCH_INTERVAL_SECS) || status == DeviceStatus::Lost {
         let db = state.db.clone();
         let device = caller.device_id.clone();

@@ -64,6 +64,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(api)
         .merge(crate::web::api::router())
+        .merge(crate::web::export::router())
         .routes(utoipa_axum::routes!(openapi::openapi_json))
 }
 

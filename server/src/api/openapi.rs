@@ -46,6 +46,7 @@ the body; the schemas given for them are those of the decoded CBOR message (byte
         (name = "device", description = "A phone's report of what it holds unsynced"),
         (name = "admin", description = "Users and devices within the admin's org unit"),
         (name = "console", description = "Read-only views of the supervisor console (supervisors and admins)"),
+        (name = "export", description = "Records for a provincial platform: API clients, supervisors and admins"),
         (name = "meta", description = "This document"),
     ),
     components(schemas(ErrorBody)),

@@ -11,7 +11,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod clients;
 pub mod evidence;
+pub mod export;
 pub mod monthly;
 pub mod pages;
 pub mod session;
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(units::router())
         .merge(monthly::router())
         .merge(transfers::router())
+        .merge(clients::router())
 }
 
 async fn stylesheet() -> Response {
@@ -179,6 +182,7 @@ fn templates() -> &'static Environment<'static> {
             ("devices.html", include_str!("../../templates/devices.html")),
             ("import.html", include_str!("../../templates/import.html")),
             ("units.html", include_str!("../../templates/units.html")),
+            ("clients.html", include_str!("../../templates/clients.html")),
             ("monthly.html", include_str!("../../templates/monthly.html")),
         ] {
             env.add_template(name, source).expect("templates compile");

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::session::{self, Lang, Session, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use super::views::{self, Params};
 use super::{download, render, WebError};
-use crate::accounts::Role;
+use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
 use crate::api::extract::ClientIp;
 use crate::api::AppState;
@@ -419,7 +419,7 @@ async fn review(
         });
     }
     let acknowledged = form.acknowledge_changes == "1";
-    review_visit(&state, &s, &id, new_state, &comment, acknowledged).await?;
+    review_visit(&state, &s.caller, &id, new_state, &comment, acknowledged).await?;
     Ok(Redirect::to(&format!("/visits/{id}")).into_response())
 }
 
@@ -432,13 +432,13 @@ async fn review(
 /// stays in the record and its history. Returning a visit is always allowed.
 pub async fn review_visit(
     state: &AppState,
-    s: &Session,
+    caller: &Caller,
     id: &str,
     new_state: ReviewState,
     comment: &str,
     acknowledged: bool,
 ) -> Result<(), WebError> {
-    let caller = s.caller.clone();
+    let caller = caller.clone();
     let id = id.to_string();
     let comment = comment.to_string();
     let refused: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>> = Default::default();

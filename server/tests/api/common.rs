@@ -5,7 +5,6 @@ use automerge::ActorId;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
-use ohassist_core::credit_code;
 use ohassist_core::doc::{to_json, Author, Document};
 use ohassist_core::model::{County, Enterprise, Industry, RecordKind, Visit};
 use ohassist_core::sync::wire::{self, ErrorBody, LoginResponse, PullRequest, PullResponse, PushRequest, WireChange};
@@ -149,8 +148,7 @@ impl Fixture {
 
 /// A valid credit code registered in `county`, distinct per `serial`.
 pub fn credit_code(county: &str, serial: u32) -> String {
-    let first17 = format!("91{county}{serial:09}");
-    format!("{first17}{}", credit_code::check_character(&first17).unwrap())
+    ohassist_core::synthetic::credit_code(county, serial.into())
 }
 
 pub fn author() -> Author {

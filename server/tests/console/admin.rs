@@ -281,3 +281,44 @@ async fn the_devices_page_shows_unsynced_data_and_marks_devices_lost_or_retired(
     let missing = b.post(&c.f, "/admin/devices/no-such-phone/retire", &[("csrf", &csrf)]).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_admin_creates_and_revokes_an_api_client_that_reads_the_export_of_its_unit() {
+    let c = city::build().await;
+    let b = Browser::login(&c.f, "admin").await;
+    let page = b.get(&c.f, "/admin/clients").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let outside = b.post(&c.f, "/admin/clients", &[("name", "邻市平台"), ("org_unit", "210200")]).await;
+    assert_eq!(outside.status, StatusCode::UNPROCESSABLE_ENTITY, "another city is outside the admin's unit");
+    let created = text(&b.post(&c.f, "/admin/clients", &[("name", "省平台"), ("org_unit", "210102")]).await);
+    let at = created.find("id=\"token\"").expect("the token shown once");
+    let token: String = created[at..].split("<code>").nth(1).unwrap().chars().take(64).collect();
+    assert!(created.contains("省平台") && created.contains("210102"), "{created}");
+
+    let export = crate::api_get(&c.f, "/api/v1/export?limit=2000", &token).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", text(&export));
+    let body = text(&export);
+    let records: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (tail, records) = records.split_last().unwrap();
+    assert_eq!(tail["more"], false);
+    assert!(!records.is_empty());
+    assert!(
+        records.iter().all(|r| r["record"]["county"]["code"] == "210102" || r["record"]["county_code"] == "210102"),
+        "only 和平区's records"
+    );
+    assert_eq!(crate::api_get(&c.f, "/api/v1/dashboard", &token).await.status, StatusCode::FORBIDDEN);
+
+    let page = text(&b.get(&c.f, "/admin/clients").await);
+    assert!(!page.contains(&token), "the token is shown only when created");
+    let at = page.find("action=\"/admin/clients/").unwrap() + "action=\"/admin/clients/".len();
+    let id = &page[at..at + 32];
+    let revoked = b.post(&c.f, &format!("/admin/clients/{id}/revoke"), &[]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert!(text(&b.get(&c.f, "/admin/clients").await).contains("已撤销"));
+    let refused = crate::api_get(&c.f, "/api/v1/export", &token).await;
+    refused.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // A supervisor has no such page.
+    let sup = Browser::login(&c.f, "city").await;
+    assert_eq!(sup.get(&c.f, "/admin/clients").await.status, StatusCode::NOT_FOUND);
+}
