@@ -78,6 +78,10 @@ pub enum ApiError {
     /// An admin's action on the device the request comes from (it would lock the admin out).
     #[error("the caller's own device")]
     OwnDevice,
+    /// An export cursor beyond this server's change feed: it came from another server (or
+    /// was made up); export again from 0.
+    #[error("cursor {cursor} is beyond the feed, which ends at {end}")]
+    CursorAhead { cursor: u64, end: u64 },
     /// Anything that is the server's fault. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,7 +107,7 @@ impl ApiError {
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             TooLarge(_) | UploadQuota { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProtocolVersion { .. } => StatusCode::UPGRADE_REQUIRED,
-            AlreadyExists(_) | OwnDevice => StatusCode::CONFLICT,
+            AlreadyExists(_) | OwnDevice | CursorAhead { .. } => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -232,6 +236,12 @@ impl ApiError {
                 Some(expected.clone()),
             ),
             MethodNotAllowed => ("method_not_allowed", "不支持此请求方法".into(), "method not allowed".into(), None),
+            CursorAhead { cursor, end } => (
+                "cursor_ahead",
+                format!("游标 {cursor} 超出了本服务器的变更记录（最新为 {end}），它不是本服务器给出的；请从 0 重新导出"),
+                format!("cursor {cursor} is beyond this server's change feed (which ends at {end}): it did not come from this server; export again from 0"),
+                Some("cursor".to_string()),
+            ),
             OwnDevice => (
                 "own_device",
                 "不能对您正在使用的设备执行此操作，请在其他设备上操作".into(),

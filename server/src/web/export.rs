@@ -68,8 +68,19 @@ struct ExportQuery {
 }
 
 fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
-    let value = |k: &str| p.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let cursor = match value("cursor") {
+    // Given, a parameter must have a value of its form: `kind=` is not "any kind".
+    let value = |k: &'static str| -> Result<Option<&str>, WebError> {
+        match p.get(k).map(String::as_str) {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v.trim() != v => Err(WebError::bad_filter(
+                k,
+                format!("参数 {k} 的值“{v}”无效：不能为空或带空格，不需要时请省略该参数"),
+                format!("parameter {k} = {v:?} is empty or padded with spaces; leave it out instead"),
+            )),
+            Some(v) => Ok(Some(v)),
+        }
+    };
+    let cursor = match value("cursor")? {
         None => 0,
         Some(c) => c.parse::<u64>().ok().filter(|_| c.bytes().all(|b| b.is_ascii_digit())).ok_or_else(|| {
             WebError::bad_filter(
@@ -79,7 +90,7 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
             )
         })?,
     };
-    let limit = match value("limit") {
+    let limit = match value("limit")? {
         None => DEFAULT_LIMIT,
         Some(l) => l.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
             WebError::bad_filter(
@@ -89,7 +100,7 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
             )
         })?,
     };
-    let kind = match value("kind") {
+    let kind = match value("kind")? {
         None => None,
         Some(k) => Some(RecordKind::parse(k).ok_or_else(|| {
             WebError::bad_filter(
@@ -99,7 +110,7 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
             )
         })?),
     };
-    let format = match value("format") {
+    let format = match value("format")? {
         None | Some("jsonl") => Format::JsonLines,
         Some("csv") => Format::Csv(kind.ok_or_else(|| {
             WebError::bad_filter(
@@ -141,6 +152,8 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
         (status = 400, description = "A malformed query parameter, named (`bad_filter`)", body = ErrorBody),
         (status = 401, description = "No token, or a revoked one", body = ErrorBody),
         (status = 403, description = "An inspector (`forbidden`)", body = ErrorBody),
+        (status = 409, description = "A cursor beyond this server's feed: not one it gave (`cursor_ahead`)",
+            body = ErrorBody),
     ))]
 async fn export_page(
     State(state): State<AppState>,
@@ -155,11 +168,7 @@ async fn export_page(
         .read(move |conn| {
             Ok(match export::page(conn, &unit, kind, cursor, limit) {
                 Ok(page) => Ok(page),
-                Err(CursorError::Ahead { cursor, end }) => Err(WebError::bad_filter(
-                    "cursor",
-                    format!("游标 {cursor} 超出了本服务器的变更记录（最新为 {end}），它不是本服务器给出的；请从 0 重新导出"),
-                    format!("cursor {cursor} is beyond this server's change feed (which ends at {end}): it did not come from this server; export again from 0"),
-                )),
+                Err(CursorError::Ahead { cursor, end }) => Err(WebError::Api(ApiError::CursorAhead { cursor, end })),
                 Err(CursorError::Api(e)) => Err(WebError::Api(e)),
             })
         })
