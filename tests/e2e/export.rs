@@ -155,7 +155,6 @@ fn paging_cursor_scope_and_read_only_tokens() {
         ("limit=0", "limit"),
         ("limit=100000", "limit"),
         ("format=xml", "format"),
-        ("format=csv", "kind"),
         ("kind=user", "kind"),
     ] {
         let r = get(&format!("{url}/api/v1/export?{query}"), Some(&client));

@@ -112,13 +112,8 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
     };
     let format = match value("format")? {
         None | Some("jsonl") => Format::JsonLines,
-        Some("csv") => Format::Csv(kind.ok_or_else(|| {
-            WebError::bad_filter(
-                "kind",
-                "CSV 每次导出一种记录：请加 kind=enterprise 或 kind=visit",
-                "CSV holds one record kind: add kind=enterprise or kind=visit",
-            )
-        })?),
+        // CSV holds one record kind: the enterprises unless `kind=visit`.
+        Some("csv") => Format::Csv(kind.unwrap_or(RecordKind::Enterprise)),
         Some(f) => {
             return Err(WebError::bad_filter(
                 "format",
@@ -141,10 +136,11 @@ fn read_query(p: &Params) -> Result<ExportQuery, WebError> {
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 2000, description = "Records per page (default 500)"),
         ("format" = Option<String>, Query, pattern = "^(jsonl|csv)$", description = "jsonl (default) or csv"),
         ("kind" = Option<String>, Query, pattern = "^(enterprise|visit)$",
-            description = "One record kind (required for csv)"),
+            description = "One record kind; CSV holds one kind, the enterprises unless kind=visit"),
     ),
     responses(
-        (status = 200, description = "One page of records", content_type = "application/jsonl", body = String,
+        (status = 200, description = "One page of records: JSON Lines, or CSV of one kind",
+            content((String = "application/jsonl"), (String = "text/csv")),
             headers(
                 ("x-ohassist-next-cursor" = u64, description = "The cursor of the next page"),
                 ("x-ohassist-more" = String, description = "true when more records wait"),
