@@ -22,3 +22,6 @@ ALTER TABLE changes ADD COLUMN also_county TEXT NOT NULL DEFAULT '';
 -- to its device on its next pull so the phone pushes it again at once (and hears it
 -- acknowledged); the row goes when the device's push of it is accepted.
 ALTER TABLE refused_uploads ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+-- Every push asks whether its device has refusals, and every pull which of them were
+-- settled: by device, not by a scan of every device's rows.
+CREATE INDEX refused_uploads_by_device ON refused_uploads (device_id, settled);
