@@ -105,7 +105,12 @@ fn bad_inputs_get_their_4xx_and_change_nothing() {
             &pull,
             Some(&token),
             SYNC_HEADERS,
-            wire::encode(&PullRequest { protocol: wire::PROTOCOL_VERSION - 1, cursor: 0, page_token: None }),
+            wire::encode(&PullRequest {
+                protocol: wire::PROTOCOL_VERSION - 1,
+                cursor: 0,
+                page_token: None,
+                pending: None,
+            }),
             426,
             "protocol_version",
         ),
@@ -118,9 +123,24 @@ fn bad_inputs_get_their_4xx_and_change_nothing() {
                 protocol: wire::PROTOCOL_VERSION,
                 cursor: 0,
                 page_token: Some("not a token".into()),
+                pending: None,
             }),
             400,
             "malformed_body",
+        ),
+        (
+            "pull: a pending count past what a count can be",
+            &pull,
+            Some(&token),
+            SYNC_HEADERS,
+            wire::encode(&PullRequest {
+                protocol: wire::PROTOCOL_VERSION,
+                cursor: 0,
+                page_token: None,
+                pending: Some(wire::DeviceReport { pending_changes: u64::MAX, pending_attachments: 0 }),
+            }),
+            422,
+            "invalid_input",
         ),
     ];
     let before = counts(&server);
@@ -131,6 +151,9 @@ fn bad_inputs_get_their_4xx_and_change_nothing() {
         let json = answer.json();
         assert!(!json["message"].as_str().unwrap_or("").is_empty(), "{what}: Chinese message");
         assert!(!json["message_en"].as_str().unwrap_or("").is_empty(), "{what}: English message");
+        if code == "invalid_input" {
+            assert_eq!(json["field"], "pending.pending_changes", "{what}: the field named");
+        }
         assert_eq!(counts(&server), before, "{what}: nothing applied");
     }
     // A document that cannot be read is refused alone, with its reason, and nothing of it

@@ -207,6 +207,40 @@ fn an_active_phone_reports_what_it_holds_unsynced_at_each_sync() {
     assert!(phone.store.get_visit(&phone.store.list_visits(&VisitFilter::default()).unwrap()[0].id).is_ok());
 }
 
+/// A sync that leaves a record held reports what the phone still holds with its pull: the
+/// console's counts are true at once, and the sync costs no round trip for them.
+#[test]
+fn a_held_record_is_reported_with_the_pull_at_no_round_trip() {
+    let s = setup();
+    let phone = Phone::new(&s.server.url());
+    phone.login("zhang", PASSWORD);
+    let id = phone.store.device_id();
+    phone.store.create_enterprise(enterprise(1, COUNTY)).unwrap();
+    phone.store.create_visit(visit(1)).unwrap();
+    let first = phone.sync();
+    assert_eq!(first.progress.round_trips, 2, "push and pull: {first:?}");
+    let d = s.device(&id);
+    assert_eq!((d["pending_changes"].as_i64(), d["pending_attachments"].as_i64()), (Some(0), Some(0)));
+    // The app let the inspector approve their own visit, with a photo: the server refuses it,
+    // the phone holds it and its file waits with it.
+    let bad = phone.store.create_visit(visit(1)).unwrap();
+    phone.store.edit_visit(&bad, |v| v.review.state = ohassist_core::model::ReviewState::Approved).unwrap();
+    let meta =
+        NewAttachment { kind: Some(AttachmentKind::Photo), media_type: "image/jpeg".into(), ..Default::default() };
+    phone.store.add_attachment(&bad, &photo(7), meta).unwrap();
+    let held = phone.sync();
+    assert_eq!(held.newly_held, 1, "{held:?}");
+    assert_eq!(held.progress.round_trips, 2, "push and pull, the report rides with the pull: {held:?}");
+    let pending = phone.store.outbox_len().unwrap() as i64;
+    assert!(pending > 0, "the held record's changes stay in the outbox");
+    let d = s.device(&id);
+    assert_eq!((d["pending_changes"].as_i64(), d["pending_attachments"].as_i64()), (Some(pending), Some(1)));
+    // Nothing changed since: the next sync is one pull and says nothing more.
+    let again = phone.sync();
+    assert_eq!(again.progress.round_trips, 1, "{again:?}");
+    assert_eq!(s.device(&id)["pending_changes"].as_i64(), Some(pending));
+}
+
 /// The name an app gives its phone at login is how the console shows it: on the devices
 /// page, in a conflict's values and in a visit's history.
 #[test]

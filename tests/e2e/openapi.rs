@@ -27,6 +27,7 @@ fn send(method: &str, url: &str, token: &str, path: &str) -> (u16, Vec<u8>) {
                     protocol: wire::PROTOCOL_VERSION,
                     cursor: 0,
                     page_token: None,
+                    pending: None,
                 }))
             }
             _ => req,

@@ -368,10 +368,7 @@ impl Client {
         cancel: &CancelToken,
         p: &mut SyncProgress,
     ) -> Result<wire::DeviceStatus, SyncError> {
-        let report = wire::DeviceReport {
-            pending_changes: store.outbox_len()? as u64,
-            pending_attachments: store.pending_uploads()?.len() as u64,
-        };
+        let report = pending_now(store)?;
         let body = serde_json::to_vec(&report).expect("serialises");
         let (status, bytes) = self.send("/api/v1/device/report", body, "application/json", Some(token), cancel).await?;
         p.round_trips += 1;
@@ -391,7 +388,7 @@ impl Client {
         cancel: &CancelToken,
         p: &mut SyncProgress,
     ) -> Result<(), SyncError> {
-        let counts = format!("{},{}", store.outbox_len()?, store.pending_uploads()?.len());
+        let counts = pending_now(store)?.counts();
         if store.meta(META_REPORTED)?.as_deref() == Some(counts.as_str()) {
             return Ok(());
         }
@@ -710,12 +707,15 @@ async fn sync_inner(
         sink.on_progress(&p);
     }
 
-    // Pull: pages until the server says there is no more.
+    // Pull: pages until the server says there is no more. What the phone will still hold once
+    // this sync ends rides with the pull when it changed, so the report costs no round trip.
     p.phase = "pull".into();
+    let expected = expected_pending(store)?;
+    let pending = (store.meta(META_REPORTED)?.as_deref() != Some(expected.counts().as_str())).then_some(expected);
     loop {
         let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
         let page_token = store.meta(META_PAGE_TOKEN)?;
-        let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token };
+        let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: pending.clone() };
         let response: PullResponse = match client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await {
             // A retired device may push and upload, not pull: it hears so here, at no
             // round trip of its own, uploads what it holds and erases itself once all of it
@@ -749,6 +749,9 @@ async fn sync_inner(
         p.documents_down += docs.len() as u64;
         sink.on_progress(&p);
         if !response.more {
+            if let Some(reported) = &pending {
+                store.set_meta(META_REPORTED, &reported.counts())?;
+            }
             break;
         }
         if cancel.is_cancelled() {
@@ -764,8 +767,8 @@ async fn sync_inner(
     report.held_records = store.held_records()?.len() as u64;
     // Attachments last, so that records are never held back by photos.
     client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
-    // What is still unsynced, for the console: sent only when it changed since the last report,
-    // so an ordinary sync costs no round trip for it.
+    // What is still unsynced, for the console, when it is not what the pull said it would be
+    // (a file refused, a held record accepted after the pull): a round trip only then.
     client.report_if_changed(store, &token, cancel, &mut p).await?;
     p.phase = "done".into();
     p.changes_pending = store.outbox_len()? as u64;
@@ -773,6 +776,23 @@ async fn sync_inner(
     report.conflicted_records = store.conflicted_records()?.len() as u64;
     report.progress = p;
     Ok(report)
+}
+
+/// What the store holds that the server has not acknowledged.
+fn pending_now(store: &Store) -> Result<wire::DeviceReport, SyncError> {
+    Ok(wire::DeviceReport {
+        pending_changes: store.outbox_len()? as u64,
+        pending_attachments: store.pending_uploads()?.len() as u64,
+    })
+}
+
+/// What the store will still hold unacknowledged at the end of a sync that goes well from here
+/// on: the outbox as it is (held changes stay in it) and the files of held visits (they wait
+/// for their visit; every other file is uploaded).
+fn expected_pending(store: &Store) -> Result<wire::DeviceReport, SyncError> {
+    let held: HashSet<String> = store.held_records()?.into_iter().map(|h| h.doc_id).collect();
+    let waiting = store.pending_uploads()?.into_iter().filter(|u| held.contains(&u.visit_id)).count();
+    Ok(wire::DeviceReport { pending_changes: store.outbox_len()? as u64, pending_attachments: waiting as u64 })
 }
 
 /// Pushes one batch of the outbox (oldest first, within the push budget); returns false when

@@ -107,6 +107,11 @@ pub struct PullRequest {
     /// Opaque continuation of a first sync in progress, from the previous page.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^v1\.[0-9]{1,18}\.([0-9a-fA-F]{2}){0,128}$"))]
     pub page_token: Option<String>,
+    /// What the phone will still hold unacknowledged once this sync ends, when that differs
+    /// from what it last reported: the server records it with the last page, so the device
+    /// report needs no round trip of its own. Absent from older phones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<DeviceReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,8 +294,9 @@ impl DeviceStatus {
     }
 }
 
-/// `POST /api/v1/device/report` (JSON), at the start and the end of every sync: what the phone
-/// still holds that the server has not acknowledged, for the console's devices page.
+/// What the phone still holds that the server has not acknowledged, for the console's devices
+/// page: carried by the last pull of a sync ([`PullRequest::pending`]), or sent alone as
+/// `POST /api/v1/device/report` (JSON) when it changed after that pull or a device retires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceReport {
@@ -298,6 +304,13 @@ pub struct DeviceReport {
     pub pending_changes: u64,
     #[cfg_attr(feature = "openapi", schema(maximum = 9_223_372_036_854_775_807_i64))]
     pub pending_attachments: u64,
+}
+
+impl DeviceReport {
+    /// The counts as the phone remembers what it last reported (`changes,attachments`).
+    pub fn counts(&self) -> String {
+        format!("{},{}", self.pending_changes, self.pending_attachments)
+    }
 }
 
 /// The answer to a [`DeviceReport`]: the device's status (never `lost`: that is a 410).

@@ -18,6 +18,25 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(report))
 }
 
+/// Counts are kept as SQLite integers: past i64 they are not counts but garbage. `in_pull`:
+/// the report is a pull's `pending`, and the field is named so.
+pub(super) fn check(report: &DeviceReport, in_pull: bool) -> ApiResult<()> {
+    let fields = [
+        (if in_pull { "pending.pending_changes" } else { "pending_changes" }, report.pending_changes),
+        (if in_pull { "pending.pending_attachments" } else { "pending_attachments" }, report.pending_attachments),
+    ];
+    for (field, n) in fields {
+        if i64::try_from(n).is_err() {
+            return Err(ApiError::InvalidInput {
+                field,
+                reason_zh: format!("{field} 超出范围"),
+                reason_en: format!("{field} is out of range"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the phone still holds unsynced; the answer tells it whether it was retired.
 #[utoipa::path(post, path = "/api/v1/device/report", tag = "device", operation_id = "deviceReport",
     security(("bearer" = [])),
@@ -31,16 +50,7 @@ async fn report(
     caller: Caller,
     JsonBody(req): JsonBody<DeviceReport>,
 ) -> ApiResult<Json<DeviceReportResponse>> {
-    // Counts are kept as SQLite integers: past i64 they are not counts but garbage.
-    for (field, n) in [("pending_changes", req.pending_changes), ("pending_attachments", req.pending_attachments)] {
-        if i64::try_from(n).is_err() {
-            return Err(ApiError::InvalidInput {
-                field,
-                reason_zh: format!("{field} 超出范围"),
-                reason_en: format!("{field} is out of range"),
-            });
-        }
-    }
+    check(&req, false)?;
     let device = caller.device_id.clone();
     let status = state
         .db

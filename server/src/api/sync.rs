@@ -84,6 +84,8 @@ async fn push(
         (status = 200, description = "A `PullResponse` in CBOR, gzip-compressed", body = PullResponse,
             content_type = "application/cbor"),
         (status = 413, description = "A body over 8 MiB (`too_large`)", body = ErrorBody),
+        (status = 422, description = "A pending count out of range (`invalid_input`, the field named)",
+            body = ErrorBody),
     ))]
 async fn pull(
     State(state): State<AppState>,
@@ -93,6 +95,9 @@ async fn pull(
     // Feed positions are SQLite integers.
     if i64::try_from(req.cursor).is_err() {
         return Err(ApiError::MalformedBody(format!("cursor {} is out of range", req.cursor)));
+    }
+    if let Some(pending) = &req.pending {
+        super::device::check(pending, true)?;
     }
     let token = match &req.page_token {
         Some(t) => Some(FirstSyncToken::decode(t).ok_or_else(|| ApiError::MalformedBody("unknown page_token".into()))?),
@@ -111,9 +116,21 @@ async fn pull(
         })
         .await?;
     if !page.more {
-        // The end of this sync: the next push's captures are measured from here.
+        // The end of this sync: the next push's captures are measured from here, and what the
+        // phone said it still holds is recorded in the same transaction.
         let device = caller.device_id.clone();
-        state.db.write(move |conn| Ok(crate::accounts::mark_synced(conn, &device, now())?)).await?;
+        let pending = req.pending;
+        state
+            .db
+            .write(move |conn| {
+                let now = now();
+                crate::accounts::mark_synced(conn, &device, now)?;
+                if let Some(p) = pending {
+                    crate::accounts::record_report(conn, &device, p.pending_changes, p.pending_attachments, now)?;
+                }
+                Ok(())
+            })
+            .await?;
     }
     tracing::debug!(
         user = %caller.user_id,

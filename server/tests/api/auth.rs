@@ -63,7 +63,7 @@ async fn logging_in_again_on_a_device_replaces_its_token() {
 
 fn pull_body() -> Vec<u8> {
     use ohassist_core::sync::wire;
-    wire::encode(&wire::PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: 0, page_token: None })
+    wire::encode(&wire::PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: 0, page_token: None, pending: None })
 }
 
 #[tokio::test]

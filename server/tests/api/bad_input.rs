@@ -147,7 +147,8 @@ async fn wrong_or_missing_protocol_versions() {
     let other = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION + 1, changes: vec![c] });
     let current = wire::PROTOCOL_VERSION.to_string();
     f.send(request(Some(&current), other)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
-    let pull_other = wire::encode(&PullRequest { protocol: wire::PROTOCOL_VERSION - 1, cursor: 0, page_token: None });
+    let pull_other =
+        wire::encode(&PullRequest { protocol: wire::PROTOCOL_VERSION - 1, cursor: 0, page_token: None, pending: None });
     f.post_wire("/api/v1/sync/pull", &t, pull_other)
         .await
         .assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
@@ -175,8 +176,12 @@ async fn missing_or_unknown_tokens() {
 #[tokio::test]
 async fn unknown_page_tokens_routes_and_methods() {
     let (f, t) = setup().await;
-    let pull =
-        wire::encode(&PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: 0, page_token: Some("forged".into()) });
+    let pull = wire::encode(&PullRequest {
+        protocol: wire::PROTOCOL_VERSION,
+        cursor: 0,
+        page_token: Some("forged".into()),
+        pending: None,
+    });
     f.post_wire("/api/v1/sync/pull", &t, pull).await.assert_error(StatusCode::BAD_REQUEST, "malformed_body");
     let req = Request::get("/api/v1/nothing").body(Body::empty()).unwrap();
     f.send(req).await.assert_error(StatusCode::NOT_FOUND, "not_found");

@@ -141,7 +141,7 @@ impl Fixture {
     }
 
     pub async fn pull(&self, token: &str, cursor: u64, page_token: Option<String>) -> PullResponse {
-        let req = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token };
+        let req = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: None };
         self.post_wire("/api/v1/sync/pull", token, wire::encode(&req)).await.wire()
     }
 }

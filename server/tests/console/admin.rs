@@ -103,7 +103,7 @@ async fn api_login(f: &Fixture, username: &str, password: &str, device: &str) ->
 }
 
 async fn pull_status(f: &Fixture, token: &str) -> StatusCode {
-    let req = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: 0, page_token: None };
+    let req = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: 0, page_token: None, pending: None };
     f.post_wire("/api/v1/sync/pull", token, wire::encode(&req)).await.status
 }
 
