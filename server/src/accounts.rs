@@ -125,6 +125,37 @@ pub enum AccountError {
     Storage(#[from] rusqlite::Error),
 }
 
+impl AccountError {
+    /// The field a refused value came in, for the form or body that sent it.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            AccountError::Username | AccountError::UsernameTaken => Some("username"),
+            AccountError::DisplayName => Some("display_name"),
+            AccountError::OrgUnit => Some("org_unit"),
+            AccountError::WeakPassword => Some("password"),
+            AccountError::NoSuchUser
+            | AccountError::NoSuchDevice
+            | AccountError::Hash(_)
+            | AccountError::Storage(_) => None,
+        }
+    }
+
+    /// What the user is told, in Chinese (the English is the `Display`).
+    pub fn message_zh(&self) -> String {
+        match self {
+            AccountError::Username => "用户名须为 1–64 位字母、数字或 . _ -",
+            AccountError::DisplayName => "姓名须为 1–100 个字符",
+            AccountError::OrgUnit => "所属单位须为 6 位行政区划代码",
+            AccountError::WeakPassword => "密码至少 8 位",
+            AccountError::UsernameTaken => "用户名已存在",
+            AccountError::NoSuchUser => "用户不存在",
+            AccountError::NoSuchDevice => "设备不存在",
+            AccountError::Hash(_) | AccountError::Storage(_) => "服务器内部错误，请稍后再试",
+        }
+        .to_string()
+    }
+}
+
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// An argon2id hash (PHC string) of `password`. Slow on purpose: call on a blocking thread.

@@ -24,7 +24,7 @@ use ohassist_core::validate;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::accounts::Caller;
-use crate::api::error::ApiError;
+use crate::db::DbError;
 use crate::scope;
 
 /// Longest document id accepted: credit codes are 18 characters, visit ids 32.
@@ -106,16 +106,49 @@ impl From<rusqlite::Error> for DocError {
     }
 }
 
-impl From<DocError> for ApiError {
+impl From<DocError> for RecordsError {
     fn from(e: DocError) -> Self {
         match e {
-            DocError::Db(e) => ApiError::from(e),
-            DocError::Refused(r) => match r.code {
-                "out_of_scope" => ApiError::OutOfScope { doc_id: r.doc_id },
-                "kind_mismatch" => ApiError::KindMismatch { doc_id: r.doc_id, kind: r.kind.as_str() },
-                _ => ApiError::InvalidRecord { doc_id: r.doc_id, reason_zh: r.reason_zh, reason_en: r.reason_en },
-            },
+            DocError::Db(e) => RecordsError::from(e),
+            DocError::Refused(r) => RecordsError::Refused(Box::new(r)),
         }
+    }
+}
+
+/// Why a push, a server edit or a transfer failed as a whole (a document refused within a
+/// push is not an error: it is in [`Applied::refused`]). `api/` and `web/` decide what each
+/// is to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    /// A push of more changes than one may carry.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// A pushed document id no record can have (empty, too long, control characters).
+    #[error("document id of {chars} characters")]
+    BadDocId { chars: usize },
+    /// A server edit (or a transfer's) that the push path's rules refused.
+    #[error("document {} refused: {}", .0.doc_id, .0.reason_en)]
+    Refused(Box<Refused>),
+    /// Unknown, of another kind, or outside the caller's unit: told apart from nothing else,
+    /// so that existence is not leaked.
+    #[error("not found")]
+    NotFound,
+    /// The caller's role may not do this.
+    #[error("the caller's role may not do this")]
+    Forbidden,
+    /// A value the caller chose that the server refuses (a transfer's county).
+    #[error("invalid {field}: {en}")]
+    Invalid { field: &'static str, zh: String, en: String },
+    /// A stored document that does not load or read: the server's fault.
+    #[error("stored record: {0}")]
+    Document(#[from] ohassist_core::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for RecordsError {
+    fn from(e: rusqlite::Error) -> Self {
+        RecordsError::Db(e.into())
     }
 }
 
@@ -126,9 +159,9 @@ pub fn limits() -> Limits {
 
 /// Decodes the changes of a push within [`limits`]. A change that fails refuses its
 /// document (and only it); only a push that is malformed as a whole is an error.
-pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, ApiError> {
+pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, RecordsError> {
     if changes.len() > wire::MAX_PUSH_CHANGES {
-        return Err(ApiError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
+        return Err(RecordsError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
     let limits = limits();
     let mut out = Vec::with_capacity(changes.len());
@@ -138,7 +171,7 @@ pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, ApiError> {
     for c in changes {
         if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
         {
-            return Err(ApiError::MalformedBody(format!("document id of {} characters", c.doc_id.chars().count())));
+            return Err(RecordsError::BadDocId { chars: c.doc_id.chars().count() });
         }
         if refused.contains_key(&c.doc_id) {
             continue;
@@ -270,7 +303,7 @@ pub struct Applied {
 /// Applies a push in one transaction, document by document: each document has all its
 /// changes applied or, refused, none (a savepoint per document); the refused documents are
 /// kept in `refused_uploads` for the console. A database error applies nothing.
-pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, ApiError> {
+pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, RecordsError> {
     let Decoded { incoming, mut prepared, mut refused } = decoded;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut acknowledged = Vec::with_capacity(incoming.len());
@@ -809,53 +842,69 @@ pub const WEB_DEVICE: &str = "web";
 /// `Author { user, device: "web" }`. The change is then applied through the push path in
 /// one transaction: validated, scope-checked against `caller`, saved, rows and status
 /// rebuilt, and appended to the feed (after the genesis for a new document) so phones pull
-/// it. Returns the change's hash, or `None` when `edit` changed nothing.
-pub fn apply_server_edit<F>(
+/// it. Returns the change's hash, or `None` when `edit` changed nothing. `edit`'s error is
+/// the caller's; the push path's own failures become one through [`RecordsError`].
+pub fn apply_server_edit<F, E>(
     conn: &mut Connection,
     caller: &Caller,
     kind: RecordKind,
     doc_id: &str,
     now: i64,
     edit: F,
-) -> Result<Option<String>, ApiError>
+) -> Result<Option<String>, E>
 where
-    F: FnOnce(&mut Document) -> Result<Option<Change>, ApiError>,
+    F: FnOnce(&mut Document) -> Result<Option<Change>, E>,
+    E: From<RecordsError>,
 {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let db = |e: rusqlite::Error| E::from(RecordsError::from(e));
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
     let hash = apply_server_edit_in(&tx, caller, kind, doc_id, now, edit)?;
-    tx.commit()?;
+    tx.commit().map_err(db)?;
     Ok(hash)
 }
 
 /// [`apply_server_edit`] inside a transaction the caller owns (an import writes many
 /// documents in one).
-pub fn apply_server_edit_in<F>(
+pub fn apply_server_edit_in<F, E>(
     tx: &Transaction<'_>,
     caller: &Caller,
     kind: RecordKind,
     doc_id: &str,
     now: i64,
     edit: F,
-) -> Result<Option<String>, ApiError>
+) -> Result<Option<String>, E>
 where
-    F: FnOnce(&mut Document) -> Result<Option<Change>, ApiError>,
+    F: FnOnce(&mut Document) -> Result<Option<Change>, E>,
+    E: From<RecordsError>,
 {
-    let stored: Option<(String, Vec<u8>)> = tx
-        .query_row("SELECT kind, bytes FROM documents WHERE id = ?1", [doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let mut doc = match stored {
-        Some((stored_kind, _)) if stored_kind != kind.as_str() => return Err(ApiError::NotFound),
-        Some((_, bytes)) => Document::load(kind, doc_id, &bytes)?,
-        None => Document::genesis(kind, doc_id),
-    };
+    let Some(mut doc) = current_or_genesis(tx, kind, doc_id)? else { return Err(RecordsError::NotFound.into()) };
     let Some(mut change) = edit(&mut doc)? else { return Ok(None) };
     let hash = change.hash().to_string();
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
-    for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now, &limits())?.0 {
-        crate::reports::status::refresh(tx, &code)?;
-    }
+    let write = || -> Result<(), RecordsError> {
+        for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now, &limits())?.0 {
+            crate::reports::status::refresh(tx, &code)?;
+        }
+        Ok(())
+    };
+    write()?;
     Ok(Some(hash))
+}
+
+/// The document as the server holds it, or the deterministic genesis of a new one; `None`
+/// when the id is a record of another kind.
+fn current_or_genesis(tx: &Transaction<'_>, kind: RecordKind, doc_id: &str) -> Result<Option<Document>, RecordsError> {
+    let stored: Option<(String, Vec<u8>)> = tx
+        .query_row("SELECT kind, bytes FROM documents WHERE id = ?1", [doc_id], |r| {
+            Ok((r.get("kind")?, r.get("bytes")?))
+        })
+        .optional()?;
+    Ok(match stored {
+        Some((stored_kind, _)) if stored_kind != kind.as_str() => None,
+        Some((_, bytes)) => Some(Document::load(kind, doc_id, &bytes)?),
+        None => Some(Document::genesis(kind, doc_id)),
+    })
 }
 
 enum Row {
@@ -988,7 +1037,7 @@ pub fn first_sync_page(
     org_unit: &str,
     token: Option<FirstSyncToken>,
     budget: usize,
-) -> Result<Page, ApiError> {
+) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     let token = match token {
         Some(t) => t,
@@ -1038,7 +1087,7 @@ pub fn changes_page(
     device_id: &str,
     cursor: u64,
     budget: usize,
-) -> Result<Page, ApiError> {
+) -> rusqlite::Result<Page> {
     let tx = conn.transaction()?;
     // Rows the caller will not get are scanned without their bytes.
     // A `whole` row (a record moved into a county) is answered with the whole document.

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientIp, JsonBody};
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::{self, Caller};
 use crate::db::now;
 use ohassist_core::sync::wire::ErrorBody;

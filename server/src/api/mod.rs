@@ -20,8 +20,45 @@ use axum::Router;
 use ohassist_core::sync::wire;
 use utoipa_axum::router::OpenApiRouter;
 
+use std::future::Future;
+
+use rusqlite::Connection;
+
 use crate::db::Db;
-use error::ApiError;
+use error::{ApiError, ApiResult};
+
+/// How the handlers of `api/` and `web/` run database work: [`Db::with_writer`] and
+/// [`Db::with_reader`] with the closure's errors as [`ApiError`]s, the HTTP layer's own (a
+/// domain error converts into one with `?`). The domain calls the generic methods.
+pub trait DbCalls {
+    fn write<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static;
+
+    fn read<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static;
+}
+
+impl DbCalls for Db {
+    fn write<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        self.with_writer(f)
+    }
+
+    fn read<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        self.with_reader(f)
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]

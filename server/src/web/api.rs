@@ -16,7 +16,7 @@ use super::views::{self, EnterpriseView, Params, VisitView};
 use super::{JsonError, WebError};
 use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::reports::{self, export, Dashboard, Signature, StatusRow};
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::session::{Lang, Session};
 use super::WebError;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::attachments::{self as store, Config, FlaggedVisit};
 use crate::scope;
 

@@ -31,8 +31,13 @@ use axum::{Json, Router};
 use minijinja::{Environment, Value};
 use ohassist_core::sync::wire::ErrorBody;
 
+use crate::accounts::AccountError;
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::attachments::AttachmentError;
+use crate::db::DbError;
+use crate::export::CursorError;
+use crate::records::RecordsError;
 
 /// Every console route, HTML and JSON.
 pub fn router() -> Router<AppState> {
@@ -83,6 +88,49 @@ impl From<ApiError> for WebError {
 impl From<rusqlite::Error> for WebError {
     fn from(e: rusqlite::Error) -> Self {
         WebError::Api(e.into())
+    }
+}
+
+// The domain's errors answer as the API answers them (one mapping, `api::error`), but for
+// the account errors of the admin's forms, which the form's page shows.
+
+impl From<DbError> for WebError {
+    fn from(e: DbError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<RecordsError> for WebError {
+    fn from(e: RecordsError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<AttachmentError> for WebError {
+    fn from(e: AttachmentError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<CursorError> for WebError {
+    fn from(e: CursorError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Username
+            | AccountError::DisplayName
+            | AccountError::OrgUnit
+            | AccountError::WeakPassword
+            | AccountError::UsernameTaken => WebError::Invalid { zh: e.message_zh(), en: e.to_string() },
+            AccountError::NoSuchUser
+            | AccountError::NoSuchDevice
+            | AccountError::Hash(_)
+            | AccountError::Storage(_) => WebError::Api(e.into()),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use super::{download, render, WebError};
 use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
 use crate::api::extract::ClientIp;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
 use crate::records;
 use crate::reports::{self, export, Signature, StatusFilter};
@@ -453,59 +453,66 @@ pub async fn review_visit(
             // Scope first: an out-of-scope visit is not found, as on the pages.
             views::visit(conn, &caller.org_unit, &id)?;
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
-            records::apply_server_edit(conn, &caller, RecordKind::Visit, &id, now(), |doc: &mut Document| {
-                let old: Visit = doc.read()?;
-                if old.review.state != ReviewState::Submitted {
-                    return refuse(
-                        "只有已提交的走访记录可以审核".into(),
-                        "only a submitted visit can be reviewed".into(),
-                    );
-                }
-                let mut comment = comment.clone();
-                if new_state == ReviewState::Approved {
-                    let open = doc.conflicts().len();
-                    if open > 0 {
+            records::apply_server_edit(
+                conn,
+                &caller,
+                RecordKind::Visit,
+                &id,
+                now(),
+                |doc: &mut Document| -> Result<_, ApiError> {
+                    let old: Visit = doc.read()?;
+                    if old.review.state != ReviewState::Submitted {
                         return refuse(
-                            format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
-                            format!("the visit has {open} open conflict(s); settle them before approving"),
+                            "只有已提交的走访记录可以审核".into(),
+                            "only a submitted visit can be reviewed".into(),
                         );
                     }
-                    let changed = old
-                        .signature
-                        .as_ref()
-                        .and_then(|sig| {
-                            crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
-                        })
-                        .unwrap_or_default();
-                    if !changed.is_empty() {
-                        if !acknowledged {
+                    let mut comment = comment.clone();
+                    if new_state == ReviewState::Approved {
+                        let open = doc.conflicts().len();
+                        if open > 0 {
                             return refuse(
-                                format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
-                                format!(
-                                    "{} field(s) changed after signing; confirm you checked them to approve",
-                                    changed.len()
-                                ),
+                                format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
+                                format!("the visit has {open} open conflict(s); settle them before approving"),
                             );
                         }
-                        let record = doc.json(None);
-                        let labels: Vec<String> = changed
-                            .iter()
-                            .map(|p| {
-                                let path: Vec<String> = p.split('/').map(str::to_string).collect();
-                                ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                        let changed = old
+                            .signature
+                            .as_ref()
+                            .and_then(|sig| {
+                                crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
                             })
-                            .collect();
-                        let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
-                        comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                            .unwrap_or_default();
+                        if !changed.is_empty() {
+                            if !acknowledged {
+                                return refuse(
+                                    format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
+                                    format!(
+                                        "{} field(s) changed after signing; confirm you checked them to approve",
+                                        changed.len()
+                                    ),
+                                );
+                            }
+                            let record = doc.json(None);
+                            let labels: Vec<String> = changed
+                                .iter()
+                                .map(|p| {
+                                    let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                                    ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                                })
+                                .collect();
+                            let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
+                            comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                        }
                     }
-                }
-                let mut new = old.clone();
-                new.review.state = new_state;
-                new.review.comment = comment;
-                new.review.reviewer = caller.display_name.clone();
-                new.review.at = views::format_ms(ohassist_core::doc::now_ms());
-                Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
-            })
+                    let mut new = old.clone();
+                    new.review.state = new_state;
+                    new.review.comment = comment;
+                    new.review.reviewer = caller.display_name.clone();
+                    new.review.at = views::format_ms(ohassist_core::doc::now_ms());
+                    Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
+                },
+            )
         })
         .await?;
     let refusal = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -598,26 +605,33 @@ pub async fn resolve_conflict(
                 return Err(ApiError::NotFound);
             }
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
-            records::apply_server_edit(conn, &caller, kind, &doc_id, now(), |doc: &mut Document| {
-                let conflict = doc.conflicts().into_iter().find(|c| c.path == path).ok_or(ApiError::NotFound)?;
-                let value = match &choice {
-                    Choice::Index(i) => conflict.values.get(*i).ok_or(ApiError::NotFound)?.value.clone(),
-                    Choice::Typed(text) => {
-                        let parsed = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
-                        let same_type = |v: &serde_json::Value| {
-                            conflict
-                                .values
-                                .iter()
-                                .any(|c| std::mem::discriminant(&c.value) == std::mem::discriminant(v))
-                        };
-                        match parsed.filter(same_type) {
-                            Some(v) => v,
-                            None => serde_json::Value::String(text.clone()),
+            records::apply_server_edit(
+                conn,
+                &caller,
+                kind,
+                &doc_id,
+                now(),
+                |doc: &mut Document| -> Result<_, ApiError> {
+                    let conflict = doc.conflicts().into_iter().find(|c| c.path == path).ok_or(ApiError::NotFound)?;
+                    let value = match &choice {
+                        Choice::Index(i) => conflict.values.get(*i).ok_or(ApiError::NotFound)?.value.clone(),
+                        Choice::Typed(text) => {
+                            let parsed = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
+                            let same_type = |v: &serde_json::Value| {
+                                conflict
+                                    .values
+                                    .iter()
+                                    .any(|c| std::mem::discriminant(&c.value) == std::mem::discriminant(v))
+                            };
+                            match parsed.filter(same_type) {
+                                Some(v) => v,
+                                None => serde_json::Value::String(text.clone()),
+                            }
                         }
-                    }
-                };
-                Ok(Some(doc.resolve(&server_actor(), &author, &path, &value)?))
-            })
+                    };
+                    Ok(Some(doc.resolve(&server_actor(), &author, &path, &value)?))
+                },
+            )
         })
         .await?;
     Ok(())

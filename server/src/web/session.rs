@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::WebError;
 use crate::accounts::{self, Caller, Role};
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
 use crate::records::WEB_DEVICE;
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::WebError;
 use crate::api::error::ApiError;
+use crate::api::DbCalls;
 use crate::db::Db;
 use crate::reports::{self, ListFilter, StatusFilter, StatusRow};
 use crate::scope;
