@@ -140,14 +140,8 @@ pub fn is_sha256(s: &str) -> bool {
 /// `Ok` when visit `id` exists and its county is in `org_unit`; anything else is
 /// `NotFound` (existence is not leaked). Reads one row, not the document.
 pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> Result<()> {
-    let county: Option<String> = conn
-        .prepare_cached("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'visit'")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    match county {
-        Some(c) if scope::covers(conn, org_unit, &c)? => Ok(()),
-        _ => Err(AttachmentError::NotFound),
-    }
+    crate::records::county_in_scope(conn, org_unit, RecordKind::Visit, id)?;
+    Ok(())
 }
 
 /// The media type visit `id`'s document gives attachment `sha`, if any.
@@ -163,17 +157,7 @@ pub fn referenced_media_type(conn: &Connection, id: &str, sha: &str) -> Result<O
 /// The visit `id` as the caller may see it: its document, if it exists and its county is
 /// in `org_unit`. Anything else is `NotFound` (existence is not leaked).
 pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> Result<Visit> {
-    let row: Option<(Vec<u8>, String)> = conn
-        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match row {
-        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
-            Ok(Document::load(RecordKind::Visit, id, &bytes)?.read()?)
-        }
-        _ => Err(AttachmentError::NotFound),
-    }
+    Ok(crate::records::load_in_scope(conn, org_unit, RecordKind::Visit, id)?.read()?)
 }
 
 /// The size and media type of a complete attachment, if the server holds it.

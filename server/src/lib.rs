@@ -5,8 +5,9 @@
 //! - [`api`]: HTTP — one router per resource, the error type, the extractors;
 //! - [`records`]: applying pushes to the merged documents and reading pull pages;
 //! - [`attachments`]: evidence files on disk, their check, thumbnails, visit flags;
-//! - [`accounts`]: users, devices, passwords and tokens; [`clients`] the read-only API
-//!   clients' tokens;
+//! - [`accounts`]: users, devices, passwords and tokens; [`login`] the password check and
+//!   the failure limit for the API and the console alike, and the console's sessions;
+//!   [`clients`] the read-only API clients' tokens;
 //! - [`export`]: the records export for a provincial platform (pages after a feed cursor);
 //! - [`scope`]: which division codes an org unit covers;
 //! - [`db`]: the schema and the writer/reader connections;
@@ -26,6 +27,7 @@ pub mod clients;
 pub mod db;
 pub mod demo;
 pub mod export;
+pub mod login;
 pub mod records;
 pub mod reports;
 pub mod scope;

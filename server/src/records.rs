@@ -832,6 +832,34 @@ pub fn recorded_authors(conn: &Connection, doc_id: &str) -> rusqlite::Result<Has
     rows.collect()
 }
 
+/// The county of record `id` (of `kind`) when `org_unit` covers it. Unknown, of another
+/// kind or outside the unit are one answer, [`RecordsError::NotFound`], so that existence
+/// is not leaked. Reads one row, not the document.
+pub fn county_in_scope(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) -> Result<String, RecordsError> {
+    let county: Option<String> = conn
+        .prepare_cached("SELECT county_code FROM documents WHERE id = ?1 AND kind = ?2")?
+        .query_row([id, kind.as_str()], |r| r.get("county_code"))
+        .optional()?;
+    match county {
+        Some(c) if scope::covers(conn, org_unit, &c)? => Ok(c),
+        _ => Err(RecordsError::NotFound),
+    }
+}
+
+/// Record `id` (of `kind`) as someone of `org_unit` may see it: its document, or
+/// [`RecordsError::NotFound`] as [`county_in_scope`] says. The one "load in scope or 404"
+/// of the console, its JSON API and the attachments.
+pub fn load_in_scope(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) -> Result<Document, RecordsError> {
+    let found: Option<(Vec<u8>, String)> = conn
+        .prepare_cached("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = ?2")?
+        .query_row([id, kind.as_str()], |r| Ok((r.get("bytes")?, r.get("county_code")?)))
+        .optional()?;
+    match found {
+        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => Ok(Document::load(kind, id, &bytes)?),
+        _ => Err(RecordsError::NotFound),
+    }
+}
+
 /// The device id recorded in the feed for changes the server writes on behalf of a
 /// supervisor or an admin (reviews, conflict resolutions, imported enterprises).
 pub const WEB_DEVICE: &str = "web";

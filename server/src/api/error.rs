@@ -11,6 +11,7 @@ use crate::accounts::AccountError;
 use crate::attachments::AttachmentError;
 use crate::db::DbError;
 use crate::export::CursorError;
+use crate::login::LoginError;
 use crate::records::RecordsError;
 
 /// Why a request failed. Messages carry ids and field names, never record contents.
@@ -366,6 +367,17 @@ impl From<AccountError> for ApiError {
                     reason_en: e.to_string(),
                 }
             }
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::TooLong { field, zh, en } => ApiError::InvalidInput { field, reason_zh: zh, reason_en: en },
+            LoginError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::Hashing(_) | LoginError::Db(_) => ApiError::internal(e),
         }
     }
 }

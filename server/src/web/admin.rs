@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
 use super::pages::{base, CsrfForm};
-use super::session::{self, Session};
+use super::session::Session;
 use super::{render, WebError};
 use crate::accounts::{self, NewUser, Role};
 use crate::api::error::ApiError;
@@ -133,7 +133,7 @@ async fn reset_password(
             if let Err(e) = accounts::set_password(conn, &username, &password) {
                 return Ok(Err(e));
             }
-            session::revoke_user(conn, &user.id, now())?;
+            crate::login::revoke_user_sessions(conn, &user.id, now())?;
             Ok(Ok(accounts::list_users(conn, &unit)?))
         })
         .await?

@@ -37,6 +37,7 @@ use crate::api::AppState;
 use crate::attachments::AttachmentError;
 use crate::db::DbError;
 use crate::export::CursorError;
+use crate::login::LoginError;
 use crate::records::RecordsError;
 
 /// Every console route, HTML and JSON.
@@ -114,6 +115,12 @@ impl From<AttachmentError> for WebError {
 
 impl From<CursorError> for WebError {
     fn from(e: CursorError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<LoginError> for WebError {
+    fn from(e: LoginError) -> Self {
         WebError::Api(e.into())
     }
 }

@@ -23,8 +23,9 @@ use crate::api::error::ApiError;
 use crate::api::extract::ClientIp;
 use crate::api::{AppState, DbCalls};
 use crate::db::now;
+use crate::login::{self, LoginError};
 use crate::records;
-use crate::reports::{self, export, Signature, StatusFilter};
+use crate::reports::{self, export, StatusFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,19 +119,19 @@ async fn login(
     }
     // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
-    let result = match crate::api::auth::authenticate(&state, &form.username, &form.password, ip).await {
+    let result = match login::authenticate(&state.db, &state.login_limiter, &form.username, &form.password, ip).await {
         Ok(u) if u.role != Role::Inspector => {
-            state.db.write(move |conn| Ok(session::create(conn, &u.id, now)?)).await.map(Ok)
+            state.db.write(move |conn| Ok(login::create_session(conn, &u.id, now)?)).await.map(Ok)
         }
         Ok(u) => Ok(Err(Some(u.role))),
-        Err(ApiError::InvalidCredentials) => Ok(Err(None)),
-        Err(e) => return WebError::Api(e).into_response(),
+        Err(LoginError::InvalidCredentials) => Ok(Err(None)),
+        Err(e) => return WebError::from(e).into_response(),
     };
     let p = Params::new();
     match result {
         Ok(Ok(secret)) => {
             let mut r = Redirect::to("/dashboard").into_response();
-            let c = session::cookie(SESSION_COOKIE, &secret, Some(session::SESSION_LIFETIME_SECS), &headers);
+            let c = session::cookie(SESSION_COOKIE, &secret, Some(login::SESSION_LIFETIME_SECS), &headers);
             if let Ok(v) = c.parse() {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -166,7 +167,7 @@ async fn logout(
 ) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
     if let Some(secret) = session::read_cookie(&headers, SESSION_COOKIE) {
-        state.db.write(move |conn| Ok(session::revoke(conn, &secret, now())?)).await?;
+        state.db.write(move |conn| Ok(login::revoke_session(conn, &secret, now())?)).await?;
     }
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = session::cookie(SESSION_COOKIE, "", Some(0), &headers).parse() {
@@ -590,20 +591,7 @@ pub async fn resolve_conflict(
     state
         .db
         .write(move |conn| {
-            let covered: Option<String> = conn
-                .query_row(
-                    "SELECT county_code FROM documents WHERE id = ?1 AND kind = ?2",
-                    [&doc_id, kind.as_str()],
-                    |r| r.get(0),
-                )
-                .ok();
-            let covered = match covered {
-                Some(c) => crate::scope::covers(conn, &caller.org_unit, &c)?,
-                None => false,
-            };
-            if !covered {
-                return Err(ApiError::NotFound);
-            }
+            records::county_in_scope(conn, &caller.org_unit, kind, &doc_id)?;
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
             records::apply_server_edit(
                 conn,
@@ -654,23 +642,8 @@ async fn table(
         "2" => 2,
         _ => return Err(ApiError::NotFound.into()),
     };
-    let reporter = p.get("reporter").cloned().unwrap_or_else(|| s.caller.display_name.clone());
-    let phone = p.get("phone").cloned().unwrap_or_default();
-    let unit_name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
-    let data = state
-        .db
-        .read(move |conn| {
-            let year = views::year_or_latest(conn, &unit, year)?;
-            let unit_name = match unit_name_param {
-                Some(u) => u,
-                None => reports::unit_name(conn, &unit)?,
-            };
-            let rows = reports::table1(conn, &unit, year)?;
-            Ok((unit_name, unit, rows, year))
-        })
-        .await?;
-    let (unit_name, unit, rows, year) = data;
-    let sig = Signature { unit: unit_name.trim().to_string(), reporter, phone };
+    let views::TableData { unit, unit_name, year, rows, signature: sig } =
+        views::table_data(&state.db, &p, &s.caller, unit, year).await?;
     let (title, body, header) = if which == 1 {
         (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)
     } else {
