@@ -54,7 +54,7 @@ pub fn transfer_enterprise(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: Option<String> = tx
         .query_row("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| {
-            r.get(0)
+            r.get("county_code")
         })
         .optional()?;
     if let Some(c) = current.as_deref() {
@@ -129,7 +129,9 @@ fn apply_kept(
             "SELECT doc_id, kind, user_id, device_id, changes FROM refused_uploads WHERE kept = 1 AND settled = 0 AND {filter}
              ORDER BY first_at, device_id"
         ))?
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map([id], |r| {
+            Ok((r.get("doc_id")?, r.get("kind")?, r.get("user_id")?, r.get("device_id")?, r.get("changes")?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let limits = push_limits();
     for (doc_id, kind, user_id, device_id, kept) in rows {
