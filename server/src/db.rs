@@ -1,8 +1,9 @@
 //! The county database: its schema, the one writer connection and the pool of readers.
 //!
 //! All SQLite work runs on tokio's blocking threads through [`Db::with_writer`] and
-//! [`Db::with_reader`] (which `api::DbCalls` wraps for the handlers). Writes are serialised behind one mutex, which also makes the change feed's
-//! `seq` values become visible in order (a reader never sees seq 7 before seq 6).
+//! [`Db::with_reader`] (which the HTTP layer wraps for its handlers). Writes are serialised
+//! behind one mutex, which also makes the change feed's `seq` values become visible in
+//! order (a reader never sees seq 7 before seq 6).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

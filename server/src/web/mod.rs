@@ -4,10 +4,13 @@
 //!
 //! Responsibilities, by module: [`session`] cookies, sessions, CSRF and language;
 //! [`views`] what a page shows, read from the database with scope applied (shared by the
-//! HTML and the JSON); [`pages`] and [`admin`] the HTML handlers; [`api`] the JSON handlers
-//! and the OpenAPI document. Figures come from `crate::reports`; writes to records go
-//! through `records::apply_server_edit`, never around it. An id outside the caller's org
-//! unit is answered exactly like an unknown id (404), so existence is not leaked.
+//! HTML and the JSON); [`pages`] and [`admin`] the HTML handlers; [`api`] the read-only JSON
+//! API (registered with the rest of `/api/v1` and documented by `crate::api::openapi`: it
+//! lives here, not in `crate::api`, because it is the console's views as JSON, with the
+//! same queries, scope and filters) and [`export`] the records export. Figures come from
+//! `crate::reports`; writes to records go through `records::apply_server_edit`, never
+//! around it. An id outside the caller's org unit is answered exactly like an unknown id
+//! (404), so existence is not leaked. Domain errors become [`WebError`]s here, once.
 
 pub mod admin;
 pub mod api;
