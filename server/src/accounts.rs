@@ -125,6 +125,37 @@ pub enum AccountError {
     Storage(#[from] rusqlite::Error),
 }
 
+impl AccountError {
+    /// The field a refused value came in, for the form or body that sent it.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            AccountError::Username | AccountError::UsernameTaken => Some("username"),
+            AccountError::DisplayName => Some("display_name"),
+            AccountError::OrgUnit => Some("org_unit"),
+            AccountError::WeakPassword => Some("password"),
+            AccountError::NoSuchUser
+            | AccountError::NoSuchDevice
+            | AccountError::Hash(_)
+            | AccountError::Storage(_) => None,
+        }
+    }
+
+    /// What the user is told, in Chinese (the English is the `Display`).
+    pub fn message_zh(&self) -> String {
+        match self {
+            AccountError::Username => "用户名须为 1–64 位字母、数字或 . _ -",
+            AccountError::DisplayName => "姓名须为 1–100 个字符",
+            AccountError::OrgUnit => "所属单位须为 6 位行政区划代码",
+            AccountError::WeakPassword => "密码至少 8 位",
+            AccountError::UsernameTaken => "用户名已存在",
+            AccountError::NoSuchUser => "用户不存在",
+            AccountError::NoSuchDevice => "设备不存在",
+            AccountError::Hash(_) | AccountError::Storage(_) => "服务器内部错误，请稍后再试",
+        }
+        .to_string()
+    }
+}
+
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// An argon2id hash (PHC string) of `password`. Slow on purpose: call on a blocking thread.
@@ -246,23 +277,44 @@ pub fn set_org_unit(conn: &Connection, username: &str, org_unit: &str) -> Result
 const USER_COLUMNS: &str = "id, username, display_name, role, org_unit, created_at, disabled";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    let role: String = r.get(3)?;
+    let role: String = r.get("role")?;
     Ok(User {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        display_name: r.get(2)?,
+        id: r.get("id")?,
+        username: r.get("username")?,
+        display_name: r.get("display_name")?,
         // The CHECK constraint makes any other value impossible.
         role: Role::parse(&role).unwrap_or(Role::Supervisor),
-        org_unit: r.get(4)?,
-        created_at: r.get(5)?,
-        disabled: r.get(6)?,
+        org_unit: r.get("org_unit")?,
+        created_at: r.get("created_at")?,
+        disabled: r.get("disabled")?,
+    })
+}
+
+/// The user's columns of a [`Caller`], in a query that joins `users u`: read by
+/// [`caller_user`], for a token's caller and a console session's alike.
+pub const CALLER_USER_COLUMNS: &str = "u.id AS user_id, u.username, u.display_name, u.role, u.org_unit";
+
+/// The user's part of a [`Caller`] from a row with [`CALLER_USER_COLUMNS`]; the device's
+/// fields are empty, for the caller of this function to fill.
+pub fn caller_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<Caller> {
+    let role: String = r.get("role")?;
+    Ok(Caller {
+        user_id: r.get("user_id")?,
+        username: r.get("username")?,
+        display_name: r.get("display_name")?,
+        // The CHECK constraint makes any other value impossible; the least privilege if not.
+        role: Role::parse(&role).unwrap_or(Role::Inspector),
+        org_unit: r.get("org_unit")?,
+        device_id: String::new(),
+        last_seen: None,
+        synced_at: None,
     })
 }
 
 /// A user and their password hash, by username (case-insensitive).
 pub fn find_user(conn: &Connection, username: &str) -> rusqlite::Result<Option<(User, String)>> {
     conn.query_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"), [username], |r| {
-        Ok((user_row(r)?, r.get(7)?))
+        Ok((user_row(r)?, r.get("password_hash")?))
     })
     .optional()
 }
@@ -424,23 +476,21 @@ pub fn caller_by_token(
     now: i64,
 ) -> rusqlite::Result<Option<(Caller, DeviceStatus)>> {
     conn.query_row(
-        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, d.id, d.last_seen, d.status, d.synced_at
-         FROM devices d JOIN users u ON u.id = d.user_id
-         WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0",
+        &format!(
+            "SELECT {CALLER_USER_COLUMNS}, d.id AS device_id, d.last_seen, d.status, d.synced_at
+             FROM devices d JOIN users u ON u.id = d.user_id
+             WHERE d.token_hash = ?1 AND d.revoked_at IS NULL AND d.expires_at > ?2 AND u.disabled = 0"
+        ),
         params![token_hash, now],
         |r| {
-            let role: String = r.get(3)?;
             let caller = Caller {
-                user_id: r.get(0)?,
-                username: r.get(1)?,
-                display_name: r.get(2)?,
-                role: Role::parse(&role).unwrap_or(Role::Supervisor),
-                org_unit: r.get(4)?,
-                device_id: r.get(5)?,
-                last_seen: r.get(6)?,
-                synced_at: r.get(8)?,
+                device_id: r.get("device_id")?,
+                last_seen: r.get("last_seen")?,
+                synced_at: r.get("synced_at")?,
+                ..caller_user(r)?
             };
-            Ok((caller, DeviceStatus::parse(&r.get::<_, String>(7)?).unwrap_or(DeviceStatus::Active)))
+            let status: String = r.get("status")?;
+            Ok((caller, DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Active)))
         },
     )
     .optional()

@@ -1,7 +1,7 @@
 //! Evidence on visits (issue 6), server side: attachment files on disk, content-addressed
 //! by SHA-256, uploaded in resumable chunks; their integrity check; thumbnails for the
 //! console; and the location/time flags of visits. HTTP is in `api::attachments`; this
-//! module takes paths and connections and returns values or [`ApiError`]s.
+//! module takes paths and connections and returns values or [`AttachmentError`]s.
 //!
 //! Layout under `<data>/attachments/`: `<first 2 hex>/<sha256>` for verified files,
 //! `partial/<sha256>` for uploads in progress (no database row), `thumbs/<sha256>.jpg`
@@ -19,8 +19,57 @@ use ohassist_core::sync::wire::{self, UploadStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
-use crate::api::error::{ApiError, ApiResult};
+use crate::db::DbError;
 use crate::scope;
+
+/// Why an attachment operation failed. `api/` and `web/` decide what each is to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    /// Unknown, or outside the caller's unit: existence is not leaked.
+    #[error("not found")]
+    NotFound,
+    /// A chunk sent at another offset than the bytes held (which it carries).
+    #[error("upload offset mismatch: the server holds {} bytes", .0.offset)]
+    OffsetMismatch(UploadStatus),
+    /// The owner's unfinished uploads would pass their bound.
+    #[error("unfinished uploads of {held} bytes; at most {quota}")]
+    UploadQuota { held: u64, quota: u64 },
+    /// A chunk that would run past the declared total.
+    #[error("{end} bytes would exceed the declared total of {total}")]
+    BeyondTotal { end: u64, total: u64 },
+    /// A complete upload whose bytes do not hash to its name; they were discarded.
+    #[error("attachment {expected} hashes to {actual}")]
+    HashMismatch { expected: String, actual: String },
+    #[error("attachment files: {0}")]
+    Io(#[from] std::io::Error),
+    /// A thumbnail that could not be encoded.
+    #[error("thumbnail: {0}")]
+    Image(String),
+    /// A visit document that does not load or read: the server's fault.
+    #[error("stored record: {0}")]
+    Document(#[from] ohassist_core::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for AttachmentError {
+    fn from(e: rusqlite::Error) -> Self {
+        AttachmentError::Db(e.into())
+    }
+}
+
+impl From<crate::records::RecordsError> for AttachmentError {
+    fn from(e: crate::records::RecordsError) -> Self {
+        use crate::records::RecordsError;
+        match e {
+            RecordsError::Document(e) => AttachmentError::Document(e),
+            RecordsError::Db(e) => AttachmentError::Db(e),
+            _ => AttachmentError::NotFound,
+        }
+    }
+}
+
+type Result<T, E = AttachmentError> = std::result::Result<T, E>;
 
 /// Default per-visit limit: completed files linked to one visit.
 pub const DEFAULT_MAX_VISIT_BYTES: u64 = 200 * 1024 * 1024;
@@ -90,19 +139,13 @@ pub fn is_sha256(s: &str) -> bool {
 
 /// `Ok` when visit `id` exists and its county is in `org_unit`; anything else is
 /// `NotFound` (existence is not leaked). Reads one row, not the document.
-pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<()> {
-    let county: Option<String> = conn
-        .prepare_cached("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'visit'")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    match county {
-        Some(c) if scope::covers(conn, org_unit, &c)? => Ok(()),
-        _ => Err(ApiError::NotFound),
-    }
+pub fn check_visit_scope(conn: &Connection, org_unit: &str, id: &str) -> Result<()> {
+    crate::records::county_in_scope(conn, org_unit, RecordKind::Visit, id)?;
+    Ok(())
 }
 
 /// The media type visit `id`'s document gives attachment `sha`, if any.
-pub fn referenced_media_type(conn: &Connection, id: &str, sha: &str) -> ApiResult<Option<String>> {
+pub fn referenced_media_type(conn: &Connection, id: &str, sha: &str) -> Result<Option<String>> {
     let bytes: Option<Vec<u8>> = conn
         .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| r.get(0))
         .optional()?;
@@ -113,18 +156,8 @@ pub fn referenced_media_type(conn: &Connection, id: &str, sha: &str) -> ApiResul
 
 /// The visit `id` as the caller may see it: its document, if it exists and its county is
 /// in `org_unit`. Anything else is `NotFound` (existence is not leaked).
-pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<Visit> {
-    let row: Option<(Vec<u8>, String)> = conn
-        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match row {
-        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
-            Ok(Document::load(RecordKind::Visit, id, &bytes)?.read()?)
-        }
-        _ => Err(ApiError::NotFound),
-    }
+pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> Result<Visit> {
+    Ok(crate::records::load_in_scope(conn, org_unit, RecordKind::Visit, id)?.read()?)
 }
 
 /// The size and media type of a complete attachment, if the server holds it.
@@ -150,7 +183,7 @@ pub fn visit_bytes(conn: &Connection, visit_id: &str, except: &str) -> rusqlite:
 /// in `org_unit`. A visit that merely *references* a hash grants nothing (a reference costs
 /// a push; the bytes prove possession). With `visit` given, it must be in scope (else
 /// `NotFound`).
-pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&str, &Visit)>) -> ApiResult<bool> {
+pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&str, &Visit)>) -> Result<bool> {
     match visit {
         Some((id, v)) => {
             check_visit_scope(conn, org_unit, id)?;
@@ -186,8 +219,8 @@ pub enum Appended {
     Verified,
 }
 
-fn io(e: std::io::Error) -> ApiError {
-    ApiError::internal(e)
+fn io(e: std::io::Error) -> AttachmentError {
+    AttachmentError::Io(e)
 }
 
 /// Bytes of `owner`'s pending upload of `sha` (0 if none).
@@ -206,14 +239,7 @@ fn partial_bytes_besides(cfg: &Config, owner: &str, sha: &str) -> u64 {
 /// place. Blocking; the caller serialises uploads. Errors: `OffsetMismatch` (the held size),
 /// `HashMismatch` (the partial file is removed), `MalformedBody` (beyond `total`),
 /// `UploadQuota` (the owner's unfinished uploads would pass their bound).
-pub fn append_chunk(
-    cfg: &Config,
-    owner: &str,
-    sha: &str,
-    offset: u64,
-    total: u64,
-    chunk: &[u8],
-) -> ApiResult<Appended> {
+pub fn append_chunk(cfg: &Config, owner: &str, sha: &str, offset: u64, total: u64, chunk: &[u8]) -> Result<Appended> {
     let partial = cfg.partial_path(owner, sha);
     let mut held = partial_len(cfg, owner, sha);
     if held > total {
@@ -222,15 +248,15 @@ pub fn append_chunk(
         held = 0;
     }
     if offset != held {
-        return Err(ApiError::OffsetMismatch(UploadStatus { offset: held, complete: false }));
+        return Err(AttachmentError::OffsetMismatch(UploadStatus { offset: held, complete: false }));
     }
     let others = partial_bytes_besides(cfg, owner, sha);
     if others + offset + chunk.len() as u64 > cfg.max_partial_bytes_per_user {
-        return Err(ApiError::UploadQuota { held: others + offset, quota: cfg.max_partial_bytes_per_user });
+        return Err(AttachmentError::UploadQuota { held: others + offset, quota: cfg.max_partial_bytes_per_user });
     }
     let end = offset + chunk.len() as u64;
     if end > total {
-        return Err(ApiError::MalformedBody(format!("{end} bytes would exceed the declared total of {total}")));
+        return Err(AttachmentError::BeyondTotal { end, total });
     }
     if !chunk.is_empty() {
         fs::create_dir_all(partial.parent().expect("partial dir")).map_err(io)?;
@@ -244,7 +270,7 @@ pub fn append_chunk(
     let actual = if total == 0 && !partial.exists() { hex::encode(Sha256::digest([])) } else { hash_file(&partial)? };
     if actual != sha {
         let _ = fs::remove_file(&partial);
-        return Err(ApiError::HashMismatch { expected: sha.to_string(), actual });
+        return Err(AttachmentError::HashMismatch { expected: sha.to_string(), actual });
     }
     let dest = cfg.complete_path(sha);
     let dir = dest.parent().expect("complete dir");
@@ -288,7 +314,7 @@ pub fn link(conn: &Connection, sha: &str, visit_id: &str) -> rusqlite::Result<()
 }
 
 /// SHA-256 of a file, in lowercase hex, read in blocks.
-pub fn hash_file(path: &Path) -> ApiResult<String> {
+pub fn hash_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -318,7 +344,7 @@ impl CheckReport {
 }
 
 /// Re-hashes every recorded attachment file.
-pub fn check(conn: &Connection, cfg: &Config) -> ApiResult<CheckReport> {
+pub fn check(conn: &Connection, cfg: &Config) -> Result<CheckReport> {
     let mut stmt = conn.prepare("SELECT sha256, size FROM attachments WHERE complete = 1 ORDER BY sha256")?;
     let rows: Vec<(String, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut report = CheckReport::default();
@@ -343,10 +369,10 @@ pub fn check(conn: &Connection, cfg: &Config) -> ApiResult<CheckReport> {
 /// removed here: documents never drop an attachment reference, so a held file stays
 /// referenced. The server runs it every hour ([`PARTIAL_MAX_AGE`]); `ohassist attachments
 /// gc` runs it at once.
-pub fn gc_partials(cfg: &Config, older_than: std::time::Duration) -> ApiResult<Vec<String>> {
+pub fn gc_partials(cfg: &Config, older_than: std::time::Duration) -> Result<Vec<String>> {
     let now = std::time::SystemTime::now();
     let mut removed = Vec::new();
-    let old = |path: &Path| -> ApiResult<bool> {
+    let old = |path: &Path| -> Result<bool> {
         let modified = fs::metadata(path).and_then(|m| m.modified()).map_err(io)?;
         Ok(now.duration_since(modified).is_ok_and(|age| age >= older_than))
     };
@@ -386,7 +412,7 @@ const THUMB_MAX_ALLOC: u64 = 256 * 1024 * 1024;
 
 /// A JPEG thumbnail (at most [`THUMB_PX`] on its longest side) of a stored image, cached
 /// under `thumbs/`. `None` when the file is not a JPEG or PNG image the decoder reads.
-pub fn thumbnail(cfg: &Config, sha: &str) -> ApiResult<Option<Vec<u8>>> {
+pub fn thumbnail(cfg: &Config, sha: &str) -> Result<Option<Vec<u8>>> {
     let cached = cfg.thumb_path(sha);
     if let Ok(bytes) = fs::read(&cached) {
         return Ok(Some(bytes));
@@ -416,7 +442,7 @@ pub fn thumbnail(cfg: &Config, sha: &str) -> ApiResult<Option<Vec<u8>>> {
     let mut out = Vec::new();
     thumb
         .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80))
-        .map_err(ApiError::internal)?;
+        .map_err(|e| AttachmentError::Image(e.to_string()))?;
     // Written beside, then renamed: a reader never sees half a thumbnail.
     let dir = cached.parent().expect("thumbs dir");
     fs::create_dir_all(dir).map_err(io)?;

@@ -1,8 +1,9 @@
 //! The county database: its schema, the one writer connection and the pool of readers.
 //!
-//! All SQLite work runs on tokio's blocking threads through [`Db::write`] and
-//! [`Db::read`]. Writes are serialised behind one mutex, which also makes the change feed's
-//! `seq` values become visible in order (a reader never sees seq 7 before seq 6).
+//! All SQLite work runs on tokio's blocking threads through [`Db::with_writer`] and
+//! [`Db::with_reader`] (which the HTTP layer wraps for its handlers). Writes are serialised
+//! behind one mutex, which also makes the change feed's `seq` values become visible in
+//! order (a reader never sees seq 7 before seq 6).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +11,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ohassist_core::sqlite::{self, Schema};
 use rusqlite::Connection;
 
-use crate::api::error::{ApiError, ApiResult};
+/// What the database itself can fail with, apart from the work it runs: a statement, the
+/// opening of a reader, or the blocking task the work ran on (a panic). A domain error
+/// wraps it; `api/` and `web/` answer it as an internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("opening a reader: {0}")]
+    Open(#[from] ohassist_core::Error),
+    #[error("the database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 pub const SCHEMA: Schema = Schema {
     name: "ohassist server",
@@ -79,28 +91,32 @@ impl Db {
     }
 
     /// Runs `f` on the writer connection, on a blocking thread. `f` opens its own
-    /// transaction, so that a failure anywhere in it leaves nothing behind.
-    pub async fn write<R, F>(&self, f: F) -> ApiResult<R>
+    /// transaction, so that a failure anywhere in it leaves nothing behind. `f`'s error is
+    /// the caller's (a domain error, or the HTTP error of a handler): anything that can hold
+    /// a [`DbError`].
+    pub async fn with_writer<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await?
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await.map_err(|e| E::from(e.into()))?
     }
 
     /// Runs `f` on a reader connection, on a blocking thread.
-    pub async fn read<R, F>(&self, f: F) -> ApiResult<R>
+    pub async fn with_reader<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = lock(&inner.readers).pop();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => sqlite::open_reader(&inner.path).map_err(ApiError::internal)?,
+                None => sqlite::open_reader(&inner.path).map_err(|e| E::from(e.into()))?,
             };
             let result = f(&mut conn);
             let mut readers = lock(&inner.readers);
@@ -109,7 +125,8 @@ impl Db {
             }
             result
         })
-        .await?
+        .await
+        .map_err(|e| E::from(e.into()))?
     }
 
     /// The database file; the data directory is its parent.

@@ -274,7 +274,7 @@ async fn review(state: &AppState, supervisor: &Account) -> DemoResult<(usize, us
     let username = supervisor.username.clone();
     let (user, _) = state
         .db
-        .read(move |conn| Ok(accounts::find_user(conn, &username)?))
+        .with_reader(move |conn| accounts::find_user(conn, &username).map_err(crate::db::DbError::from))
         .await?
         .ok_or("the demo supervisor is missing")?;
     let caller = Caller {
@@ -289,7 +289,7 @@ async fn review(state: &AppState, supervisor: &Account) -> DemoResult<(usize, us
     };
     let submitted: Vec<String> = state
         .db
-        .read(|conn| {
+        .with_reader(|conn| -> Result<_, crate::db::DbError> {
             let mut stmt = conn
                 .prepare("SELECT id FROM visits WHERE review_state = 'submitted' AND has_conflicts = 0 ORDER BY id")?;
             let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::error::ApiError;
+use crate::db::DbError;
 use crate::scope;
 
 pub const DEFAULT_LIMIT: usize = 500;
@@ -44,20 +44,23 @@ pub struct Page {
     pub more: bool,
 }
 
-/// Why a cursor was refused.
+/// Why a page could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {
     /// A cursor beyond the end of the feed did not come from this server's database (a
     /// restored backup would otherwise silently miss records).
     #[error("cursor {cursor} is beyond the end of the change feed ({end})")]
     Ahead { cursor: u64, end: u64 },
+    /// A stored document that does not load or read: the server's fault.
+    #[error("stored record {id}: {detail}")]
+    Corrupt { id: String, detail: String },
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Db(#[from] DbError),
 }
 
 impl From<rusqlite::Error> for CursorError {
     fn from(e: rusqlite::Error) -> Self {
-        CursorError::Api(e.into())
+        CursorError::Db(e.into())
     }
 }
 
@@ -96,7 +99,7 @@ pub fn page(
         )?;
         let mapped = stmt.query_map(
             params![cursor as i64, scope::prefix(org_unit), kind.map(|k| k.as_str()), (limit + 1) as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get("id")?, r.get("kind")?, r.get("has_conflicts")?, r.get("updated_at")?, r.get("last")?)),
         )?;
         mapped.collect::<rusqlite::Result<_>>()?
     };
@@ -104,12 +107,13 @@ pub fn page(
     let mut records = Vec::with_capacity(limit.min(rows.len()));
     let mut bytes_of = tx.prepare_cached("SELECT bytes FROM documents WHERE id = ?1")?;
     for (id, kind, has_conflicts, updated_at, seq) in rows.into_iter().take(limit) {
-        let kind = RecordKind::parse(&kind).ok_or_else(|| ApiError::internal("unknown kind in documents"))?;
-        let bytes: Vec<u8> = bytes_of.query_row([&id], |r| r.get(0))?;
-        let doc = Document::load(kind, &id, &bytes).map_err(ApiError::internal)?;
+        let corrupt = |detail: String| CursorError::Corrupt { id: id.clone(), detail };
+        let kind = RecordKind::parse(&kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?;
+        let bytes: Vec<u8> = bytes_of.query_row([&id], |r| r.get("bytes"))?;
+        let doc = Document::load(kind, &id, &bytes).map_err(|e| corrupt(e.to_string()))?;
         let record = match kind {
-            RecordKind::Enterprise => to_json(&doc.read::<Enterprise>().map_err(ApiError::internal)?),
-            RecordKind::Visit => to_json(&doc.read::<Visit>().map_err(ApiError::internal)?),
+            RecordKind::Enterprise => to_json(&doc.read::<Enterprise>().map_err(|e| corrupt(e.to_string()))?),
+            RecordKind::Visit => to_json(&doc.read::<Visit>().map_err(|e| corrupt(e.to_string()))?),
         };
         records.push(ExportRecord {
             kind,

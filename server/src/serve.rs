@@ -143,7 +143,7 @@ async fn ensure_first_admin(db: &Db, org_unit: &str) -> Result<(), Box<dyn std::
     let db = db.clone();
     let org_unit = org_unit.to_string();
     let created = db
-        .write(move |conn| {
+        .with_writer(move |conn| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
             if accounts::count_users(conn)? > 0 {
                 return Ok(None);
             }
@@ -155,7 +155,7 @@ async fn ensure_first_admin(db: &Db, org_unit: &str) -> Result<(), Box<dyn std::
                 org_unit: &org_unit,
                 password: &password,
             };
-            accounts::create_user(conn, &new, now()).map_err(crate::api::error::ApiError::internal)?;
+            accounts::create_user(conn, &new, now())?;
             Ok(Some(password))
         })
         .await

@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
-use super::AppState;
-use crate::accounts::{self, AccountError, Caller, Device, DeviceStatus, NewUser, Role, User};
+use super::{AppState, DbCalls};
+use crate::accounts::{self, Caller, Device, DeviceStatus, NewUser, Role, User};
 use crate::db::now;
 use crate::scope;
 
@@ -67,20 +67,6 @@ pub struct CreatedUser {
 /// Longest password an admin may set (the login reads at most 1024 bytes: 256 four-byte characters).
 const MAX_PASSWORD_CHARS: usize = 256;
 
-fn account_error(e: AccountError) -> ApiError {
-    let invalid =
-        |field, zh: &str, en: String| ApiError::InvalidInput { field, reason_zh: zh.to_string(), reason_en: en };
-    match e {
-        AccountError::Username => invalid("username", "用户名须为 1–64 位字母、数字或 . _ -", e.to_string()),
-        AccountError::DisplayName => invalid("display_name", "姓名须为 1–100 个字符", e.to_string()),
-        AccountError::OrgUnit => invalid("org_unit", "所属单位须为 6 位行政区划代码", e.to_string()),
-        AccountError::WeakPassword => invalid("password", "密码至少 8 位", e.to_string()),
-        AccountError::UsernameTaken => ApiError::AlreadyExists("username"),
-        AccountError::NoSuchUser | AccountError::NoSuchDevice => ApiError::NotFound,
-        AccountError::Hash(_) | AccountError::Storage(_) => ApiError::internal(e),
-    }
-}
-
 /// Creates a user inside the admin's unit. Without a `password`, one is generated and answered once.
 #[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", operation_id = "createUser",
     security(("bearer" = [])),
@@ -132,7 +118,7 @@ async fn create_user(
                 org_unit: &req.org_unit,
                 password: &password,
             };
-            accounts::create_user(conn, &new, now()).map_err(account_error)
+            accounts::create_user(conn, &new, now()).map_err(ApiError::from)
         })
         .await?;
     tracing::info!(admin = %caller.user_id, user = %user.id, role = user.role.as_str(), "user created");
@@ -188,7 +174,7 @@ async fn revoke_device(
                 Some(owner) if scope::covers(conn, &unit, &owner)? => {}
                 _ => return Err(ApiError::NotFound),
             }
-            accounts::revoke_device(conn, &device, now()).map_err(account_error)
+            accounts::revoke_device(conn, &device, now()).map_err(ApiError::from)
         })
         .await?;
     tracing::info!(admin = %caller.user_id, device = %device_id, "device revoked");
@@ -258,5 +244,5 @@ pub fn set_device_status_in_unit(
         Some(owner) if scope::covers(conn, unit, &owner)? => {}
         _ => return Err(ApiError::NotFound),
     }
-    accounts::set_device_status(conn, device_id, status, now()).map_err(account_error)
+    accounts::set_device_status(conn, device_id, status, now()).map_err(ApiError::from)
 }

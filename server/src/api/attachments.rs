@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::Caller;
 use crate::attachments::{self as store, Appended};
 use crate::db::now;

@@ -1,10 +1,6 @@
 //! Login and logout. A device logs in once with a password and keeps a bearer token for
-//! 90 days; failed logins are limited per username and client address.
-
-use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! 90 days; failed logins are limited per username and client address. The password check
+//! and the limit are the console's too (`crate::login`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,9 +11,10 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientIp, JsonBody};
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::{self, Caller};
 use crate::db::now;
+use crate::login;
 use ohassist_core::sync::wire::ErrorBody;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,127 +27,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Largest login body read.
 pub const MAX_LOGIN_BODY: usize = 16 * 1024;
-/// Longest username and password accepted, checked before anything is kept or hashed.
-pub const MAX_USERNAME_CHARS: usize = 64;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// Password hashes computed at once: argon2 takes ~50 ms of a core and 19 MiB each, so a
-/// burst of logins waits here instead of starving pushes of CPU and memory.
-static ARGON2_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// Checks a username and password, for the API and the console alike: lengths first, then
-/// the failure limit, then argon2 (off the async threads, outside any database lock, a few at
-/// a time). Unknown users cost as long as a wrong password. Returns the user (enabled).
-pub async fn authenticate(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    ip: Option<IpAddr>,
-) -> ApiResult<accounts::User> {
-    if username.chars().count() > MAX_USERNAME_CHARS {
-        return Err(ApiError::InvalidInput {
-            field: "username",
-            reason_zh: format!("用户名最长 {MAX_USERNAME_CHARS} 个字符"),
-            reason_en: format!("a username has at most {MAX_USERNAME_CHARS} characters"),
-        });
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::InvalidInput {
-            field: "password",
-            reason_zh: format!("密码最长 {MAX_PASSWORD_BYTES} 字节"),
-            reason_en: format!("a password has at most {MAX_PASSWORD_BYTES} bytes"),
-        });
-    }
-    state
-        .login_limiter
-        .check(username, ip, Instant::now())
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-    let name = username.to_string();
-    let user = state.db.read(move |conn| Ok(accounts::find_user(conn, &name)?)).await?;
-    // Unknown users are checked against a dummy hash, so they cost as long as a wrong password.
-    let hash = user.as_ref().map_or_else(|| accounts::dummy_hash().to_string(), |(_, h)| h.clone());
-    let password = password.to_string();
-    let permit = ARGON2_PERMITS.acquire().await.map_err(ApiError::internal)?;
-    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash)).await?;
-    drop(permit);
-    match user {
-        Some((user, _)) if ok && !user.disabled => {
-            state.login_limiter.clear(username, ip);
-            Ok(user)
-        }
-        _ => {
-            state.login_limiter.record_failure(username, ip, Instant::now());
-            tracing::info!(ip = ?ip, "failed login");
-            Err(ApiError::InvalidCredentials)
-        }
-    }
-}
+const MAX_DEVICE_ID_CHARS: usize = 128;
+const MAX_DEVICE_NAME_CHARS: usize = 100;
 
 /// Device ids: what the app chose at install, of a fixed character set and length.
 pub fn valid_device_id(id: &str) -> bool {
     (1..=MAX_DEVICE_ID_CHARS).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Most (username, address) keys the limiter keeps.
-pub const MAX_LIMITER_KEYS: usize = 10_000;
-/// Failed attempts allowed per username and address within [`WINDOW`].
-pub const MAX_FAILURES: usize = 5;
-pub const WINDOW: Duration = Duration::from_secs(5 * 60);
-const MAX_DEVICE_ID_CHARS: usize = 128;
-const MAX_DEVICE_NAME_CHARS: usize = 100;
-
-/// Failed logins in memory. A restart forgets them, which costs an attacker a restart per
-/// five guesses; keeping them in SQLite would make every failed guess a disk write.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<LimitKey, VecDeque<Instant>>>,
-}
-
-/// Lower-cased username and client address.
-type LimitKey = (String, Option<IpAddr>);
-
-impl LoginLimiter {
-    fn key(username: &str, ip: Option<IpAddr>) -> LimitKey {
-        (username.to_lowercase(), ip)
-    }
-
-    /// `Err` with the seconds to wait when the key has used up its attempts.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = map.get_mut(&Self::key(username, ip)) else { return Ok(()) };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
-            times.pop_front();
-        }
-        if times.len() >= MAX_FAILURES {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err((WINDOW - now.duration_since(oldest)).as_secs().max(1));
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget keys whose failures all expired; past the cap (a flood of distinct names
-        // within the window) forget some others too: the map never holds more than
-        // MAX_LIMITER_KEYS keys of at most 64 characters.
-        if map.len() >= MAX_LIMITER_KEYS {
-            map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
-            while map.len() >= MAX_LIMITER_KEYS {
-                let Some(k) = map.keys().next().cloned() else { break };
-                map.remove(&k);
-            }
-        }
-        let times = map.entry(Self::key(username, ip)).or_default();
-        times.push_back(now);
-        // Only the last MAX_FAILURES matter for the limit.
-        while times.len() > MAX_FAILURES {
-            times.pop_front();
-        }
-    }
-
-    pub fn clear(&self, username: &str, ip: Option<IpAddr>) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::key(username, ip));
-    }
 }
 
 /// Logs a device in: a bearer token for 90 days. Five failed attempts per username and address
@@ -191,7 +74,7 @@ async fn login(
         tracing::warn!(device = %device_id, "login from a device marked lost; told to erase");
         return Err(ApiError::DeviceLost);
     }
-    let user = authenticate(&state, &req.username, &req.password, ip).await?;
+    let user = login::authenticate(&state.db, &state.login_limiter, &req.username, &req.password, ip).await?;
     let lookup_device = device_id.clone();
     let (revoked, bound_to) = state
         .db
@@ -235,38 +118,4 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Stat
     state.db.write(move |conn| Ok(accounts::clear_token(conn, &device)?)).await?;
     tracing::info!(user = %caller.user_id, device = %caller.device_id, "logout");
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limiter_blocks_after_five_failures_and_forgets_after_the_window() {
-        let limiter = LoginLimiter::default();
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        let t0 = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.check("Zhang", ip, t0).is_ok());
-            limiter.record_failure("Zhang", ip, t0);
-        }
-        assert!(limiter.check("zhang", ip, t0).is_err(), "usernames are case-insensitive");
-        assert!(limiter.check("zhang", Some(IpAddr::from([10, 0, 0, 2])), t0).is_ok(), "per address");
-        assert!(limiter.check("zhang", ip, t0 + WINDOW).is_ok());
-    }
-
-    #[test]
-    fn the_failure_table_is_bounded() {
-        let limiter = LoginLimiter::default();
-        let t0 = Instant::now();
-        for i in 0..(MAX_LIMITER_KEYS * 2) {
-            limiter.record_failure(&format!("user{i}"), None, t0);
-        }
-        for _ in 0..100 {
-            limiter.record_failure("same", None, t0);
-        }
-        let map = limiter.failures.lock().unwrap();
-        assert!(map.len() <= MAX_LIMITER_KEYS, "{}", map.len());
-        assert!(map.values().all(|t| t.len() <= MAX_FAILURES));
-    }
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::{self, Caller};
 use crate::db::now;
 

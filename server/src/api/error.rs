@@ -7,6 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ohassist_core::sync::wire::{self, ErrorBody};
 
+use crate::accounts::AccountError;
+use crate::attachments::AttachmentError;
+use crate::db::DbError;
+use crate::export::CursorError;
+use crate::login::LoginError;
+use crate::records::RecordsError;
+
 /// Why a request failed. Messages carry ids and field names, never record contents.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -301,6 +308,86 @@ impl From<ohassist_core::Error> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+// The domain's errors, each mapped once, here: the console answers them through the same
+// mapping (`web::WebError::Api`), except the account errors of its forms.
+
+impl From<RecordsError> for ApiError {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::TooLarge(d) => ApiError::TooLarge(d),
+            RecordsError::BadDocId { chars } => ApiError::MalformedBody(format!("document id of {chars} characters")),
+            RecordsError::Refused(r) => match r.code {
+                "out_of_scope" => ApiError::OutOfScope { doc_id: r.doc_id },
+                "kind_mismatch" => ApiError::KindMismatch { doc_id: r.doc_id, kind: r.kind.as_str() },
+                _ => ApiError::InvalidRecord { doc_id: r.doc_id, reason_zh: r.reason_zh, reason_en: r.reason_en },
+            },
+            RecordsError::NotFound => ApiError::NotFound,
+            RecordsError::Forbidden => ApiError::Forbidden,
+            RecordsError::Invalid { field, zh, en } => ApiError::InvalidInput { field, reason_zh: zh, reason_en: en },
+            RecordsError::Document(_) | RecordsError::Db(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AttachmentError> for ApiError {
+    fn from(e: AttachmentError) -> Self {
+        match e {
+            AttachmentError::NotFound => ApiError::NotFound,
+            AttachmentError::OffsetMismatch(held) => ApiError::OffsetMismatch(held),
+            AttachmentError::UploadQuota { held, quota } => ApiError::UploadQuota { held, quota },
+            AttachmentError::BeyondTotal { .. } => ApiError::MalformedBody(e.to_string()),
+            AttachmentError::HashMismatch { expected, actual } => ApiError::HashMismatch { expected, actual },
+            AttachmentError::Io(_)
+            | AttachmentError::Image(_)
+            | AttachmentError::Document(_)
+            | AttachmentError::Db(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::UsernameTaken => ApiError::AlreadyExists("username"),
+            AccountError::NoSuchUser | AccountError::NoSuchDevice => ApiError::NotFound,
+            AccountError::Hash(_) | AccountError::Storage(_) => ApiError::internal(e),
+            AccountError::Username | AccountError::DisplayName | AccountError::OrgUnit | AccountError::WeakPassword => {
+                ApiError::InvalidInput {
+                    field: e.field().unwrap_or("input"),
+                    reason_zh: e.message_zh(),
+                    reason_en: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::TooLong { field, zh, en } => ApiError::InvalidInput { field, reason_zh: zh, reason_en: en },
+            LoginError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::Hashing(_) | LoginError::Db(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<CursorError> for ApiError {
+    fn from(e: CursorError) -> Self {
+        match e {
+            CursorError::Ahead { cursor, end } => ApiError::CursorAhead { cursor, end },
+            CursorError::Corrupt { .. } | CursorError::Db(_) => ApiError::internal(e),
+        }
     }
 }
 

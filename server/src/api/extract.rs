@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::{self, Caller, DeviceStatus};
 use crate::db::now;
 

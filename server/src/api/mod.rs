@@ -20,14 +20,51 @@ use axum::Router;
 use ohassist_core::sync::wire;
 use utoipa_axum::router::OpenApiRouter;
 
+use std::future::Future;
+
+use rusqlite::Connection;
+
 use crate::db::Db;
-use error::ApiError;
+use error::{ApiError, ApiResult};
+
+/// How the handlers of `api/` and `web/` run database work: [`Db::with_writer`] and
+/// [`Db::with_reader`] with the closure's errors as [`ApiError`]s, the HTTP layer's own (a
+/// domain error converts into one with `?`). The domain calls the generic methods.
+pub trait DbCalls {
+    fn write<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static;
+
+    fn read<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static;
+}
+
+impl DbCalls for Db {
+    fn write<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        self.with_writer(f)
+    }
+
+    fn read<R, F>(&self, f: F) -> impl Future<Output = ApiResult<R>> + Send
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> ApiResult<R> + Send + 'static,
+    {
+        self.with_reader(f)
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub login_limiter: Arc<auth::LoginLimiter>,
+    pub login_limiter: Arc<crate::login::LoginLimiter>,
     /// The byte budget of a pull page: `wire::PULL_PAGE_BYTES`, smaller in tests.
     pub pull_page_bytes: usize,
     /// Where attachments live and their limits and flag thresholds.
@@ -42,7 +79,7 @@ impl AppState {
         let data_dir = db.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         AppState {
             db,
-            login_limiter: Arc::new(auth::LoginLimiter::default()),
+            login_limiter: Arc::new(crate::login::LoginLimiter::default()),
             pull_page_bytes: wire::PULL_PAGE_BYTES,
             attachments: Arc::new(crate::attachments::Config::new(&data_dir)),
             upload_lock: Arc::new(tokio::sync::Mutex::new(())),

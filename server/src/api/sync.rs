@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ActiveCaller, Wire};
-use super::AppState;
+use super::{AppState, DbCalls};
 use crate::accounts::Caller;
 use crate::db::now;
 use crate::records::{self, FirstSyncToken};
@@ -49,7 +49,7 @@ async fn push(
     let count = req.changes.len();
     let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes)).await??;
     let who = caller.clone();
-    let applied = state.db.write(move |conn| records::apply_push(conn, &who, incoming, now())).await?;
+    let applied = state.db.with_writer(move |conn| records::apply_push(conn, &who, incoming, now())).await?;
     tracing::info!(
         user = %caller.user_id,
         device = %caller.device_id,

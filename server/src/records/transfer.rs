@@ -12,9 +12,10 @@ use ohassist_core::limits;
 use ohassist_core::model::{Enterprise, RecordKind};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{apply_server_edit_in, apply_to_document, limits as push_limits, DocError, Incoming, WEB_DEVICE};
+use super::{
+    apply_server_edit_in, apply_to_document, limits as push_limits, DocError, Incoming, RecordsError, WEB_DEVICE,
+};
 use crate::accounts::{Caller, Role};
-use crate::api::error::ApiError;
 use crate::scope;
 
 /// What a transfer did.
@@ -39,26 +40,26 @@ pub fn transfer_enterprise(
     county: &str,
     county_name: &str,
     now: i64,
-) -> Result<Transferred, ApiError> {
+) -> Result<Transferred, RecordsError> {
     if !matches!(viewer.role, Role::Supervisor | Role::Admin) {
-        return Err(ApiError::Forbidden);
+        return Err(RecordsError::Forbidden);
     }
     if !scope::is_division_code(county) || !scope::covers(conn, &viewer.org_unit, county)? {
-        return Err(ApiError::InvalidInput {
+        return Err(RecordsError::Invalid {
             field: "county",
-            reason_zh: "所选县区不在您的辖区内".into(),
-            reason_en: "the chosen county is outside your unit".into(),
+            zh: "所选县区不在您的辖区内".into(),
+            en: "the chosen county is outside your unit".into(),
         });
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: Option<String> = tx
         .query_row("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| {
-            r.get(0)
+            r.get("county_code")
         })
         .optional()?;
     if let Some(c) = current.as_deref() {
         if !scope::covers(&tx, &viewer.org_unit, c)? {
-            return Err(ApiError::NotFound);
+            return Err(RecordsError::NotFound);
         }
     }
     let mut out = Transferred::default();
@@ -73,7 +74,7 @@ pub fn transfer_enterprise(
         let exists: bool =
             tx.query_row("SELECT EXISTS (SELECT 1 FROM documents WHERE id = ?1)", [credit_code], |r| r.get(0))?;
         if !exists {
-            return Err(ApiError::NotFound);
+            return Err(RecordsError::NotFound);
         }
         out.moved = set_county(&tx, viewer, credit_code, county, county_name, now)?;
     }
@@ -93,10 +94,10 @@ fn set_county(
     county: &str,
     county_name: &str,
     now: i64,
-) -> Result<bool, ApiError> {
+) -> Result<bool, RecordsError> {
     let author = Author { user: viewer.user_id.clone(), device: WEB_DEVICE.to_string() };
     let console = Caller { device_id: WEB_DEVICE.to_string(), ..viewer.clone() };
-    let hash = apply_server_edit_in(tx, &console, RecordKind::Enterprise, credit_code, now, |doc: &mut Document| {
+    let edit = |doc: &mut Document| -> Result<_, RecordsError> {
         let old: Enterprise = doc.read()?;
         if old.county.code == county && old.county.name == county_name {
             return Ok(None);
@@ -106,7 +107,8 @@ fn set_county(
         new.county.name = county_name.to_string();
         let (old, new) = (ohassist_core::doc::to_json(&old), ohassist_core::doc::to_json(&new));
         Ok(doc.write_diff(&automerge::ActorId::random(), &author, &old, &new)?)
-    })?;
+    };
+    let hash = apply_server_edit_in(tx, &console, RecordKind::Enterprise, credit_code, now, edit)?;
     Ok(hash.is_some())
 }
 
@@ -121,13 +123,15 @@ fn apply_kept(
     now: i64,
     out: &mut Transferred,
     affected: &mut BTreeSet<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), RecordsError> {
     let rows: Vec<(String, String, String, String, Vec<u8>)> = tx
         .prepare(&format!(
             "SELECT doc_id, kind, user_id, device_id, changes FROM refused_uploads WHERE kept = 1 AND settled = 0 AND {filter}
              ORDER BY first_at, device_id"
         ))?
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map([id], |r| {
+            Ok((r.get("doc_id")?, r.get("kind")?, r.get("user_id")?, r.get("device_id")?, r.get("changes")?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let limits = push_limits();
     for (doc_id, kind, user_id, device_id, kept) in rows {

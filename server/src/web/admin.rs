@@ -18,11 +18,11 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
 use super::pages::{base, CsrfForm};
-use super::session::{self, Session};
+use super::session::Session;
 use super::{render, WebError};
-use crate::accounts::{self, AccountError, NewUser, Role};
+use crate::accounts::{self, NewUser, Role};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
 use crate::records;
 use crate::scope;
@@ -43,19 +43,6 @@ pub(super) fn require_admin(s: &Session) -> Result<(), WebError> {
         Ok(())
     } else {
         Err(ApiError::NotFound.into())
-    }
-}
-
-fn account_error(e: AccountError) -> WebError {
-    let invalid = |zh: &str| WebError::Invalid { zh: zh.to_string(), en: e.to_string() };
-    match e {
-        AccountError::Username => invalid("用户名须为 1–64 位字母、数字或 . _ -"),
-        AccountError::DisplayName => invalid("姓名须为 1–100 个字符"),
-        AccountError::OrgUnit => invalid("所属单位须为 6 位行政区划代码"),
-        AccountError::WeakPassword => invalid("密码至少 8 位"),
-        AccountError::UsernameTaken => invalid("用户名已存在"),
-        AccountError::NoSuchUser | AccountError::NoSuchDevice => ApiError::NotFound.into(),
-        AccountError::Hash(_) | AccountError::Storage(_) => ApiError::internal(e).into(),
     }
 }
 
@@ -107,7 +94,7 @@ async fn create_user(
         })
         .await?
         .map_err(|e| match e {
-            Some(e) => account_error(e),
+            Some(e) => WebError::from(e),
             None => WebError::Invalid {
                 zh: "所属单位须在您的辖区内".into(),
                 en: "the org unit must lie inside yours".into(),
@@ -146,11 +133,11 @@ async fn reset_password(
             if let Err(e) = accounts::set_password(conn, &username, &password) {
                 return Ok(Err(e));
             }
-            session::revoke_user(conn, &user.id, now())?;
+            crate::login::revoke_user_sessions(conn, &user.id, now())?;
             Ok(Ok(accounts::list_users(conn, &unit)?))
         })
         .await?
-        .map_err(account_error)?;
+        .map_err(WebError::from)?;
     render("users.html", context! { ..base(&s, "users"), ..context! { users => list, created => generated } })
 }
 
@@ -543,7 +530,7 @@ pub fn apply_import(
             RecordKind::Enterprise,
             &new_record.credit_code,
             now,
-            |doc: &mut Document| {
+            |doc: &mut Document| -> Result<_, ApiError> {
                 let actor = automerge::ActorId::random();
                 if exists {
                     let old: Enterprise = doc.read()?;

@@ -16,7 +16,7 @@ use super::views::{self, EnterpriseView, Params, VisitView};
 use super::{JsonError, WebError};
 use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::reports::{self, export, Dashboard, Signature, StatusRow};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -123,30 +123,11 @@ pub struct Table {
     pub footer: [String; 3],
 }
 
-async fn table_data(
-    state: &AppState,
-    caller: &Caller,
-    q: Query,
-) -> Result<(String, String, i32, Vec<StatusRow>, Signature), JsonError> {
+async fn table_data(state: &AppState, caller: &Caller, q: Query) -> Result<views::TableData, JsonError> {
     reader(caller)?;
     let p = params(q)?;
     let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &caller.org_unit).await?;
-    let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
-    let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
-    let phone = p.get("phone").cloned().unwrap_or_default();
-    let (name, unit, rows, year) = state
-        .db
-        .read(move |conn| {
-            let year = views::year_or_latest(conn, &unit, year)?;
-            let name = match name_param {
-                Some(n) => n,
-                None => reports::unit_name(conn, &unit)?,
-            };
-            Ok((name, unit.clone(), reports::table1(conn, &unit, year)?, year))
-        })
-        .await?;
-    let sig = Signature { unit: name.clone(), reporter, phone };
-    Ok((name, unit, year, rows, sig))
+    Ok(views::table_data(&state.db, &p, caller, unit, year).await?)
 }
 
 /// Table 1: the list of assisted enterprises, as printed.
@@ -166,9 +147,9 @@ async fn table_data(
         (status = 404, description = "The unit lies outside the caller's (`not_found`)", body = ErrorBody),
     ))]
 async fn table1(State(state): State<AppState>, caller: Caller, q: Query) -> Result<Json<Table>, JsonError> {
-    let (name, unit, year, rows, sig) = table_data(&state, &caller, q).await?;
+    let views::TableData { unit, unit_name, year, rows, signature: sig } = table_data(&state, &caller, q).await?;
     Ok(Json(Table {
-        title: reports::table1_title(&name, year),
+        title: reports::table1_title(&unit_name, year),
         unit,
         year,
         header: vec![reports::TABLE1_HEADERS.iter().map(|s| s.to_string()).collect()],
@@ -195,10 +176,10 @@ async fn table1(State(state): State<AppState>, caller: Caller, q: Query) -> Resu
         (status = 404, description = "The unit lies outside the caller's (`not_found`)", body = ErrorBody),
     ))]
 async fn table2(State(state): State<AppState>, caller: Caller, q: Query) -> Result<Json<Table>, JsonError> {
-    let (name, unit, year, rows, sig) = table_data(&state, &caller, q).await?;
+    let views::TableData { unit, unit_name, year, rows, signature: sig } = table_data(&state, &caller, q).await?;
     let (t2, total) = reports::table2_of(&rows);
     Ok(Json(Table {
-        title: reports::table2_title(&name, year),
+        title: reports::table2_title(&unit_name, year),
         unit,
         year,
         header: export::table2_header_grid().to_vec(),

@@ -13,7 +13,7 @@ use super::pages::base;
 use super::session::Session;
 use super::{render, WebError};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::clients::{self, ClientError};
 use crate::db::now;
 use crate::scope;

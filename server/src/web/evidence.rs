@@ -18,9 +18,8 @@ use serde::Serialize;
 use super::session::{Lang, Session};
 use super::WebError;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::attachments::{self as store, Config, FlaggedVisit};
-use crate::scope;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,19 +79,9 @@ pub struct Evidence {
 }
 
 fn load_visit(conn: &Connection, org_unit: &str, id: &str) -> ApiResult<(Document, Visit)> {
-    let row: Option<(Vec<u8>, String)> = conn
-        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = 'visit'", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match row {
-        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => {
-            let doc = Document::load(RecordKind::Visit, id, &bytes)?;
-            let visit = doc.read()?;
-            Ok((doc, visit))
-        }
-        _ => Err(ApiError::NotFound),
-    }
+    let doc = crate::records::load_in_scope(conn, org_unit, RecordKind::Visit, id)?;
+    let visit = doc.read()?;
+    Ok((doc, visit))
 }
 
 /// The evidence of visit `id` as `org_unit` may see it.

@@ -20,9 +20,9 @@ use super::{JsonError, WebError};
 use crate::accounts::{self, Caller, Role};
 use crate::api::error::ApiError;
 use crate::api::extract::bearer;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::clients;
-use crate::export::{self, CursorError, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::export::{self, DEFAULT_LIMIT, MAX_LIMIT};
 
 pub const NEXT_CURSOR_HEADER: &str = "x-ohassist-next-cursor";
 pub const MORE_HEADER: &str = "x-ohassist-more";
@@ -159,16 +159,8 @@ async fn export_page(
     let q = read_query(&params(q)?)?;
     let unit = reader.org_unit;
     let (cursor, limit, kind) = (q.cursor, q.limit, q.kind);
-    let page = state
-        .db
-        .read(move |conn| {
-            Ok(match export::page(conn, &unit, kind, cursor, limit) {
-                Ok(page) => Ok(page),
-                Err(CursorError::Ahead { cursor, end }) => Err(WebError::Api(ApiError::CursorAhead { cursor, end })),
-                Err(CursorError::Api(e)) => Err(WebError::Api(e)),
-            })
-        })
-        .await??;
+    let page =
+        state.db.read(move |conn| Ok(export::page(conn, &unit, kind, cursor, limit).map_err(WebError::from))).await??;
     let (content_type, body) = match q.format {
         Format::JsonLines => ("application/jsonl; charset=utf-8", export::json_lines(&page)),
         Format::Csv(kind) => ("text/csv; charset=utf-8", export::csv(&page, kind)),

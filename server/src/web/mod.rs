@@ -4,10 +4,13 @@
 //!
 //! Responsibilities, by module: [`session`] cookies, sessions, CSRF and language;
 //! [`views`] what a page shows, read from the database with scope applied (shared by the
-//! HTML and the JSON); [`pages`] and [`admin`] the HTML handlers; [`api`] the JSON handlers
-//! and the OpenAPI document. Figures come from `crate::reports`; writes to records go
-//! through `records::apply_server_edit`, never around it. An id outside the caller's org
-//! unit is answered exactly like an unknown id (404), so existence is not leaked.
+//! HTML and the JSON); [`pages`] and [`admin`] the HTML handlers; [`api`] the read-only JSON
+//! API (registered with the rest of `/api/v1` and documented by `crate::api::openapi`: it
+//! lives here, not in `crate::api`, because it is the console's views as JSON, with the
+//! same queries, scope and filters) and [`export`] the records export. Figures come from
+//! `crate::reports`; writes to records go through `records::apply_server_edit`, never
+//! around it. An id outside the caller's org unit is answered exactly like an unknown id
+//! (404), so existence is not leaked. Domain errors become [`WebError`]s here, once.
 
 pub mod admin;
 pub mod api;
@@ -31,8 +34,14 @@ use axum::{Json, Router};
 use minijinja::{Environment, Value};
 use ohassist_core::sync::wire::ErrorBody;
 
+use crate::accounts::AccountError;
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::attachments::AttachmentError;
+use crate::db::DbError;
+use crate::export::CursorError;
+use crate::login::LoginError;
+use crate::records::RecordsError;
 
 /// Every console route, HTML and JSON.
 pub fn router() -> Router<AppState> {
@@ -83,6 +92,55 @@ impl From<ApiError> for WebError {
 impl From<rusqlite::Error> for WebError {
     fn from(e: rusqlite::Error) -> Self {
         WebError::Api(e.into())
+    }
+}
+
+// The domain's errors answer as the API answers them (one mapping, `api::error`), but for
+// the account errors of the admin's forms, which the form's page shows.
+
+impl From<DbError> for WebError {
+    fn from(e: DbError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<RecordsError> for WebError {
+    fn from(e: RecordsError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<AttachmentError> for WebError {
+    fn from(e: AttachmentError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<CursorError> for WebError {
+    fn from(e: CursorError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<LoginError> for WebError {
+    fn from(e: LoginError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Username
+            | AccountError::DisplayName
+            | AccountError::OrgUnit
+            | AccountError::WeakPassword
+            | AccountError::UsernameTaken => WebError::Invalid { zh: e.message_zh(), en: e.to_string() },
+            AccountError::NoSuchUser
+            | AccountError::NoSuchDevice
+            | AccountError::Hash(_)
+            | AccountError::Storage(_) => WebError::Api(e.into()),
+        }
     }
 }
 

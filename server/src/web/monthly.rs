@@ -13,7 +13,7 @@ use super::session::Session;
 use super::views;
 use super::{download, render, WebError};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::reports::{self, deadlines, export, monthly, Signature};
 use crate::units;
 

@@ -21,10 +21,11 @@ use super::{download, render, WebError};
 use crate::accounts::{Caller, Role};
 use crate::api::error::ApiError;
 use crate::api::extract::ClientIp;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
+use crate::login::{self, LoginError};
 use crate::records;
-use crate::reports::{self, export, Signature, StatusFilter};
+use crate::reports::{self, export, StatusFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,19 +119,19 @@ async fn login(
     }
     // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
-    let result = match crate::api::auth::authenticate(&state, &form.username, &form.password, ip).await {
+    let result = match login::authenticate(&state.db, &state.login_limiter, &form.username, &form.password, ip).await {
         Ok(u) if u.role != Role::Inspector => {
-            state.db.write(move |conn| Ok(session::create(conn, &u.id, now)?)).await.map(Ok)
+            state.db.write(move |conn| Ok(login::create_session(conn, &u.id, now)?)).await.map(Ok)
         }
         Ok(u) => Ok(Err(Some(u.role))),
-        Err(ApiError::InvalidCredentials) => Ok(Err(None)),
-        Err(e) => return WebError::Api(e).into_response(),
+        Err(LoginError::InvalidCredentials) => Ok(Err(None)),
+        Err(e) => return WebError::from(e).into_response(),
     };
     let p = Params::new();
     match result {
         Ok(Ok(secret)) => {
             let mut r = Redirect::to("/dashboard").into_response();
-            let c = session::cookie(SESSION_COOKIE, &secret, Some(session::SESSION_LIFETIME_SECS), &headers);
+            let c = session::cookie(SESSION_COOKIE, &secret, Some(login::SESSION_LIFETIME_SECS), &headers);
             if let Ok(v) = c.parse() {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -166,7 +167,7 @@ async fn logout(
 ) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
     if let Some(secret) = session::read_cookie(&headers, SESSION_COOKIE) {
-        state.db.write(move |conn| Ok(session::revoke(conn, &secret, now())?)).await?;
+        state.db.write(move |conn| Ok(login::revoke_session(conn, &secret, now())?)).await?;
     }
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = session::cookie(SESSION_COOKIE, "", Some(0), &headers).parse() {
@@ -453,59 +454,66 @@ pub async fn review_visit(
             // Scope first: an out-of-scope visit is not found, as on the pages.
             views::visit(conn, &caller.org_unit, &id)?;
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
-            records::apply_server_edit(conn, &caller, RecordKind::Visit, &id, now(), |doc: &mut Document| {
-                let old: Visit = doc.read()?;
-                if old.review.state != ReviewState::Submitted {
-                    return refuse(
-                        "只有已提交的走访记录可以审核".into(),
-                        "only a submitted visit can be reviewed".into(),
-                    );
-                }
-                let mut comment = comment.clone();
-                if new_state == ReviewState::Approved {
-                    let open = doc.conflicts().len();
-                    if open > 0 {
+            records::apply_server_edit(
+                conn,
+                &caller,
+                RecordKind::Visit,
+                &id,
+                now(),
+                |doc: &mut Document| -> Result<_, ApiError> {
+                    let old: Visit = doc.read()?;
+                    if old.review.state != ReviewState::Submitted {
                         return refuse(
-                            format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
-                            format!("the visit has {open} open conflict(s); settle them before approving"),
+                            "只有已提交的走访记录可以审核".into(),
+                            "only a submitted visit can be reviewed".into(),
                         );
                     }
-                    let changed = old
-                        .signature
-                        .as_ref()
-                        .and_then(|sig| {
-                            crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
-                        })
-                        .unwrap_or_default();
-                    if !changed.is_empty() {
-                        if !acknowledged {
+                    let mut comment = comment.clone();
+                    if new_state == ReviewState::Approved {
+                        let open = doc.conflicts().len();
+                        if open > 0 {
                             return refuse(
-                                format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
-                                format!(
-                                    "{} field(s) changed after signing; confirm you checked them to approve",
-                                    changed.len()
-                                ),
+                                format!("该走访记录还有 {open} 处冲突未处理，请先处理冲突再审核通过"),
+                                format!("the visit has {open} open conflict(s); settle them before approving"),
                             );
                         }
-                        let record = doc.json(None);
-                        let labels: Vec<String> = changed
-                            .iter()
-                            .map(|p| {
-                                let path: Vec<String> = p.split('/').map(str::to_string).collect();
-                                ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                        let changed = old
+                            .signature
+                            .as_ref()
+                            .and_then(|sig| {
+                                crate::attachments::changed_after_signing(doc, &sig.signed_version, &sig.image_sha256)
                             })
-                            .collect();
-                        let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
-                        comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                            .unwrap_or_default();
+                        if !changed.is_empty() {
+                            if !acknowledged {
+                                return refuse(
+                                    format!("签名后有 {} 处修改，请核对后勾选确认再审核通过", changed.len()),
+                                    format!(
+                                        "{} field(s) changed after signing; confirm you checked them to approve",
+                                        changed.len()
+                                    ),
+                                );
+                            }
+                            let record = doc.json(None);
+                            let labels: Vec<String> = changed
+                                .iter()
+                                .map(|p| {
+                                    let path: Vec<String> = p.split('/').map(str::to_string).collect();
+                                    ohassist_core::model::field_label(RecordKind::Visit, &record, &path).zh
+                                })
+                                .collect();
+                            let note = format!("【审核确认】已核对签名后的修改：{}", labels.join("；"));
+                            comment = if comment.is_empty() { note } else { format!("{comment}\n{note}") };
+                        }
                     }
-                }
-                let mut new = old.clone();
-                new.review.state = new_state;
-                new.review.comment = comment;
-                new.review.reviewer = caller.display_name.clone();
-                new.review.at = views::format_ms(ohassist_core::doc::now_ms());
-                Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
-            })
+                    let mut new = old.clone();
+                    new.review.state = new_state;
+                    new.review.comment = comment;
+                    new.review.reviewer = caller.display_name.clone();
+                    new.review.at = views::format_ms(ohassist_core::doc::now_ms());
+                    Ok(doc.write_diff(&server_actor(), &author, &to_json(&old), &to_json(&new))?)
+                },
+            )
         })
         .await?;
     let refusal = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -583,41 +591,35 @@ pub async fn resolve_conflict(
     state
         .db
         .write(move |conn| {
-            let covered: Option<String> = conn
-                .query_row(
-                    "SELECT county_code FROM documents WHERE id = ?1 AND kind = ?2",
-                    [&doc_id, kind.as_str()],
-                    |r| r.get(0),
-                )
-                .ok();
-            let covered = match covered {
-                Some(c) => crate::scope::covers(conn, &caller.org_unit, &c)?,
-                None => false,
-            };
-            if !covered {
-                return Err(ApiError::NotFound);
-            }
+            records::county_in_scope(conn, &caller.org_unit, kind, &doc_id)?;
             let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
-            records::apply_server_edit(conn, &caller, kind, &doc_id, now(), |doc: &mut Document| {
-                let conflict = doc.conflicts().into_iter().find(|c| c.path == path).ok_or(ApiError::NotFound)?;
-                let value = match &choice {
-                    Choice::Index(i) => conflict.values.get(*i).ok_or(ApiError::NotFound)?.value.clone(),
-                    Choice::Typed(text) => {
-                        let parsed = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
-                        let same_type = |v: &serde_json::Value| {
-                            conflict
-                                .values
-                                .iter()
-                                .any(|c| std::mem::discriminant(&c.value) == std::mem::discriminant(v))
-                        };
-                        match parsed.filter(same_type) {
-                            Some(v) => v,
-                            None => serde_json::Value::String(text.clone()),
+            records::apply_server_edit(
+                conn,
+                &caller,
+                kind,
+                &doc_id,
+                now(),
+                |doc: &mut Document| -> Result<_, ApiError> {
+                    let conflict = doc.conflicts().into_iter().find(|c| c.path == path).ok_or(ApiError::NotFound)?;
+                    let value = match &choice {
+                        Choice::Index(i) => conflict.values.get(*i).ok_or(ApiError::NotFound)?.value.clone(),
+                        Choice::Typed(text) => {
+                            let parsed = serde_json::from_str::<serde_json::Value>(text.trim()).ok();
+                            let same_type = |v: &serde_json::Value| {
+                                conflict
+                                    .values
+                                    .iter()
+                                    .any(|c| std::mem::discriminant(&c.value) == std::mem::discriminant(v))
+                            };
+                            match parsed.filter(same_type) {
+                                Some(v) => v,
+                                None => serde_json::Value::String(text.clone()),
+                            }
                         }
-                    }
-                };
-                Ok(Some(doc.resolve(&server_actor(), &author, &path, &value)?))
-            })
+                    };
+                    Ok(Some(doc.resolve(&server_actor(), &author, &path, &value)?))
+                },
+            )
         })
         .await?;
     Ok(())
@@ -640,23 +642,8 @@ async fn table(
         "2" => 2,
         _ => return Err(ApiError::NotFound.into()),
     };
-    let reporter = p.get("reporter").cloned().unwrap_or_else(|| s.caller.display_name.clone());
-    let phone = p.get("phone").cloned().unwrap_or_default();
-    let unit_name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
-    let data = state
-        .db
-        .read(move |conn| {
-            let year = views::year_or_latest(conn, &unit, year)?;
-            let unit_name = match unit_name_param {
-                Some(u) => u,
-                None => reports::unit_name(conn, &unit)?,
-            };
-            let rows = reports::table1(conn, &unit, year)?;
-            Ok((unit_name, unit, rows, year))
-        })
-        .await?;
-    let (unit_name, unit, rows, year) = data;
-    let sig = Signature { unit: unit_name.trim().to_string(), reporter, phone };
+    let views::TableData { unit, unit_name, year, rows, signature: sig } =
+        views::table_data(&state.db, &p, &s.caller, unit, year).await?;
     let (title, body, header) = if which == 1 {
         (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)
     } else {

@@ -1,28 +1,29 @@
 //! Browser sessions: the session cookie, the `web_sessions` rows behind it, the CSRF token
 //! every form echoes, and the language choice. The cookie is HttpOnly and SameSite=Strict,
 //! and Secure when the console is served over TLS ([`set_secure_cookies`]); the database
-//! keeps only the SHA-256 of its secret, so a session is revoked by deleting nothing but
-//! setting `revoked_at` (logout, password reset).
+//! keeps only the SHA-256 of its secret (`crate::login`), so a session is revoked by
+//! deleting nothing but setting `revoked_at` (logout, password reset).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::WebError;
+use crate::accounts::{Caller, Role};
+use crate::api::{AppState, DbCalls};
+use crate::db::now;
+use crate::login;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use rand::Rng;
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::WebError;
-use crate::accounts::{self, Caller, Role};
-use crate::api::AppState;
-use crate::db::now;
-use crate::records::WEB_DEVICE;
 
 pub const SESSION_COOKIE: &str = "ohs_session";
 pub const LOGIN_CSRF_COOKIE: &str = "ohs_login";
 pub const LANG_COOKIE: &str = "lang";
-/// A session lasts a working day; then the supervisor logs in again.
-pub const SESSION_LIFETIME_SECS: i64 = 12 * 3600;
+/// The sessions themselves are kept by [`crate::login`]; these names stay here for the
+/// console's code and the benchmarks.
+pub use crate::login::{
+    create_session as create, random_token, revoke_session as revoke, revoke_user_sessions as revoke_user,
+    SESSION_LIFETIME_SECS,
+};
 
 static SECURE_COOKIES: AtomicBool = AtomicBool::new(false);
 
@@ -58,40 +59,9 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-pub fn random_token() -> String {
-    hex::encode(rand::rng().random::<[u8; 32]>())
-}
-
 /// Compares two secrets in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Creates a session for `user_id`; returns the cookie secret.
-pub fn create(conn: &Connection, user_id: &str, now: i64) -> rusqlite::Result<String> {
-    let secret = random_token();
-    conn.execute(
-        "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![accounts::token_hash(&secret), user_id, random_token(), now, now + SESSION_LIFETIME_SECS],
-    )?;
-    Ok(secret)
-}
-
-pub fn revoke(conn: &Connection, secret: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE web_sessions SET revoked_at = coalesce(revoked_at, ?2) WHERE id_hash = ?1",
-        params![accounts::token_hash(secret), now],
-    )?;
-    Ok(())
-}
-
-/// Revokes every session of a user (after a password reset).
-pub fn revoke_user(conn: &Connection, user_id: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE web_sessions SET revoked_at = coalesce(revoked_at, ?2) WHERE user_id = ?1",
-        params![user_id, now],
-    )?;
-    Ok(())
 }
 
 /// The console's language: Chinese unless English was chosen.
@@ -159,43 +129,15 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let lang = Lang::of(parts);
         let secret = read_cookie(&parts.headers, SESSION_COOKIE).ok_or(WebError::LoginRequired)?;
-        let hash = accounts::token_hash(&secret);
         let now = now();
         let found = state
             .db
             .read(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT u.id, u.username, u.display_name, u.role, u.org_unit, s.csrf_token
-                         FROM web_sessions s JOIN users u ON u.id = s.user_id
-                         WHERE s.id_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND u.disabled = 0",
-                        params![hash, now],
-                        |r| {
-                            let role: String = r.get(3)?;
-                            Ok(Session {
-                                caller: Caller {
-                                    user_id: r.get(0)?,
-                                    username: r.get(1)?,
-                                    display_name: r.get(2)?,
-                                    role: Role::parse(&role).unwrap_or(Role::Inspector),
-                                    org_unit: r.get(4)?,
-                                    device_id: WEB_DEVICE.to_string(),
-                                    last_seen: None,
-                                    synced_at: None,
-                                },
-                                csrf: r.get(5)?,
-                                lang,
-                                unit_name: String::new(),
-                            })
-                        },
-                    )
-                    .optional()?
-                    .map(|mut s: Session| {
-                        s.unit_name = crate::units::Units::load(conn)
-                            .map(|u| u.title_name(&s.caller.org_unit))
-                            .unwrap_or_else(|_| s.caller.org_unit.clone());
-                        s
-                    }))
+                let Some((caller, csrf)) = login::session_caller(conn, &secret, now)? else { return Ok(None) };
+                let unit_name = crate::units::Units::load(conn)
+                    .map(|u| u.title_name(&caller.org_unit))
+                    .unwrap_or_else(|_| caller.org_unit.clone());
+                Ok(Some(Session { caller, csrf, lang, unit_name }))
             })
             .await
             .map_err(WebError::Api)?;

@@ -15,7 +15,7 @@ use super::session::Session;
 use super::views;
 use super::{render, WebError};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
 use crate::records;
 use crate::units::Units;
@@ -131,7 +131,7 @@ async fn transfer(
                 reason_zh: "未知的县区代码".into(),
                 reason_en: "unknown county code".into(),
             })?;
-            records::transfer_enterprise(conn, &caller, &credit_code, &c, &name, now())
+            Ok(records::transfer_enterprise(conn, &caller, &credit_code, &c, &name, now())?)
         })
         .await?;
     tracing::info!(user = %s.caller.user_id, county = %county, applied = done.applied.len(), "enterprise transferred");

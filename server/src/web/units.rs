@@ -20,7 +20,7 @@ use super::session::Session;
 use super::{render, WebError};
 use crate::accounts::Caller;
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, DbCalls};
 use crate::db::now;
 use crate::records;
 use crate::reports::deadlines;
@@ -233,20 +233,34 @@ pub fn move_to_zone(
             .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1 AND county_code = ?2")?
             .query_map([code.as_str(), from], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        records::apply_server_edit_in(&tx, caller, RecordKind::Enterprise, code, now, |doc: &mut Document| {
-            let old: Enterprise = doc.read()?;
-            let mut new = old.clone();
-            new.county.code = zone.to_string();
-            new.county.name = zone_name.clone();
-            Ok(doc.write_diff(&automerge::ActorId::random(), &author, &to_json(&old), &to_json(&new))?)
-        })?;
-        for id in visits {
-            records::apply_server_edit_in(&tx, caller, RecordKind::Visit, &id, now, |doc: &mut Document| {
-                let old: Visit = doc.read()?;
+        records::apply_server_edit_in(
+            &tx,
+            caller,
+            RecordKind::Enterprise,
+            code,
+            now,
+            |doc: &mut Document| -> Result<_, ApiError> {
+                let old: Enterprise = doc.read()?;
                 let mut new = old.clone();
-                new.county_code = zone.to_string();
+                new.county.code = zone.to_string();
+                new.county.name = zone_name.clone();
                 Ok(doc.write_diff(&automerge::ActorId::random(), &author, &to_json(&old), &to_json(&new))?)
-            })?;
+            },
+        )?;
+        for id in visits {
+            records::apply_server_edit_in(
+                &tx,
+                caller,
+                RecordKind::Visit,
+                &id,
+                now,
+                |doc: &mut Document| -> Result<_, ApiError> {
+                    let old: Visit = doc.read()?;
+                    let mut new = old.clone();
+                    new.county_code = zone.to_string();
+                    Ok(doc.write_diff(&automerge::ActorId::random(), &author, &to_json(&old), &to_json(&new))?)
+                },
+            )?;
         }
     }
     tx.commit()?;

@@ -11,9 +11,12 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::WebError;
+use crate::accounts::Caller;
 use crate::api::error::ApiError;
+use crate::api::DbCalls;
 use crate::db::Db;
-use crate::reports::{self, ListFilter, StatusFilter, StatusRow};
+use crate::records;
+use crate::reports::{self, ListFilter, Signature, StatusFilter, StatusRow};
 use crate::scope;
 
 /// Query parameters as sent (empty values count as absent).
@@ -85,6 +88,45 @@ pub async fn unit_and_maybe_year(db: &Db, p: &Params, org_unit: &str) -> Result<
     Ok((unit, year))
 }
 
+/// What both official tables are made of, read once for the HTML page, the files and the
+/// JSON: the unit, its name as printed (`unit_name`, default the unit's), the year (asked
+/// for, else the latest with a list), Table 1's rows, and the lines printed under it.
+pub struct TableData {
+    pub unit: String,
+    pub unit_name: String,
+    pub year: i32,
+    pub rows: Vec<StatusRow>,
+    pub signature: Signature,
+}
+
+/// Reads [`TableData`] for `unit` (already checked to be in the caller's scope): the
+/// `unit_name`, `reporter` (default: the caller's name) and `phone` parameters as printed.
+pub async fn table_data(
+    db: &Db,
+    p: &Params,
+    caller: &Caller,
+    unit: String,
+    year: Option<i32>,
+) -> Result<TableData, WebError> {
+    let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+    let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
+    let phone = p.get("phone").cloned().unwrap_or_default();
+    let (unit_name, unit, rows, year) = db
+        .read(move |conn| {
+            let year = year_or_latest(conn, &unit, year)?;
+            let unit_name = match name_param {
+                Some(n) => n,
+                None => reports::unit_name(conn, &unit)?,
+            };
+            let rows = reports::table1(conn, &unit, year)?;
+            Ok((unit_name, unit, rows, year))
+        })
+        .await?;
+    // Names are kept trimmed (`units`); the parameter is trimmed above.
+    let signature = Signature { unit: unit_name.clone(), reporter, phone };
+    Ok(TableData { unit, unit_name, year, rows, signature })
+}
+
 /// The enterprise list's filters, each checked against its vocabulary.
 pub async fn list_filter(db: &Db, p: &Params, unit: &str) -> Result<ListFilter, WebError> {
     let county = match param(p, "county") {
@@ -151,23 +193,10 @@ pub struct YearStatus {
     pub row: StatusRow,
 }
 
-/// A document in the caller's scope, or not found (also when it exists elsewhere).
-fn load_document(conn: &Connection, org_unit: &str, kind: RecordKind, id: &str) -> Result<Document, ApiError> {
-    let found: Option<(Vec<u8>, String)> = conn
-        .query_row("SELECT bytes, county_code FROM documents WHERE id = ?1 AND kind = ?2", [id, kind.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    match found {
-        Some((bytes, county)) if scope::covers(conn, org_unit, &county)? => Ok(Document::load(kind, id, &bytes)?),
-        _ => Err(ApiError::NotFound),
-    }
-}
-
 /// An enterprise by credit code, as typed: lower case and stray spaces are normalised.
 pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<EnterpriseView, ApiError> {
     let code = &ohassist_core::credit_code::normalise(code);
-    let doc = load_document(conn, org_unit, RecordKind::Enterprise, code)?;
+    let doc = records::load_in_scope(conn, org_unit, RecordKind::Enterprise, code)?;
     let enterprise: Enterprise = doc.read()?;
     let status =
         reports::status_of(conn, code)?.into_iter().map(|(year, row)| YearStatus { year, row }).collect::<Vec<_>>();
@@ -391,7 +420,7 @@ fn record_name(conn: &Connection, doc: &Document) -> Result<String, ApiError> {
 }
 
 pub fn visit(conn: &Connection, org_unit: &str, id: &str) -> Result<VisitView, ApiError> {
-    let doc = load_document(conn, org_unit, RecordKind::Visit, id)?;
+    let doc = records::load_in_scope(conn, org_unit, RecordKind::Visit, id)?;
     let visit: Visit = doc.read()?;
     let names = Names::load(conn)?;
     let recorded = crate::records::recorded_authors(conn, id)?;

@@ -7,5 +7,6 @@ mod auth;
 mod bad_input;
 mod binary;
 mod common;
+mod layers;
 mod openapi;
 mod sync;

@@ -1,0 +1,547 @@
+//! Applying a push, document by document, in one transaction (a savepoint each). Every
+//! pushed byte is hostile until checked; the steps, in order, each of which may refuse the
+//! document alone ([`Refused`]) while the rest of the push is applied:
+//!
+//! 1. [`decode_changes`], before any lock: each change decoded within
+//!    [`ohassist_core::limits`], a genesis only if it is the canonical one; the visits the
+//!    push creates are built and checked here already ([`Prepared`]);
+//! 2. `merge`: the stored document (of the same kind) or the genesis, with the changes;
+//! 3. `check_merged`: no missing dependencies, saved and reloaded within the limits, root
+//!    `kind` and `id` unchanged;
+//! 4. field authority ([`super::authority`]): who may write which fields;
+//! 5. `typed_row`: the record as typed, what the rows need validated;
+//! 6. `scope_of`: a visit's county is its enterprise's; both ends in the caller's unit;
+//! 7. [`super::rows`]: the document, its relational row and the change feed.
+//!
+//! Then the status rows of the enterprises touched are refreshed once each, and what was
+//! refused is kept for the console ([`super::refused`]).
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::{Change, ChangeHash};
+use ohassist_core::doc::{self, Document};
+use ohassist_core::limits::{self, Limits, Refusal};
+use ohassist_core::model::{Enterprise, RecordKind, Visit};
+use ohassist_core::sync::wire::{self, WireChange};
+use ohassist_core::validate;
+use rusqlite::{Connection, OptionalExtension, Transaction};
+
+use super::refused::{accepted_now, record_refusal};
+use super::rows::{self, Row};
+use super::{authority, DocError, RecordsError, Refused};
+use crate::accounts::Caller;
+use crate::scope;
+
+/// Longest document id accepted: credit codes are 18 characters, visit ids 32.
+const MAX_DOC_ID_CHARS: usize = 128;
+
+/// A pushed change, decoded within the limits and hashed (before any lock is taken).
+pub struct Incoming {
+    pub doc_id: String,
+    pub kind: RecordKind,
+    pub hash: String,
+    pub bytes: Vec<u8>,
+    pub change: Change,
+}
+
+/// The limits every pushed change and every merged document is held to.
+pub fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Decodes the changes of a push within [`limits`]. A change that fails refuses its
+/// document (and only it); only a push that is malformed as a whole is an error.
+pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, RecordsError> {
+    if changes.len() > wire::MAX_PUSH_CHANGES {
+        return Err(RecordsError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
+    }
+    let limits = limits();
+    let mut out = Vec::with_capacity(changes.len());
+    let mut refused: HashMap<String, Refused> = HashMap::new();
+    let mut kinds: HashMap<String, RecordKind> = HashMap::new();
+    let mut genesis: HashMap<String, String> = HashMap::new();
+    for c in changes {
+        if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
+        {
+            return Err(RecordsError::BadDocId { chars: c.doc_id.chars().count() });
+        }
+        if refused.contains_key(&c.doc_id) {
+            continue;
+        }
+        let same_kind = *kinds.entry(c.doc_id.clone()).or_insert(c.kind) == c.kind;
+        let change = match decode_one(&c, same_kind, &limits, &mut genesis) {
+            Ok(change) => change,
+            Err(r) => {
+                refused.insert(c.doc_id.clone(), r);
+                continue;
+            }
+        };
+        out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
+    }
+    out.retain(|c| !refused.contains_key(&c.doc_id));
+    let prepared = prepare_new_visits(&out, &limits);
+    Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect() })
+}
+
+/// One pushed change, decoded within the limits; a genesis must be the canonical one.
+// A refusal is the rare path and carries its changes back: not worth a box on every call.
+#[allow(clippy::result_large_err)]
+fn decode_one(
+    c: &WireChange,
+    same_kind: bool,
+    limits: &Limits,
+    genesis: &mut HashMap<String, String>,
+) -> Result<Change, Refused> {
+    let refuse = |code, zh: &str, en: &str| Refused::new(&c.doc_id, c.kind, code, zh, en);
+    if !same_kind {
+        return Err(refuse("kind_mismatch", "同一记录的类型前后不一", "one record sent as two kinds"));
+    }
+    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
+        let r = Refusal::TooLarge { what: "a change", found: c.bytes.len() as u64, max: wire::MAX_CHANGE_BYTES as u64 };
+        return Err(Refused::limit(&c.doc_id, c.kind, &r));
+    }
+    let change = limits::decode_change(&c.bytes, limits).map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
+    // Only the canonical genesis may come from the genesis actor: a forged one would be
+    // stored beside the real one that other replicas hold, and they would refuse every
+    // later change of the record for good.
+    if change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id) {
+        let canonical =
+            genesis.entry(c.doc_id.clone()).or_insert_with(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
+        if change.hash().to_string() != *canonical {
+            return Err(refuse(
+                "non_canonical_genesis",
+                "记录的初始修改与标准不符（应用版本不兼容）",
+                "the record's genesis change is not the canonical one (incompatible app)",
+            ));
+        }
+    }
+    Ok(change)
+}
+
+/// A push, decoded, with the visits it creates already merged (see [`prepare_new_visits`])
+/// and the documents already refused.
+pub struct Decoded {
+    pub incoming: Vec<Incoming>,
+    pub prepared: HashMap<String, Prepared>,
+    pub refused: Vec<Refused>,
+}
+
+/// A visit built from a push before the writer lock is taken, checked against the limits
+/// and saved, with its JSON.
+pub struct Prepared {
+    doc: Document,
+    json: serde_json::Value,
+    saved: Vec<u8>,
+}
+
+/// Builds, outside the writer lock and so in parallel with other pushes, the documents of
+/// the visits a push creates (those whose genesis it carries), with every check that needs
+/// only the document. The writer uses one only if the visit is still new when it gets
+/// there; anything odd is left to the writer's checks.
+fn prepare_new_visits(incoming: &[Incoming], limits: &Limits) -> HashMap<String, Prepared> {
+    let mut groups: HashMap<&str, Vec<Change>> = HashMap::new();
+    for c in incoming.iter().filter(|c| c.kind == RecordKind::Visit) {
+        groups.entry(c.doc_id.as_str()).or_default().push(c.change.clone());
+    }
+    groups
+        .into_iter()
+        .filter(|(id, changes)| {
+            let genesis_actor = doc::genesis_actor(RecordKind::Visit, id);
+            changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
+        })
+        .filter_map(|(id, changes)| {
+            let doc = guarded(|| Document::from_changes(RecordKind::Visit, id, changes).ok())?;
+            let (json, saved) = checked_document(&doc, limits).ok()?;
+            Some((id.to_string(), Prepared { doc, json, saved }))
+        })
+        .collect()
+}
+
+/// Runs automerge on bytes from outside: a panic inside it is caught and read as `None`.
+fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok().flatten()
+}
+
+/// The checks a merged document passes before it may be stored: no missing dependencies,
+/// within the limits (walked iteratively, before any recursive read), and its saved bytes
+/// load again within the limits — a push may never leave a document that does not load.
+/// Returns its JSON and its saved bytes.
+fn checked_document(doc: &Document, limits: &Limits) -> Result<(serde_json::Value, Vec<u8>), Refusal> {
+    if doc.has_missing_deps() {
+        return Err(Refusal::Malformed("changes whose dependencies were not sent".into()));
+    }
+    doc.check_limits(limits)?;
+    let saved = guarded(|| Some(doc.save())).ok_or(Refusal::Undecodable)?;
+    if saved.len() > limits.max_document_bytes {
+        return Err(Refusal::TooLarge {
+            what: "the merged record",
+            found: saved.len() as u64,
+            max: limits.max_document_bytes as u64,
+        });
+    }
+    limits::check_document(&saved, limits)?;
+    guarded(|| automerge::Automerge::load(&saved).ok()).ok_or(Refusal::Undecodable)?;
+    Ok((doc.json(None), saved))
+}
+
+/// The outcome of a push: every hash the server now holds (in request order, without
+/// repeats), how many were new, and the documents refused.
+pub struct Applied {
+    pub acknowledged: Vec<String>,
+    pub new: u32,
+    pub refused: Vec<Refused>,
+}
+
+/// Applies a push in one transaction, document by document: each document has all its
+/// changes applied or, refused, none (a savepoint per document); the refused documents are
+/// kept in `refused_uploads` for the console. A database error applies nothing.
+pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, RecordsError> {
+    let Decoded { incoming, mut prepared, mut refused } = decoded;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut acknowledged = Vec::with_capacity(incoming.len());
+    let mut seen = HashSet::new();
+    // Documents in order of first appearance, each with its new changes; enterprises before
+    // visits, so a visit can find the enterprise the same push registers.
+    let mut groups: Vec<(String, RecordKind, Vec<Incoming>)> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    {
+        let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+        for c in incoming {
+            if !seen.insert(c.hash.clone()) {
+                continue;
+            }
+            if held.exists([&c.hash])? {
+                acknowledged.push(c.hash.clone());
+                continue;
+            }
+            let i = *group_of.entry(c.doc_id.clone()).or_insert_with(|| {
+                groups.push((c.doc_id.clone(), c.kind, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].2.push(c);
+        }
+    }
+    groups.sort_by_key(|g| g.1 != RecordKind::Enterprise);
+    let limits = limits();
+    let mut new = 0;
+    // Status rows are refreshed once per enterprise after every document of the push is in:
+    // a phone back with 250 visits of one enterprise costs one refresh, not 250.
+    let mut affected = std::collections::BTreeSet::new();
+    // Visits of this push as merged, so the refresh reads them from memory, not the database.
+    let mut fresh = HashMap::new();
+    // A document refused before from this device and accepted now leaves the console's queue.
+    let had_refusals: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM refused_uploads WHERE device_id = ?1)")?
+        .query_row([&caller.device_id], |r| r.get(0))?;
+    for (doc_id, kind, changes) in groups {
+        let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
+        let ready = prepared.remove(&doc_id);
+        // A savepoint per document: a refused one leaves nothing behind.
+        tx.execute_batch("SAVEPOINT document")?;
+        match apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now, &limits) {
+            Ok((codes, visit)) => {
+                tx.execute_batch("RELEASE document")?;
+                if had_refusals {
+                    accepted_now(&tx, &doc_id, &caller.device_id)?;
+                }
+                new += hashes.len() as u32;
+                acknowledged.extend(hashes);
+                affected.extend(codes);
+                if let Some(v) = visit {
+                    fresh.insert(doc_id, *v);
+                }
+            }
+            Err(DocError::Refused(r)) => {
+                tx.execute_batch("ROLLBACK TO document; RELEASE document")?;
+                refused.push(r);
+            }
+            Err(DocError::Db(e)) => return Err(e.into()),
+        }
+    }
+    for code in affected {
+        crate::reports::status::refresh_with(&tx, &code, &fresh)?;
+    }
+    for r in &refused {
+        record_refusal(&tx, caller, r, now)?;
+    }
+    tx.commit()?;
+    Ok(Applied { acknowledged, new, refused })
+}
+
+/// Applies one document's changes and returns the credit codes whose status rows the caller
+/// must refresh (in the same transaction) once every document of the batch is in. A refusal
+/// carries the changes as pushed.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+pub(super) fn apply_to_document(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    mut changes: Vec<Incoming>,
+    ready: Option<Prepared>,
+    now: i64,
+    limits: &Limits,
+) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
+    let raw: Vec<(String, Vec<u8>)> =
+        changes.iter_mut().map(|c| (c.hash.clone(), std::mem::take(&mut c.bytes))).collect();
+    match apply_steps(tx, caller, doc_id, kind, changes, &raw, ready, now, limits) {
+        Err(DocError::Refused(mut r)) => {
+            r.changes = raw.into_iter().map(|(_, bytes)| bytes).collect();
+            Err(DocError::Refused(r))
+        }
+        other => other,
+    }
+}
+
+/// The steps of one document, in order; each may refuse it.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+fn apply_steps(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    changes: Vec<Incoming>,
+    raw: &[(String, Vec<u8>)],
+    ready: Option<Prepared>,
+    now: i64,
+    limits: &Limits,
+) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
+    let mut merged = merge(tx, doc_id, kind, changes, ready)?;
+    let (json, saved) = check_merged(doc_id, kind, &mut merged, limits)?;
+    authority::check(caller, &merged.doc, &merged.before, &merged.pushed, kind)
+        .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
+    let has_conflicts = !merged.one_writer && merged.doc.has_conflicts();
+    let row = typed_row(doc_id, kind, json)?;
+    let county = scope_of(tx, caller, doc_id, kind, &row, merged.old_county.as_deref())?;
+    let affected = rows::store(
+        tx,
+        caller,
+        rows::Write {
+            doc_id,
+            kind,
+            doc: &merged.doc,
+            saved: &saved,
+            has_conflicts,
+            row: &row,
+            county: &county,
+            old_county: merged.old_county.as_deref(),
+            genesis: merged.genesis,
+            raw,
+        },
+        now,
+    )?;
+    let visit = match row {
+        Row::Visit(v) => Some(v),
+        Row::Enterprise(_) => None,
+    };
+    Ok((affected, visit))
+}
+
+/// A document with a push's changes merged in, and what the later steps need of before.
+struct Merged {
+    doc: Document,
+    /// The record's county as the server held it (`None`: new to the server).
+    old_county: Option<String>,
+    /// The record's version as the server held it (empty for a new record).
+    before: Vec<ChangeHash>,
+    /// The pushed changes, for the field authority check, which reads their operations
+    /// (visits only: an enterprise has no server-owned fields).
+    pushed: Vec<Change>,
+    /// The genesis change of a record new to the server, fed before its changes.
+    genesis: Option<Change>,
+    /// Checked already (a new visit prepared before the lock): its JSON and saved bytes.
+    checked: Option<(serde_json::Value, Vec<u8>)>,
+    /// New to the server and written by one actor only (besides its genesis): it cannot
+    /// hold a conflict, since one actor's changes are never concurrent with each other.
+    one_writer: bool,
+}
+
+/// Step 2, merge: the stored document (of the same kind) or the deterministic genesis of a
+/// new one, with the changes applied; a new visit prepared before the lock is taken as is.
+#[allow(clippy::result_large_err)]
+fn merge(
+    tx: &Transaction<'_>,
+    doc_id: &str,
+    kind: RecordKind,
+    changes: Vec<Incoming>,
+    ready: Option<Prepared>,
+) -> Result<Merged, DocError> {
+    let refuse = |code, zh: &str, en: &str| DocError::Refused(Refused::new(doc_id, kind, code, zh, en));
+    let stored: Option<(String, Vec<u8>, String)> = tx
+        .prepare_cached("SELECT kind, bytes, county_code FROM documents WHERE id = ?1")?
+        .query_row([doc_id], |r| Ok((r.get("kind")?, r.get("bytes")?, r.get("county_code")?)))
+        .optional()?;
+    let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
+    let pushed: Vec<Change> = if kind == RecordKind::Visit { decoded.clone() } else { Vec::new() };
+    let genesis_actor = doc::genesis_actor(kind, doc_id);
+    let one_writer = {
+        let mut actors = decoded.iter().map(|c| c.actor_id()).filter(|a| **a != genesis_actor);
+        let first = actors.next();
+        stored.is_none() && actors.all(|a| Some(a) == first)
+    };
+    let invalid_change = || refuse("invalid_change", "修改无法应用", "a change could not be applied");
+    let mut before = Vec::new();
+    let (doc, old_county, genesis, checked) = match stored {
+        Some((stored_kind, bytes, county)) => {
+            if stored_kind != kind.as_str() {
+                return Err(refuse(
+                    "kind_mismatch",
+                    "记录的类型与服务器上的不同",
+                    "the record is of another kind on the server",
+                ));
+            }
+            let mut doc = Document::load(kind, doc_id, &bytes)
+                .map_err(|_| refuse("invalid_change", "服务器上的记录无法读取", "the stored record does not load"))?;
+            before = doc.heads();
+            guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
+            (doc, Some(county), None, None)
+        }
+        // A new visit whose genesis came with it was built (and checked) before the lock.
+        None if ready.is_some() => {
+            let p = ready.expect("checked");
+            (p.doc, None, None, Some((p.json, p.saved)))
+        }
+        None => {
+            let mut doc = Document::genesis(kind, doc_id);
+            let genesis = doc.changes_since(&[]).into_iter().next();
+            guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
+            (doc, None, genesis, None)
+        }
+    };
+    Ok(Merged { doc, old_county, before, pushed, genesis, checked, one_writer })
+}
+
+/// Step 3, the merged document's checks: no missing dependencies, within the limits, its
+/// saved bytes load again, and its root `kind`/`id` unchanged (a change may overwrite them;
+/// such a document would no longer load). Returns its JSON and its saved bytes.
+#[allow(clippy::result_large_err)]
+fn check_merged(
+    doc_id: &str,
+    kind: RecordKind,
+    merged: &mut Merged,
+    limits: &Limits,
+) -> Result<(serde_json::Value, Vec<u8>), DocError> {
+    if merged.doc.has_missing_deps() {
+        return Err(DocError::Refused(Refused::new(
+            doc_id,
+            kind,
+            "missing_dependencies",
+            "缺少先前的修改，请完整上传",
+            "changes whose dependencies were not sent",
+        )));
+    }
+    let (json, saved) = match merged.checked.take() {
+        Some(c) => c,
+        None => {
+            checked_document(&merged.doc, limits).map_err(|r| DocError::Refused(Refused::limit(doc_id, kind, &r)))?
+        }
+    };
+    if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
+        || json.get("id").and_then(|v| v.as_str()) != Some(doc_id)
+    {
+        return Err(invalid(
+            doc_id,
+            kind,
+            "记录的类型或编号被修改".into(),
+            "the record's kind or id was changed".into(),
+        ));
+    }
+    Ok((json, saved))
+}
+
+fn invalid(doc_id: &str, kind: RecordKind, zh: String, en: String) -> DocError {
+    DocError::Refused(Refused::new(doc_id, kind, "invalid_record", zh, en))
+}
+
+/// Step 5, the record as typed, with what scope and the relational rows depend on
+/// validated. Only that is enforced here: full validation is the phone's job before
+/// writing, and refusing a merge of two valid edits would hold back the pushing phone's
+/// record. The record is typed from the JSON already read: one walk of the document, not two.
+#[allow(clippy::result_large_err)]
+fn typed_row(doc_id: &str, kind: RecordKind, json: serde_json::Value) -> Result<Row, DocError> {
+    let invalid = |zh: String, en: String| invalid(doc_id, kind, zh, en);
+    let from_validation = |e: ohassist_core::ValidationError| invalid(e.message_zh(), e.message_en());
+    Ok(match kind {
+        RecordKind::Enterprise => {
+            let e: Enterprise =
+                serde_json::from_value(json).map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            if e.credit_code != doc_id {
+                return Err(invalid(
+                    "企业记录编号必须是其统一社会信用代码".into(),
+                    "an enterprise's id must be its credit code".into(),
+                ));
+            }
+            validate::credit_code_field("credit_code", &e.credit_code).map_err(from_validation)?;
+            validate::county_code("county.code", &e.county.code).map_err(from_validation)?;
+            Row::Enterprise(Box::new(e))
+        }
+        RecordKind::Visit => {
+            let v: Visit = serde_json::from_value(json).map_err(|e| invalid("内容无法读取".into(), e.to_string()))?;
+            validate::credit_code_field("enterprise_id", &v.enterprise_id).map_err(from_validation)?;
+            validate::county_code("county_code", &v.county_code).map_err(from_validation)?;
+            Row::Visit(Box::new(v))
+        }
+    })
+}
+
+/// Step 6, scope: the record's county, which the caller's unit must cover, as it must the
+/// county the server held it in (a record may not be moved out of another county either).
+/// A visit's county is its enterprise's, whatever the visit says: an enterprise must be on
+/// the server (or come in the same push) before its visits, and a visit can reach no figure
+/// of a county its enterprise is not in. A refusal here names the record for the console.
+#[allow(clippy::result_large_err)]
+fn scope_of(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    row: &Row,
+    old_county: Option<&str>,
+) -> Result<String, DocError> {
+    let enterprise_of_visit: Option<(String, String)> = match row {
+        Row::Enterprise(_) => None,
+        Row::Visit(v) => tx
+            .prepare_cached("SELECT county_code, name FROM enterprises WHERE credit_code = ?1")?
+            .query_row([&v.enterprise_id], |r| Ok((r.get("county_code")?, r.get("name")?)))
+            .optional()?,
+    };
+    let label = match row {
+        Row::Enterprise(e) => e.name.clone(),
+        Row::Visit(v) => {
+            let name = enterprise_of_visit.as_ref().map_or(v.enterprise_id.as_str(), |(_, n)| n.as_str());
+            format!("{} · {name}", v.visit_date)
+        }
+    };
+    let (claimed, enterprise) = match (row, &enterprise_of_visit) {
+        (Row::Enterprise(e), _) => (e.county.code.clone(), String::new()),
+        (Row::Visit(v), Some((county, _))) => (county.clone(), v.enterprise_id.clone()),
+        (Row::Visit(v), None) => (String::new(), v.enterprise_id.clone()),
+    };
+    let refuse_labelled = |code, zh: &str, en: &str| {
+        DocError::Refused(Refused::new(doc_id, kind, code, zh, en).about(&label, &claimed, &enterprise))
+    };
+    let county = match (row, enterprise_of_visit) {
+        (Row::Enterprise(e), _) => e.county.code.clone(),
+        (Row::Visit(_), Some((county, _))) => county,
+        (Row::Visit(_), None) => {
+            return Err(refuse_labelled(
+                "unknown_enterprise",
+                "所属企业尚未被服务器接受，走访记录暂存待传",
+                "the visit's enterprise is not on the server (or was refused); the visit is held",
+            ))
+        }
+    };
+    let in_scope = scope::covers(tx, &caller.org_unit, &county)?
+        && match old_county {
+            Some(c) => scope::covers(tx, &caller.org_unit, c)?,
+            None => true,
+        };
+    if !in_scope {
+        return Err(refuse_labelled(
+            "out_of_scope",
+            "记录不属于您所在单位的辖区",
+            "the record lies outside your org unit",
+        ));
+    }
+    Ok(county)
+}
