@@ -9,7 +9,8 @@
 //!   clients' tokens;
 //! - [`export`]: the records export for a provincial platform (pages after a feed cursor);
 //! - [`scope`]: which division codes an org unit covers;
-//! - [`db`]: the schema and the writer/reader connections;
+//! - [`db`]: the schema and the writer/reader connections; [`backup`] `ohassist backup` and
+//!   `restore` (a consistent online copy, verified on the way back);
 //! - [`cli`] and [`serve`]: the `ohassist` command and the listening server; [`demo`] a
 //!   synthetic city entered through the sync client and served;
 //! - [`reports`]: the two tables and the dashboard figures, from the computed status rows;
@@ -21,6 +22,7 @@
 pub mod accounts;
 pub mod api;
 pub mod attachments;
+pub mod backup;
 pub mod cli;
 pub mod clients;
 pub mod db;
