@@ -211,8 +211,12 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
     Ok(fs::read_dir(dir).map_err(io_at(dir))?.next().is_none())
 }
 
+/// What a database says of itself: schema version, feed position, counts, and its complete
+/// attachments as `(sha256, size)`.
+type Described = (u32, u64, Counts, Vec<(String, u64)>);
+
 /// The counts, feed position, schema version and complete attachments of a database.
-fn describe(conn: &Connection) -> Result<(u32, u64, Counts, Vec<(String, u64)>)> {
+fn describe(conn: &Connection) -> Result<Described> {
     let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let count =
         |sql: &str| -> rusqlite::Result<u64> { conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64) };

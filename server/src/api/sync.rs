@@ -83,8 +83,8 @@ async fn push(
     responses(
         (status = 200, description = "A `PullResponse` in CBOR, gzip-compressed", body = PullResponse,
             content_type = "application/cbor"),
-        (status = 409, description = "A cursor this server never gave (`cursor_ahead`): the phone's is ahead of \
-a restored server's feed; push everything again and pull from 0", body = ErrorBody),
+        (status = 409, description = "A cursor this server never gave (`cursor_ahead`), e.g. one from before a \
+restore: push everything again and pull from 0", body = ErrorBody),
         (status = 413, description = "A body over 8 MiB (`too_large`)", body = ErrorBody),
     ))]
 async fn pull(
@@ -137,10 +137,10 @@ async fn pull(
 
 /// Every cursor this server gives is the position of a row of its feed (the last one a page
 /// scanned, or a first sync's snapshot), and rows are never deleted. A cursor without its row
-/// was given by another life of this database: one restored from a backup older than the
-/// phone's last sync (the restored feed continues far past it, `backup::restored_feed_start`),
-/// or another server. Pulling after it would skip what the restored server writes below it,
-/// so it is refused, and the phone pushes again and pulls from 0 (docs/sync-protocol.md).
+/// was given by another life of this database (a restore moves the feed's rows past every
+/// position given before, `backup::restored_feed_base`) or by another server. Pulling after it
+/// could skip what this server holds, so it is refused, and the phone pushes everything again
+/// and pulls from 0 (docs/sync-protocol.md).
 fn refuse_cursor_not_given(conn: &rusqlite::Connection, cursor: u64) -> ApiResult<()> {
     let given = conn.prepare_cached("SELECT 1 FROM changes WHERE seq = ?1")?.exists([cursor as i64])?;
     if given {
