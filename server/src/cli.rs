@@ -1,6 +1,6 @@
-//! The `ohassist` command line: `serve`, and the `user`/`device` tools an admin runs on
-//! the server itself (they open the same database; SQLite serialises them with a running
-//! server).
+//! The `ohassist` command line: `serve`, and the `user`/`device`/`backup`/`restore` tools an
+//! admin runs on the server itself (they open the same database; SQLite serialises them with
+//! a running server).
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -46,6 +46,26 @@ pub enum Command {
     /// Attachment files (photos, signatures, documents).
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
+    /// Copy the database and the attachment files into a new directory while the server
+    /// runs (备份, docs/deployment.md).
+    Backup {
+        /// The backup's directory: new, or empty. Written beside it and renamed when whole.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring a backup back into the data directory, the server stopped (恢复).
+    Restore {
+        /// A directory `ohassist backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a data directory that holds data (what is there is kept in
+        /// `<data>/before-restore-<time>/`).
+        #[arg(long)]
+        force: bool,
+        /// Only verify the backup (manifest, hashes, integrity); change nothing.
+        #[arg(long)]
+        verify_only: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +209,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Backup { to } => run_backup(&cli.data, &to),
+        Command::Restore { from, force, verify_only } => run_restore(&cli.data, &from, force, verify_only),
         Command::Attachments(AttachmentsCommand::Gc { partial_older_than_days }) => {
             let cfg = attachments::Config::new(&cli.data);
             let age = std::time::Duration::from_secs(partial_older_than_days * 24 * 3600);
@@ -243,6 +265,54 @@ fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
         max_clock_skew_s: attachments::DEFAULT_MAX_CLOCK_SKEW_S,
     };
     runtime.block_on(crate::demo::run(opts, started))
+}
+
+fn run_backup(data: &Path, to: &Path) -> CliResult {
+    let r = crate::backup::backup(data, to)?;
+    let m = &r.manifest;
+    println!(
+        "备份完成 / backup complete: {} (feed position {}, {} documents, {} changes, {} attachment files)",
+        to.display(),
+        m.feed_seq,
+        m.counts.documents,
+        m.counts.changes,
+        m.counts.attachments
+    );
+    println!(
+        "snapshot between {} and {}; {} bytes; snapshot {} ms, total {} ms",
+        m.snapshot_started_at, m.snapshot_finished_at, r.bytes, r.snapshot_ms, r.total_ms
+    );
+    Ok(())
+}
+
+fn run_restore(data: &Path, from: &Path, force: bool, verify_only: bool) -> CliResult {
+    if verify_only {
+        let m = crate::backup::verify(from)?;
+        println!(
+            "备份完好 / the backup verifies: feed position {}, {} documents, {} attachment files, taken {}",
+            m.feed_seq, m.counts.documents, m.counts.attachments, m.snapshot_started_at
+        );
+        return Ok(());
+    }
+    let r = crate::backup::restore(from, data, force)?;
+    if let Some(aside) = &r.kept_aside {
+        println!("原有数据已移到 / the former data was moved to {}", aside.display());
+    }
+    println!(
+        "恢复完成 / restored into {}: the backup of {} (feed position {}, {} documents, {} attachment files); \
+         the feed continues at {}",
+        data.display(),
+        r.manifest.snapshot_started_at,
+        r.manifest.feed_seq,
+        r.manifest.counts.documents,
+        r.manifest.counts.attachments,
+        r.feed_continues_at
+    );
+    println!(
+        "手机下次同步时会重新上传服务器缺少的内容 / phones push again what the server lacks at their next sync; \
+         those that logged in after the backup log in again"
+    );
+    Ok(())
 }
 
 /// `ohassist attachments check`: prints one line per missing or corrupt file and a summary.

@@ -12,7 +12,8 @@
 //!   [`clients`] the read-only API clients' tokens;
 //! - [`export`]: the records export for a provincial platform (pages after a feed cursor);
 //! - [`scope`]: which division codes an org unit covers;
-//! - [`db`]: the schema and the writer/reader connections;
+//! - [`db`]: the schema and the writer/reader connections; [`backup`] `ohassist backup` and
+//!   `restore` (a consistent online copy, verified on the way back);
 //! - [`reports`]: the two tables and the dashboard figures, from the computed status rows;
 //! - [`units`]: org units by name.
 //!
@@ -28,6 +29,7 @@
 pub mod accounts;
 pub mod api;
 pub mod attachments;
+pub mod backup;
 pub mod cli;
 pub mod clients;
 pub mod db;

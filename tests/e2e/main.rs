@@ -3,6 +3,7 @@
 
 mod access;
 mod attachments;
+mod backup;
 mod bad_input;
 mod client;
 mod convergence;

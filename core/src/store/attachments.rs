@@ -335,6 +335,13 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every file this store uploaded pending again, for a server that may have lost
+    /// some (restored from a backup older than the uploads): the next sync asks the server
+    /// about each and sends only what it lacks. Returns how many.
+    pub fn requeue_uploads(&self) -> Result<usize> {
+        Ok(self.conn().execute("UPDATE attachments SET state = 'local' WHERE state = 'uploaded'", [])?)
+    }
+
     /// Stores bytes fetched from the server for `visit_id` after checking their hash.
     pub fn store_downloaded_attachment(&self, visit_id: &str, sha256: &str, bytes: &[u8]) -> Result<()> {
         crate::validate::sha256_field("sha256", sha256)?;

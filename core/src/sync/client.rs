@@ -712,11 +712,31 @@ async fn sync_inner(
     p.phase = "pull".into();
     let expected = expected_pending(store)?;
     let pending = (store.meta(META_REPORTED)?.as_deref() != Some(expected.counts().as_str())).then_some(expected);
+    let mut started_over = false;
     loop {
         let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
         let page_token = store.meta(META_PAGE_TOKEN)?;
         let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: pending.clone() };
         let response: PullResponse = match client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await {
+            // The cursor is one this server never gave: it was restored from a backup older
+            // than this phone's last sync (or is another server at the same address). What it
+            // acknowledged since may be gone: everything is pushed again (it skips what it
+            // holds), every uploaded file is offered again, and the pull starts from 0.
+            Err(SyncError::Refused { status: 409, body }) if body.code == "cursor_ahead" && !started_over => {
+                started_over = true;
+                let queued = store.requeue_all()?;
+                let files = store.requeue_uploads()?;
+                tracing::warn!(cursor, queued, files, "the server does not know this cursor; pushing everything again");
+                store.delete_meta(META_CURSOR)?;
+                store.delete_meta(META_PAGE_TOKEN)?;
+                p.phase = "push".into();
+                p.changes_pending = store.outbox_len()? as u64;
+                while push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
+                    sink.on_progress(&p);
+                }
+                p.phase = "pull".into();
+                continue;
+            }
             // A retired device may push and upload, not pull: it hears so here, at no
             // round trip of its own, uploads what it holds and erases itself once all of it
             // is on the server.

@@ -83,6 +83,8 @@ async fn push(
     responses(
         (status = 200, description = "A `PullResponse` in CBOR, gzip-compressed", body = PullResponse,
             content_type = "application/cbor"),
+        (status = 409, description = "A cursor this server never gave (`cursor_ahead`), e.g. one from before a \
+restore: push everything again and pull from 0", body = ErrorBody),
         (status = 413, description = "A body over 8 MiB (`too_large`)", body = ErrorBody),
         (status = 422, description = "A pending count out of range (`invalid_input`, the field named)",
             body = ErrorBody),
@@ -110,6 +112,7 @@ async fn pull(
             let page = if token.is_some() || req.cursor == 0 {
                 records::first_sync_page(conn, &org_unit, token, budget)?
             } else {
+                refuse_cursor_not_given(conn, req.cursor)?;
                 records::changes_page(conn, &org_unit, &device, req.cursor, budget)?
             };
             Ok((page, records::settled_for(conn, &device)?))
@@ -147,4 +150,21 @@ async fn pull(
         more: page.more,
         settled,
     }))
+}
+
+/// Every cursor this server gives is the position of a row of its feed (the last one a page
+/// scanned, or a first sync's snapshot), and rows are never deleted. A cursor without its row
+/// was given by another life of this database (a restore moves the feed's rows past every
+/// position given before, `backup::restored_feed_base`) or by another server. Pulling after it
+/// could skip what this server holds, so it is refused, and the phone pushes everything again
+/// and pulls from 0 (docs/sync-protocol.md).
+fn refuse_cursor_not_given(conn: &rusqlite::Connection, cursor: u64) -> ApiResult<()> {
+    let given = conn.prepare_cached("SELECT 1 FROM changes WHERE seq = ?1")?.exists([cursor as i64])?;
+    if given {
+        return Ok(());
+    }
+    // The end of the feed as far as the cursor's giver could know it.
+    let end: i64 =
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM changes WHERE seq < ?1", [cursor as i64], |r| r.get(0))?;
+    Err(ApiError::CursorAhead { cursor, end: end as u64 })
 }

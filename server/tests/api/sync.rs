@@ -1,7 +1,7 @@
 use axum::http::StatusCode;
 use ohassist_core::doc::Document;
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
-use ohassist_core::sync::wire::{PushResponse, WireChange};
+use ohassist_core::sync::wire::{self, PullRequest, PushResponse, WireChange};
 use ohassist_server::accounts::Role;
 
 use crate::common::*;
@@ -278,5 +278,25 @@ async fn the_console_names_the_account_that_pushed_not_the_one_the_change_claims
     for h in history {
         assert_eq!(h["author"]["user"], zhang_id.as_str(), "{h}");
         assert_eq!(h["author"]["device"], "phone-a", "{h}");
+    }
+}
+
+/// A cursor that is not the position of a row of the feed was given by another life of the
+/// database (a restore from an older backup): refused, so the phone starts over.
+#[tokio::test]
+async fn a_cursor_this_server_never_gave_is_409_cursor_ahead() {
+    let f = Fixture::new();
+    let a = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
+    let (_, c1) = new_enterprise("210102", 1, "甲矿业");
+    f.push(&a, &[c1]).await.wire::<PushResponse>();
+    let cursor = f.pull(&a, 0, None).await.cursor;
+    assert_eq!(f.pull(&a, cursor, None).await.cursor, cursor, "a given cursor is answered");
+    for wrong in [cursor + 1, cursor + 1_000_000_000] {
+        let req = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor: wrong, page_token: None, pending: None };
+        let reply = f.post_wire("/api/v1/sync/pull", &a, wire::encode(&req)).await;
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        let body = reply.error();
+        assert_eq!((body.code.as_str(), body.field.as_deref()), ("cursor_ahead", Some("cursor")));
+        assert!(body.message_en.contains(&format!("ends at {cursor}")), "{}", body.message_en);
     }
 }
