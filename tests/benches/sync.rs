@@ -519,7 +519,9 @@ fn province_figure(rows: &mut Vec<(String, String, String)>) {
     server.add_user("province", "supervisor", "350000", PASSWORD);
     let t = Instant::now();
     let last_day = time::macros::date!(2025 - 12 - 20);
-    let bodies: Vec<(String, Vec<Vec<u8>>, Vec<Vec<u8>>)> = std::thread::scope(|s| {
+    // Per county: its inspector's token, the push bodies of its enterprises, then of its visits.
+    type Bodies = (String, Vec<Vec<u8>>, Vec<Vec<u8>>);
+    let bodies: Vec<Bodies> = std::thread::scope(|s| {
         let workers: Vec<_> = PROVINCE_COUNTIES
             .iter()
             .enumerate()
