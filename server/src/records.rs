@@ -318,9 +318,15 @@ fn kind_of(s: &str) -> rusqlite::Result<RecordKind> {
 /// The first page (no token) fixes the snapshot: the feed position the client continues
 /// from once every document is sent. Documents changed after it may come twice (as a
 /// document and as changes), which applying changes tolerates.
+///
+/// No echo: a document whose every change in the feed was pushed by `device_id` is left out
+/// (the device holds it already: the rule incremental pulls follow, see
+/// [`changes_page`]). A document that moved has a `whole` row of no device, and one that
+/// anybody else changed has their rows, so both still arrive whole.
 pub fn first_sync_page(
     conn: &mut Connection,
     org_unit: &str,
+    device_id: &str,
     token: Option<FirstSyncToken>,
     budget: usize,
 ) -> rusqlite::Result<Page> {
@@ -333,10 +339,14 @@ pub fn first_sync_page(
         },
     };
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT id, kind, bytes FROM documents WHERE id > ?1 AND {} ORDER BY id",
-        scope::sql("county_code", "?2")
+        "SELECT d.id, d.kind, d.bytes FROM documents d
+         WHERE d.id > ?1 AND {}
+           AND NOT (EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id = ?3)
+                AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id <> ?3))
+         ORDER BY d.id",
+        scope::sql("d.county_code", "?2")
     ))?;
-    let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit)])?;
+    let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit), device_id])?;
     let mut documents = Vec::new();
     let mut size = 0;
     let mut more = false;

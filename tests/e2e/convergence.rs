@@ -127,3 +127,60 @@ fn two_offline_registrations_of_one_enterprise_become_one_record_on_the_server()
     let rows: i64 = server.db().query_row("SELECT count(*) FROM enterprises", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 1, "one enterprise on the server");
 }
+
+/// A phone that registered a county's list offline pushes it, and its first sync then
+/// downloads none of it back (no echo); what another phone changed of it still arrives
+/// whole, and every phone converges.
+#[test]
+fn a_first_sync_after_a_big_offline_registration_downloads_nothing_the_phone_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    server.add_user("li", "inspector", COUNTY, PASSWORD);
+    let a = Phone::new(&server.url());
+    let b = Phone::new(&server.url());
+    a.login("zhang", PASSWORD);
+    b.login("li", PASSWORD);
+    // Another phone's record, which the new phone must get.
+    b.store.create_enterprise(enterprise(900, COUNTY)).unwrap();
+    b.sync();
+
+    // Offline: 40 enterprises and 200 visits, more than one push batch of changes.
+    let mut visits = Vec::new();
+    for i in 0..40 {
+        a.store.create_enterprise(enterprise(i, COUNTY)).unwrap();
+    }
+    for n in 0..200 {
+        let mut v = visit(n % 40);
+        v.notes = format!("离线登记 {n}");
+        visits.push(a.store.create_visit(v).unwrap());
+    }
+    let first = a.sync();
+    assert_eq!(first.changes_pushed, 480, "{first:?}");
+    assert_eq!(first.documents_pulled, 1, "only the other phone's enterprise comes down: {first:?}");
+    assert_eq!(first.changes_pulled, 0, "{first:?}");
+    assert!(a.store.get_enterprise(&credit_code(900)).is_ok());
+    assert_eq!(a.store.outbox_len().unwrap(), 0);
+
+    // The other phone (past its first sync) gets all of it as changes, and edits one visit.
+    let got = b.sync();
+    assert_eq!((got.changes_pulled, got.progress.documents_down), (480, 240), "{got:?}");
+    b.store.edit_visit(&visits[7], |v| v.notes = "李：已复核".into()).unwrap();
+    b.sync();
+
+    // The phone syncs from the start again (as after a change of unit): only the visit another
+    // phone changed, and that phone's enterprise, come down, whole.
+    a.store.set_meta("sync_cursor", "0").unwrap();
+    let again = a.sync();
+    assert_eq!(again.documents_pulled, 2, "{again:?}");
+    assert_eq!(again.changes_pulled, 0, "{again:?}");
+    for id in [&visits[7], &visits[8]] {
+        let (va, vb) = (a.store.get_visit(id).unwrap(), b.store.get_visit(id).unwrap());
+        assert_eq!(va.record, vb.record);
+        assert_eq!(va.version, vb.version, "the phones converge");
+    }
+    assert_eq!(a.store.get_visit(&visits[7]).unwrap().record.notes, "李：已复核");
+    let on_server: i64 = server.db().query_row("SELECT count(*) FROM documents", [], |r| r.get(0)).unwrap();
+    assert_eq!(on_server, 241);
+    assert_eq!(a.store.list_visits(&Default::default()).unwrap().len(), 200);
+}

@@ -74,6 +74,11 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server process's peak resident memory so far, in bytes (Linux `VmHWM`).
     pub fn peak_memory(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");

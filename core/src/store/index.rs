@@ -63,10 +63,47 @@ pub struct VisitSummary {
     pub pending_sync: bool,
 }
 
+/// The index row of a document, computed once from one read of it: written by
+/// [`write_row`], off the writer's lock when a pulled page is prepared in bulk.
+#[derive(Debug, Clone)]
+pub(super) enum IndexRow {
+    Enterprise(Enterprise),
+    Visit {
+        enterprise_id: String,
+        county_code: String,
+        visit_date: String,
+        review_state: &'static str,
+        inspectors: String,
+        deleted: bool,
+    },
+}
+
+/// Reads the typed record once; a document that does not read as its kind fails here.
+pub(super) fn row_of(doc: &Document) -> Result<IndexRow> {
+    Ok(match doc.kind() {
+        RecordKind::Enterprise => IndexRow::Enterprise(doc.read()?),
+        RecordKind::Visit => {
+            let v: Visit = doc.read()?;
+            let inspectors: Vec<&str> = v.inspectors.values().map(String::as_str).collect();
+            IndexRow::Visit {
+                inspectors: inspectors.join("、"),
+                enterprise_id: v.enterprise_id,
+                county_code: v.county_code,
+                visit_date: v.visit_date,
+                review_state: v.review.state.code(),
+                deleted: v.deleted,
+            }
+        }
+    })
+}
+
 pub(super) fn reindex(tx: &Transaction<'_>, doc: &Document) -> Result<()> {
-    match doc.kind() {
-        RecordKind::Enterprise => {
-            let e: Enterprise = doc.read()?;
+    write_row(tx, doc.id(), &row_of(doc)?)
+}
+
+pub(super) fn write_row(tx: &Transaction<'_>, id: &str, row: &IndexRow) -> Result<()> {
+    match row {
+        IndexRow::Enterprise(e) => {
             let years: String = e.years().iter().map(|y| format!(",{y}")).collect::<String>() + ",";
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO enterprises (id, credit_code, name, county_code, county_name, industry, size,
@@ -74,7 +111,7 @@ pub(super) fn reindex(tx: &Transaction<'_>, doc: &Document) -> Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                doc.id(),
+                id,
                 e.credit_code,
                 e.name,
                 e.county.code,
@@ -87,22 +124,12 @@ pub(super) fn reindex(tx: &Transaction<'_>, doc: &Document) -> Result<()> {
                 e.deleted
             ])?;
         }
-        RecordKind::Visit => {
-            let v: Visit = doc.read()?;
-            let inspectors: Vec<&str> = v.inspectors.values().map(String::as_str).collect();
+        IndexRow::Visit { enterprise_id, county_code, visit_date, review_state, inspectors, deleted } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![
-                doc.id(),
-                v.enterprise_id,
-                v.county_code,
-                v.visit_date,
-                v.review.state.code(),
-                inspectors.join("、"),
-                v.deleted
-            ])?;
+            .execute(params![id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted])?;
         }
     }
     Ok(())

@@ -11,6 +11,7 @@
 //! first open with a key.
 
 mod attachments;
+mod bulk;
 mod crypto;
 mod held;
 mod index;
@@ -494,15 +495,42 @@ impl Store {
     /// its cursor, or neither. A page is input from outside: each record of it is applied
     /// alone (a savepoint each), within the limits, and one that fails is quarantined with
     /// its reason while the rest of the page applies; the cursor moves on either way.
+    ///
+    /// Whole documents the store does not hold yet (a first sync's) are applied in bulk
+    /// (ADR 0005): checked and read on several threads, then stored as the server saved them.
     pub fn apply_remote_page(&self, page: &RemotePage) -> Result<()> {
         self.write(|tx| {
             let mut touched: Vec<&str> = Vec::new();
-            for (kind, id, bytes) in &page.documents {
-                let _quarantined = isolated(
-                    tx,
-                    |tx| apply_one_document(tx, *kind, id, bytes),
-                    |tx, e| held::quarantine(tx, *kind, id, true, bytes, &e.to_string()),
-                )?;
+            // Which documents are new: the first occurrence of an id the store does not hold.
+            let mut held_now = tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?;
+            let mut seen = std::collections::HashSet::new();
+            let mut new = Vec::with_capacity(page.documents.len());
+            for (_, id, _) in &page.documents {
+                new.push(seen.insert(id.as_str()) && !held_now.exists([id])?);
+            }
+            drop(held_now);
+            let fresh: Vec<(RecordKind, &str, &[u8])> = page
+                .documents
+                .iter()
+                .zip(&new)
+                .filter(|(_, n)| **n)
+                .map(|((k, id, b), _)| (*k, id.as_str(), b.as_slice()))
+                .collect();
+            let mut prepared = bulk::prepare_all(&fresh).into_iter();
+            for ((kind, id, bytes), is_new) in page.documents.iter().zip(&new) {
+                if *is_new {
+                    match prepared.next().expect("one prepared per new document") {
+                        Ok(p) => bulk::insert(tx, *kind, id, bytes, &p)?,
+                        Err(Error::Storage(e)) => return Err(Error::Storage(e)),
+                        Err(e) => held::quarantine(tx, *kind, id, true, bytes, &e.to_string())?,
+                    }
+                } else {
+                    let _quarantined = isolated(
+                        tx,
+                        |tx| apply_one_document(tx, *kind, id, bytes),
+                        |tx, e| held::quarantine(tx, *kind, id, true, bytes, &e.to_string()),
+                    )?;
+                }
                 touched.push(id);
             }
             for (kind, id, changes) in &page.changes {

@@ -10,6 +10,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../../migrations/002_attachments.sql"),
         include_str!("../../migrations/003_held.sql"),
         include_str!("../../migrations/004_discarded.sql"),
+        include_str!("../../migrations/005_conflicted_index.sql"),
     ],
 };
 

@@ -110,7 +110,7 @@ async fn pull(
         .db
         .read(move |conn| {
             let page = if token.is_some() || req.cursor == 0 {
-                records::first_sync_page(conn, &org_unit, token, budget)?
+                records::first_sync_page(conn, &org_unit, &device, token, budget)?
             } else {
                 refuse_cursor_not_given(conn, req.cursor)?;
                 records::changes_page(conn, &org_unit, &device, req.cursor, budget)?

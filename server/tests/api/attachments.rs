@@ -435,7 +435,9 @@ async fn an_enterprise_located_later_flags_its_visits_and_device_clock_skew_is_f
 
     let code = credit_code("210102", 1);
     let mut ent = Record::new(ohassist_core::model::RecordKind::Enterprise, &code);
-    let pulled = f.pull(&t, 0, None).await;
+    // A first sync leaves out what the pushing device alone wrote (no echo): another device reads it.
+    let other = f.user_token("li", Role::Inspector, "210102", "phone-b").await;
+    let pulled = f.pull(&other, 0, None).await;
     let doc = pulled.documents.iter().find(|d| d.doc_id == code).unwrap();
     ent.doc =
         ohassist_core::doc::Document::load(ohassist_core::model::RecordKind::Enterprise, &code, &doc.bytes).unwrap();
