@@ -52,7 +52,7 @@ fn main() {
     server.add_user("li", "inspector", COUNTY, PASSWORD);
 
     // `OHASSIST_BENCH_ONLY=ingest` measures (c) alone; `=demo` (f) alone; `=export` the seeded
-    // figures (a), (b), (d), (e); `=province` (h) alone.
+    // figures (a), (b), (d), (e), (g); `=province` (h) alone; `=backup` (i) alone.
     let only = std::env::var("OHASSIST_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "export" {
         seeded_figures(&server, &mut rows);
@@ -68,6 +68,9 @@ fn main() {
     }
     if only.is_empty() || only == "province" {
         province_figure(&mut rows);
+    }
+    if only.is_empty() || only == "backup" {
+        backup_figure(&mut rows);
     }
     print_table(rows);
 }
@@ -456,6 +459,84 @@ fn ingest_figure(server: &Server, rows: &mut Vec<(String, String, String)>) {
     ));
 }
 
+/// (i) `ohassist backup` of a county-sized database (2,000 enterprises, 10,000 visits, 20
+/// photos of 200 KB) while 20 phones push and pull: its time and size, the phones' sync
+/// latency while the snapshot was taken against outside it, and the restore's time.
+fn backup_figure(rows: &mut Vec<(String, String, String)>) {
+    use ohassist_core::model::{new_item_id, ChecklistItem, Compliance, Post};
+    use ohassist_tests::backup::{attachment, backup_while_pushing, dir_bytes};
+    use rand::{RngCore, SeedableRng};
+    use std::sync::Arc;
+    let root = tempfile::tempdir().unwrap();
+    let live_dir = root.path().join("live");
+    let server = Server::start(&live_dir, None);
+    server.add_user("seeder", "inspector", COUNTY, PASSWORD);
+    for u in 0..4 {
+        server.add_user(&format!("pusher{u}"), "inspector", "350122", PASSWORD);
+    }
+    let seeder = Phone::new(&server.url());
+    seeder.login("seeder", PASSWORD);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for i in 0..2_000 {
+        seeder.store.create_enterprise(enterprise(100 + i, COUNTY)).unwrap();
+    }
+    for n in 0..10_000 {
+        let mut v = visit(100 + n % 2_000);
+        v.notes = format!("首次帮扶记录 {n}");
+        v.self_inspection.set(ChecklistItem::Declaration, Compliance::Compliant, "");
+        v.hazard_identification
+            .posts
+            .insert(new_item_id(), Post { name: format!("岗位{n}"), exposed_workers: 4, ..Default::default() });
+        let id = seeder.store.create_visit(v).unwrap();
+        if n % 500 == 0 {
+            let mut photo = vec![0u8; 200_000];
+            rng.fill_bytes(&mut photo);
+            attachment(&seeder, &id, &photo);
+        }
+    }
+    seeder.sync();
+    let phones: Vec<Arc<Phone>> = (0..20)
+        .map(|i| {
+            let p = Phone::new(&server.url());
+            p.login(&format!("pusher{}", i % 4), PASSWORD);
+            p.store.create_enterprise(enterprise(i, "350122")).unwrap();
+            p.sync();
+            Arc::new(p)
+        })
+        .collect();
+    let backup_dir = root.path().join("backup");
+    let run = backup_while_pushing(&phones, &live_dir, &backup_dir, Duration::from_secs(3));
+    let (during, others) = run.latency();
+    let pct = |v: &[Duration], p: f64| v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+    let t = Instant::now();
+    cli(&root.path().join("restored"), &["restore", "--from", backup_dir.to_str().unwrap()], "");
+    let restore = t.elapsed();
+    rows.push((
+        "(i) backup of 12,000 records + 20 photos, 20 phones syncing".into(),
+        format!(
+            "{} ({:.1} MB; live database {:.1} MB)",
+            ms(run.wall),
+            dir_bytes(&backup_dir) as f64 / 1e6,
+            std::fs::metadata(live_dir.join("ohassist.db")).unwrap().len() as f64 / 1e6
+        ),
+        "phones never blocked".into(),
+    ));
+    rows.push((
+        "(i) phones' syncs during the snapshot / outside it".into(),
+        format!(
+            "p50 {} p95 {} ({} syncs) / p50 {} p95 {} ({} syncs)",
+            ms(pct(&during, 0.5)),
+            ms(pct(&during, 0.95)),
+            during.len(),
+            ms(pct(&others, 0.5)),
+            ms(pct(&others, 0.95)),
+            others.len()
+        ),
+        String::new(),
+    ));
+    rows.push(("(i) restore (verify, stage, integrity_check)".into(), ms(restore), String::new()));
+}
+
 fn print_table(rows: Vec<(String, String, String)>) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -546,22 +627,29 @@ fn province_figure(rows: &mut Vec<(String, String, String)>) {
                             &actor,
                             &author,
                         ));
-                        for year in [2023, 2024, 2025] {
+                    }
+                    // Three years of visits (2–4 a year each), then earlier years until the
+                    // county has exactly 9,000.
+                    'years: for year in (2000..=2025).rev() {
+                        for serial in 0..1_000u64 {
+                            let e = synthetic::enterprise(&county, serial, 2025);
                             for v in synthetic::visits(&e, serial, year, last_day, (&user, "检查员")) {
-                                if visit_count < 9_000 {
-                                    visit_count += 1;
-                                    visits.extend(new_document_changes(
-                                        RecordKind::Visit,
-                                        &new_item_id(),
-                                        &defaults.1,
-                                        to_json(&v),
-                                        &actor,
-                                        &author,
-                                    ));
+                                if visit_count == 9_000 {
+                                    break 'years;
                                 }
+                                visit_count += 1;
+                                visits.extend(new_document_changes(
+                                    RecordKind::Visit,
+                                    &new_item_id(),
+                                    &defaults.1,
+                                    to_json(&v),
+                                    &actor,
+                                    &author,
+                                ));
                             }
                         }
                     }
+                    assert_eq!(visit_count, 9_000);
                     let batches = |changes: Vec<wire::WireChange>| -> Vec<Vec<u8>> {
                         changes
                             .chunks(wire::MAX_PUSH_CHANGES)

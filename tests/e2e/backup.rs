@@ -8,12 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use ohassist_core::model::AttachmentKind;
-use ohassist_core::store::NewAttachment;
+use ohassist_tests::backup::*;
 use ohassist_tests::*;
 
 const COUNTY: &str = "350121";
@@ -47,11 +45,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn parse_time(s: &str) -> SystemTime {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
-}
-
 fn visit_ids(conn: &rusqlite::Connection) -> BTreeSet<String> {
     let mut stmt = conn.prepare("SELECT id FROM documents WHERE kind = 'visit'").unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
@@ -79,178 +72,6 @@ fn push_only(phone: &Phone, url: &str) {
     let pushed: wire::PushResponse = wire::decode(&answer.body, 64 * 1024 * 1024).unwrap();
     assert_eq!(pushed.acknowledged.len(), queued.len());
     phone.store.acknowledge(&pushed.acknowledged).unwrap();
-}
-
-fn attachment(phone: &Phone, visit_id: &str, bytes: &[u8]) -> String {
-    let meta = NewAttachment {
-        kind: Some(AttachmentKind::Photo),
-        media_type: "image/jpeg".into(),
-        caption: "现场照片".into(),
-        ..Default::default()
-    };
-    let r = phone.store.add_attachment(visit_id, bytes, meta).unwrap();
-    r.record.attachments.keys().find(|k| ohassist_core::store::sha256_hex(bytes) == **k).unwrap().clone()
-}
-
-/// A visit a phone created, when the sync that pushed it began (nothing of it was on the
-/// server before) and when it returned (the phone had been told it was acknowledged).
-struct Acked {
-    id: String,
-    sent: SystemTime,
-    at: SystemTime,
-}
-
-/// What [`backup_while_pushing`] saw.
-struct Run {
-    manifest: serde_json::Value,
-    /// The manifest's snapshot times.
-    started: SystemTime,
-    finished: SystemTime,
-    acked: Vec<Acked>,
-    /// (start, duration) of every sync.
-    syncs: Vec<(SystemTime, Duration)>,
-    /// What `ohassist backup` printed, and its wall time.
-    output: String,
-    wall: Duration,
-}
-
-impl Run {
-    /// Sync durations, sorted: those under way while the snapshot was taken, and the others.
-    fn latency(&self) -> (Vec<Duration>, Vec<Duration>) {
-        let overlaps = |(s, d): &(SystemTime, Duration)| *s <= self.finished && *s + *d >= self.started;
-        let mut during: Vec<Duration> = self.syncs.iter().filter(|x| overlaps(x)).map(|(_, d)| *d).collect();
-        let mut others: Vec<Duration> = self.syncs.iter().filter(|x| !overlaps(x)).map(|(_, d)| *d).collect();
-        during.sort();
-        others.sort();
-        (during, others)
-    }
-}
-
-/// Every phone creates a visit of its enterprise (`enterprise(i)`) and syncs, again and
-/// again; after `lead`, `ohassist backup` runs on `live`; the phones go on for a while after.
-fn backup_while_pushing(phones: &[Arc<Phone>], live: &Path, to: &Path, lead: Duration) -> Run {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let syncs: Arc<Mutex<Vec<(SystemTime, Duration)>>> = Arc::default();
-    let workers: Vec<_> = phones
-        .iter()
-        .enumerate()
-        .map(|(i, phone)| {
-            let (phone, stop, acked, syncs) = (phone.clone(), stop.clone(), acked.clone(), syncs.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let id = phone.store.create_visit(visit(i)).unwrap();
-                    let (start, clock) = (SystemTime::now(), Instant::now());
-                    phone.sync();
-                    syncs.lock().unwrap().push((start, clock.elapsed()));
-                    assert_eq!(phone.store.outbox_len().unwrap(), 0, "everything acknowledged");
-                    acked.lock().unwrap().push(Acked { id, sent: start, at: SystemTime::now() });
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(lead);
-    let t = Instant::now();
-    let output = cli(live, &["backup", "--to", to.to_str().unwrap()], "");
-    let wall = t.elapsed();
-    assert!(output.contains("备份完成 / backup complete"), "{output}");
-    std::thread::sleep(Duration::from_millis(800));
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
-    let started = parse_time(manifest["snapshot_started_at"].as_str().unwrap());
-    let finished = parse_time(manifest["snapshot_finished_at"].as_str().unwrap());
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
-    let syncs = std::mem::take(&mut *syncs.lock().unwrap());
-    Run { manifest, started, finished, acked, syncs, output, wall }
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| if e.file_type().unwrap().is_dir() { dir_bytes(&e.path()) } else { e.metadata().unwrap().len() })
-        .sum()
-}
-
-/// The figures for a county-sized database (2,000 enterprises, 10,000 visits, 20 photos of
-/// 200 KB, as the sync bench seeds): backup time and size, push latency during the backup,
-/// restore time. Slow (it seeds 12,000 records through a phone): run with `--ignored`.
-#[test]
-#[ignore]
-fn county_sized_backup_figures() {
-    use ohassist_core::model::{new_item_id, ChecklistItem, Compliance, Post};
-    use rand::{RngCore, SeedableRng};
-    let root = tempfile::tempdir().unwrap();
-    let live_dir = root.path().join("live");
-    let server = Server::start(&live_dir, None);
-    server.add_user("seeder", "inspector", COUNTY, PASSWORD);
-    for u in 0..USERS {
-        server.add_user(&format!("pusher{u}"), "inspector", "350122", PASSWORD);
-    }
-    let seeder = Phone::new(&server.url());
-    seeder.login("seeder", PASSWORD);
-    let t = Instant::now();
-    for i in 0..2_000 {
-        seeder.store.create_enterprise(enterprise(100 + i, COUNTY)).unwrap();
-    }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    for n in 0..10_000 {
-        let mut v = visit(100 + n % 2_000);
-        v.notes = format!("首次帮扶记录 {n}");
-        v.self_inspection.set(ChecklistItem::Declaration, Compliance::Compliant, "");
-        v.hazard_identification
-            .posts
-            .insert(new_item_id(), Post { name: format!("岗位{n}"), exposed_workers: 4, ..Default::default() });
-        let id = seeder.store.create_visit(v).unwrap();
-        if n % 500 == 0 {
-            let mut photo = vec![0u8; 200_000];
-            rng.fill_bytes(&mut photo);
-            attachment(&seeder, &id, &photo);
-        }
-    }
-    seeder.sync();
-    eprintln!("seeded 12,000 records in {:?}", t.elapsed());
-    let phones: Vec<Arc<Phone>> = (0..PHONES)
-        .map(|i| {
-            let p = Phone::new(&server.url());
-            p.login(&format!("pusher{}", i % USERS), PASSWORD);
-            p.store.create_enterprise(enterprise(i, "350122")).unwrap();
-            p.sync();
-            Arc::new(p)
-        })
-        .collect();
-    let backup_dir = root.path().join("backup");
-    let run = backup_while_pushing(&phones, &live_dir, &backup_dir, Duration::from_secs(3));
-    let (during, others) = run.latency();
-    let pct = |v: &[Duration], p: f64| v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
-    let live_db = std::fs::metadata(live_dir.join("ohassist.db")).unwrap().len();
-    eprintln!("backup: {}", run.output.trim());
-    eprintln!(
-        "backup wall {:?}; backup dir {} bytes (live ohassist.db {} bytes); counts {}",
-        run.wall,
-        dir_bytes(&backup_dir),
-        live_db,
-        run.manifest["counts"]
-    );
-    eprintln!(
-        "push+pull syncs during the snapshot: {} (p50 {:?}, p95 {:?}, max {:?}); outside it: {} (p50 {:?}, p95 {:?}, max {:?})",
-        during.len(),
-        pct(&during, 0.5),
-        pct(&during, 0.95),
-        during.last().copied().unwrap_or_default(),
-        others.len(),
-        pct(&others, 0.5),
-        pct(&others, 0.95),
-        others.last().copied().unwrap_or_default()
-    );
-    let t = Instant::now();
-    let restored_dir = root.path().join("restored");
-    cli(&restored_dir, &["restore", "--from", backup_dir.to_str().unwrap()], "");
-    eprintln!("restore (verify, stage, integrity_check, rename) {:?}", t.elapsed());
 }
 
 #[test]

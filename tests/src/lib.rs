@@ -2,6 +2,7 @@
 //! database file, phones that are real stores with the real sync client, and a proxy that
 //! cuts connections.
 
+pub mod backup;
 pub mod console;
 pub mod proxy;
 pub mod seed;
