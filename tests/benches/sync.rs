@@ -720,19 +720,3 @@ fn province_figure(rows: &mut Vec<(String, String, String)>) {
         "phone ≤ 100 MB, server ≤ 150 MB".into(),
     ));
 }
-
-/// Resets a process's peak resident memory (`VmHWM`) to its current size (Linux 4.0+).
-fn reset_peak_memory(pid: &str) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
-
-/// A process's peak resident memory in bytes (Linux `VmHWM`).
-fn peak_memory(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}

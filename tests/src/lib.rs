@@ -82,13 +82,7 @@ impl Server {
 
     /// The server process's peak resident memory so far, in bytes (Linux `VmHWM`).
     pub fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kb * 1024
+        peak_memory(&self.child.id().to_string())
     }
 
     /// SIGKILL: no chance to clean up.
@@ -388,6 +382,23 @@ pub fn token(server_url: &str, username: &str, password: &str, device: &str) -> 
 /// against `wire::PROTOCOL_VERSION` by `sync_headers_name_the_current_protocol`).
 pub const SYNC_HEADERS: &[(&str, &str)] =
     &[("content-type", "application/cbor"), ("content-encoding", "gzip"), ("x-ohassist-protocol", "2")];
+
+/// A process's peak resident memory in bytes (Linux `VmHWM`); `pid` may be `self`.
+pub fn peak_memory(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// Resets a process's peak resident memory (`VmHWM`) to its current size (Linux 4.0+), so
+/// that [`peak_memory`] measures from here.
+pub fn reset_peak_memory(pid: &str) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
 
 #[cfg(test)]
 mod tests {
