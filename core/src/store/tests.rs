@@ -1,5 +1,7 @@
 //! Store behaviour through its public API, on real SQLite files.
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 
 use super::*;
@@ -422,6 +424,39 @@ fn a_bad_record_of_a_page_is_quarantined_and_the_rest_applies() {
     assert!(s.get_visit("bad").is_err(), "nothing of it stored");
     assert_eq!(s.retry_quarantine().unwrap(), 2, "still bad, still kept");
     assert_eq!(s.quarantined().unwrap()[0].attempts, 2);
+}
+
+/// A first-sync page large enough to be prepared on several threads (store/bulk.rs), with
+/// hostile documents among the good ones: bytes that are not a document, a document sent under
+/// another record's id, and one of the other kind. Each is quarantined with its reason,
+/// nothing of it is stored, and every good one and the cursor apply.
+#[test]
+fn hostile_documents_of_a_page_prepared_in_bulk_are_quarantined_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let author = Author { user: "x".into(), device: "y".into() };
+    let saved = |kind: RecordKind, id: &str| {
+        let mut d = Document::genesis(kind, id);
+        d.write_diff(&ActorId::random(), &author, &json!({}), &json!({"notes": format!("记录 {id}")})).unwrap();
+        d.save()
+    };
+    let mut documents: Vec<(RecordKind, String, Vec<u8>)> =
+        (0..200).map(|i| (RecordKind::Visit, format!("v{i}"), saved(RecordKind::Visit, &format!("v{i}")))).collect();
+    documents[10] = (RecordKind::Visit, "garbage".into(), vec![0x85, 0x6f, 0x4a, 0x83, 0xff, 0, 1, 2]);
+    documents[77] = (RecordKind::Visit, "impostor".into(), saved(RecordKind::Visit, "v5"));
+    documents[150] = (RecordKind::Visit, "wrong-kind".into(), saved(RecordKind::Enterprise, "wrong-kind"));
+    let page = RemotePage { documents, changes: vec![], meta: vec![("sync_cursor".into(), Some("9".into()))] };
+    s.apply_remote_page(&page).unwrap();
+    let q = s.quarantined().unwrap();
+    let ids: BTreeSet<&str> = q.iter().map(|q| q.doc_id.as_str()).collect();
+    assert_eq!(ids, BTreeSet::from(["garbage", "impostor", "wrong-kind"]));
+    assert!(q.iter().all(|q| !q.reason.is_empty()), "{q:?}");
+    for bad in ["garbage", "impostor", "wrong-kind"] {
+        assert!(s.get_visit(bad).is_err(), "{bad}: nothing of it stored");
+    }
+    assert_eq!(s.list_visits(&VisitFilter::default()).unwrap().len(), 197, "every good one applied");
+    assert_eq!(s.get_visit("v199").unwrap().record.notes, "记录 v199");
+    assert_eq!(s.meta("sync_cursor").unwrap().as_deref(), Some("9"), "the cursor moves on");
 }
 
 #[test]
