@@ -47,7 +47,8 @@ async fn push(
         return Err(ApiError::Forbidden);
     }
     let count = req.changes.len();
-    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes)).await??;
+    let who = caller.clone();
+    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes, &who)).await??;
     let who = caller.clone();
     let applied = state.db.with_writer(move |conn| records::apply_push(conn, &who, incoming, now())).await?;
     tracing::info!(

@@ -3,8 +3,9 @@
 //! document alone ([`Refused`]) while the rest of the push is applied:
 //!
 //! 1. [`decode_changes`], before any lock: each change decoded within
-//!    [`ohassist_core::limits`], a genesis only if it is the canonical one; the visits the
-//!    push creates are built and checked here already ([`Prepared`]);
+//!    [`ohassist_core::limits`], a genesis only if it is the canonical one; the records the
+//!    push creates are built and put through steps 3–5 here already, and kept small
+//!    ([`Prepared`]: their saved bytes and typed row, not the document);
 //! 2. `merge`: the stored document (of the same kind) or the genesis, with the changes;
 //! 3. `check_merged`: no missing dependencies, saved and reloaded within the limits, root
 //!    `kind` and `id` unchanged;
@@ -51,7 +52,7 @@ pub fn limits() -> Limits {
 
 /// Decodes the changes of a push within [`limits`]. A change that fails refuses its
 /// document (and only it); only a push that is malformed as a whole is an error.
-pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, RecordsError> {
+pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decoded, RecordsError> {
     if changes.len() > wire::MAX_PUSH_CHANGES {
         return Err(RecordsError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
@@ -79,7 +80,7 @@ pub fn decode_changes(changes: Vec<WireChange>) -> Result<Decoded, RecordsError>
         out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
     }
     out.retain(|c| !refused.contains_key(&c.doc_id));
-    let prepared = prepare_new_visits(&out, &limits);
+    let prepared = prepare_new_documents(&out, caller, &limits);
     Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect() })
 }
 
@@ -118,43 +119,60 @@ fn decode_one(
     Ok(change)
 }
 
-/// A push, decoded, with the visits it creates already merged (see [`prepare_new_visits`])
-/// and the documents already refused.
+/// A push, decoded, with the records it creates already built (see
+/// [`prepare_new_documents`]) and the documents already refused.
 pub struct Decoded {
     pub incoming: Vec<Incoming>,
     pub prepared: HashMap<String, Prepared>,
     pub refused: Vec<Refused>,
 }
 
-/// A visit built from a push before the writer lock is taken, checked against the limits
-/// and saved, with its JSON.
+/// A record new to the server, built from a push before the writer lock is taken and put
+/// through every check that needs only the document (limits, identity, field authority, the
+/// typed row). It keeps what the writer stores, not the document: an Automerge document in
+/// memory is a hundred times its saved bytes, and ten pushes of 2,500 new records each at
+/// once held gigabytes while they waited for the writer.
 pub struct Prepared {
-    doc: Document,
-    json: serde_json::Value,
+    row: Row,
     saved: Vec<u8>,
+    heads: Vec<ChangeHash>,
+    has_conflicts: bool,
 }
 
-/// Builds, outside the writer lock and so in parallel with other pushes, the documents of
-/// the visits a push creates (those whose genesis it carries), with every check that needs
-/// only the document. The writer uses one only if the visit is still new when it gets
-/// there; anything odd is left to the writer's checks.
-fn prepare_new_visits(incoming: &[Incoming], limits: &Limits) -> HashMap<String, Prepared> {
-    let mut groups: HashMap<&str, Vec<Change>> = HashMap::new();
-    for c in incoming.iter().filter(|c| c.kind == RecordKind::Visit) {
-        groups.entry(c.doc_id.as_str()).or_default().push(c.change.clone());
+/// Builds, outside the writer lock and so in parallel with other pushes, the records a push
+/// creates (those whose genesis it carries), one document at a time. The writer uses one
+/// only if the record is still new when it gets there; anything odd (a refusal) is left to
+/// the writer's checks, which name it.
+fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits) -> HashMap<String, Prepared> {
+    let mut groups: HashMap<(&str, RecordKind), Vec<Change>> = HashMap::new();
+    for c in incoming {
+        groups.entry((c.doc_id.as_str(), c.kind)).or_default().push(c.change.clone());
     }
     groups
         .into_iter()
-        .filter(|(id, changes)| {
-            let genesis_actor = doc::genesis_actor(RecordKind::Visit, id);
+        .filter(|((id, kind), changes)| {
+            let genesis_actor = doc::genesis_actor(*kind, id);
             changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
         })
-        .filter_map(|(id, changes)| {
-            let doc = guarded(|| Document::from_changes(RecordKind::Visit, id, changes).ok())?;
-            let (json, saved) = checked_document(&doc, limits).ok()?;
-            Some((id.to_string(), Prepared { doc, json, saved }))
+        .filter_map(|((id, kind), changes)| {
+            let one_writer = one_writer(kind, id, &changes);
+            let doc = guarded(|| Document::from_changes(kind, id, changes.clone()).ok())?;
+            let (json, saved) = verified(id, kind, &doc, limits).ok()?;
+            authority::check(caller, &doc, &[], &changes, kind).ok()?;
+            let has_conflicts = !one_writer && doc.has_conflicts();
+            let row = typed_row(id, kind, json).ok()?;
+            Some((id.to_string(), Prepared { row, saved, heads: doc.heads(), has_conflicts }))
         })
         .collect()
+}
+
+/// Written by one actor only (besides the genesis), so that, in a record new to the server,
+/// no two values can be concurrent: one actor's changes never are.
+fn one_writer(kind: RecordKind, doc_id: &str, changes: &[Change]) -> bool {
+    let genesis_actor = doc::genesis_actor(kind, doc_id);
+    let mut actors = changes.iter().map(|c| c.actor_id()).filter(|a| **a != genesis_actor);
+    let first = actors.next();
+    actors.all(|a| Some(a) == first)
 }
 
 /// Runs automerge on bytes from outside: a panic inside it is caught and read as `None`.
@@ -293,7 +311,8 @@ pub(super) fn apply_to_document(
     }
 }
 
-/// The steps of one document, in order; each may refuse it.
+/// The steps of one document, in order; each may refuse it. A record prepared before the
+/// lock that is still new skips to step 6.
 #[allow(clippy::too_many_arguments, clippy::result_large_err)]
 fn apply_steps(
     tx: &Transaction<'_>,
@@ -306,26 +325,59 @@ fn apply_steps(
     now: i64,
     limits: &Limits,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
-    let mut merged = merge(tx, doc_id, kind, changes, ready)?;
-    let (json, saved) = check_merged(doc_id, kind, &mut merged, limits)?;
+    if let Some(p) = ready {
+        let stored = tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?.exists([doc_id])?;
+        if !stored {
+            let checked = Checked { row: p.row, saved: p.saved, heads: p.heads, has_conflicts: p.has_conflicts };
+            return write(tx, caller, doc_id, kind, checked, None, None, raw, now);
+        }
+    }
+    let merged = merge(tx, doc_id, kind, changes)?;
+    let (json, saved) = verified(doc_id, kind, &merged.doc, limits)?;
     authority::check(caller, &merged.doc, &merged.before, &merged.pushed, kind)
         .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
     let has_conflicts = !merged.one_writer && merged.doc.has_conflicts();
     let row = typed_row(doc_id, kind, json)?;
-    let county = scope_of(tx, caller, doc_id, kind, &row, merged.old_county.as_deref())?;
+    let checked = Checked { row, saved, heads: merged.doc.heads(), has_conflicts };
+    write(tx, caller, doc_id, kind, checked, merged.old_county.as_deref(), merged.genesis, raw, now)
+}
+
+/// A document through steps 2–5: what steps 6 and 7 need of it.
+struct Checked {
+    row: Row,
+    saved: Vec<u8>,
+    heads: Vec<ChangeHash>,
+    has_conflicts: bool,
+}
+
+/// Steps 6 and 7: scope, then the writes. Returns the credit codes to refresh and the visit.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+fn write(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    checked: Checked,
+    old_county: Option<&str>,
+    genesis: Option<Change>,
+    raw: &[(String, Vec<u8>)],
+    now: i64,
+) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
+    let Checked { row, saved, heads, has_conflicts } = checked;
+    let county = scope_of(tx, caller, doc_id, kind, &row, old_county)?;
     let affected = rows::store(
         tx,
         caller,
         rows::Write {
             doc_id,
             kind,
-            doc: &merged.doc,
+            heads: &heads,
             saved: &saved,
             has_conflicts,
             row: &row,
             county: &county,
-            old_county: merged.old_county.as_deref(),
-            genesis: merged.genesis,
+            old_county,
+            genesis,
             raw,
         },
         now,
@@ -349,23 +401,15 @@ struct Merged {
     pushed: Vec<Change>,
     /// The genesis change of a record new to the server, fed before its changes.
     genesis: Option<Change>,
-    /// Checked already (a new visit prepared before the lock): its JSON and saved bytes.
-    checked: Option<(serde_json::Value, Vec<u8>)>,
     /// New to the server and written by one actor only (besides its genesis): it cannot
     /// hold a conflict, since one actor's changes are never concurrent with each other.
     one_writer: bool,
 }
 
 /// Step 2, merge: the stored document (of the same kind) or the deterministic genesis of a
-/// new one, with the changes applied; a new visit prepared before the lock is taken as is.
+/// new one, with the changes applied.
 #[allow(clippy::result_large_err)]
-fn merge(
-    tx: &Transaction<'_>,
-    doc_id: &str,
-    kind: RecordKind,
-    changes: Vec<Incoming>,
-    ready: Option<Prepared>,
-) -> Result<Merged, DocError> {
+fn merge(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, changes: Vec<Incoming>) -> Result<Merged, DocError> {
     let refuse = |code, zh: &str, en: &str| DocError::Refused(Refused::new(doc_id, kind, code, zh, en));
     let stored: Option<(String, Vec<u8>, String)> = tx
         .prepare_cached("SELECT kind, bytes, county_code FROM documents WHERE id = ?1")?
@@ -373,15 +417,10 @@ fn merge(
         .optional()?;
     let decoded: Vec<Change> = changes.into_iter().map(|c| c.change).collect();
     let pushed: Vec<Change> = if kind == RecordKind::Visit { decoded.clone() } else { Vec::new() };
-    let genesis_actor = doc::genesis_actor(kind, doc_id);
-    let one_writer = {
-        let mut actors = decoded.iter().map(|c| c.actor_id()).filter(|a| **a != genesis_actor);
-        let first = actors.next();
-        stored.is_none() && actors.all(|a| Some(a) == first)
-    };
+    let one_writer = stored.is_none() && one_writer(kind, doc_id, &decoded);
     let invalid_change = || refuse("invalid_change", "修改无法应用", "a change could not be applied");
     let mut before = Vec::new();
-    let (doc, old_county, genesis, checked) = match stored {
+    let (doc, old_county, genesis) = match stored {
         Some((stored_kind, bytes, county)) => {
             if stored_kind != kind.as_str() {
                 return Err(refuse(
@@ -394,34 +433,29 @@ fn merge(
                 .map_err(|_| refuse("invalid_change", "服务器上的记录无法读取", "the stored record does not load"))?;
             before = doc.heads();
             guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
-            (doc, Some(county), None, None)
-        }
-        // A new visit whose genesis came with it was built (and checked) before the lock.
-        None if ready.is_some() => {
-            let p = ready.expect("checked");
-            (p.doc, None, None, Some((p.json, p.saved)))
+            (doc, Some(county), None)
         }
         None => {
             let mut doc = Document::genesis(kind, doc_id);
             let genesis = doc.changes_since(&[]).into_iter().next();
             guarded(|| doc.apply_changes(decoded).ok()).ok_or_else(invalid_change)?;
-            (doc, None, genesis, None)
+            (doc, None, genesis)
         }
     };
-    Ok(Merged { doc, old_county, before, pushed, genesis, checked, one_writer })
+    Ok(Merged { doc, old_county, before, pushed, genesis, one_writer })
 }
 
-/// Step 3, the merged document's checks: no missing dependencies, within the limits, its
+/// Step 3, a merged document's checks: no missing dependencies, within the limits, its
 /// saved bytes load again, and its root `kind`/`id` unchanged (a change may overwrite them;
 /// such a document would no longer load). Returns its JSON and its saved bytes.
 #[allow(clippy::result_large_err)]
-fn check_merged(
+fn verified(
     doc_id: &str,
     kind: RecordKind,
-    merged: &mut Merged,
+    doc: &Document,
     limits: &Limits,
 ) -> Result<(serde_json::Value, Vec<u8>), DocError> {
-    if merged.doc.has_missing_deps() {
+    if doc.has_missing_deps() {
         return Err(DocError::Refused(Refused::new(
             doc_id,
             kind,
@@ -430,12 +464,8 @@ fn check_merged(
             "changes whose dependencies were not sent",
         )));
     }
-    let (json, saved) = match merged.checked.take() {
-        Some(c) => c,
-        None => {
-            checked_document(&merged.doc, limits).map_err(|r| DocError::Refused(Refused::limit(doc_id, kind, &r)))?
-        }
-    };
+    let (json, saved) =
+        checked_document(doc, limits).map_err(|r| DocError::Refused(Refused::limit(doc_id, kind, &r)))?;
     if json.get("kind").and_then(|v| v.as_str()) != Some(kind.as_str())
         || json.get("id").and_then(|v| v.as_str()) != Some(doc_id)
     {

@@ -3,8 +3,7 @@
 //! then the changes as pushed). A moved enterprise takes its visits along. Everything runs
 //! in the push's transaction.
 
-use automerge::Change;
-use ohassist_core::doc::Document;
+use automerge::{Change, ChangeHash};
 use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -14,7 +13,8 @@ use crate::accounts::Caller;
 pub(super) struct Write<'a> {
     pub doc_id: &'a str,
     pub kind: RecordKind,
-    pub doc: &'a Document,
+    /// Its heads once written.
+    pub heads: &'a [ChangeHash],
     pub saved: &'a [u8],
     pub has_conflicts: bool,
     pub row: &'a Row,
@@ -30,8 +30,8 @@ pub(super) struct Write<'a> {
 /// enterprises whose computed status it feeds (a visit may have moved from one enterprise
 /// to another).
 pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> rusqlite::Result<Vec<String>> {
-    let Write { doc_id, kind, doc, saved, has_conflicts, row, county, old_county, genesis, raw } = w;
-    let heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
+    let Write { doc_id, kind, heads, saved, has_conflicts, row, county, old_county, genesis, raw } = w;
+    let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     tx.prepare_cached(
         "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
