@@ -19,7 +19,7 @@ mod refused;
 mod rows;
 mod transfer;
 
-pub use push::{apply_push, decode_changes, limits, Applied, Decoded, Incoming, Prepared};
+pub use push::{apply_push, decode_changes, limits, Applied, Checked, Decoded, Incoming};
 pub use refused::{
     decode_changes_kept, refused_uploads, RefusedUpload, MAX_REFUSED_DEVICE_BYTES, MAX_REFUSED_DOC_BYTES,
 };

@@ -47,10 +47,9 @@ async fn push(
         return Err(ApiError::Forbidden);
     }
     let count = req.changes.len();
-    let who = caller.clone();
-    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes, &who)).await??;
-    let who = caller.clone();
-    let applied = state.db.with_writer(move |conn| records::apply_push(conn, &who, incoming, now())).await?;
+    let (decoder, writer) = (caller.clone(), caller.clone());
+    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes, &decoder)).await??;
+    let applied = state.db.with_writer(move |conn| records::apply_push(conn, &writer, incoming, now())).await?;
     tracing::info!(
         user = %caller.user_id,
         device = %caller.device_id,

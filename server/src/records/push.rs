@@ -5,9 +5,9 @@
 //! 1. [`decode_changes`], before any lock: each change decoded within
 //!    [`ohassist_core::limits`], a genesis only if it is the canonical one; the records the
 //!    push creates are built and put through steps 3–5 here already, and kept small
-//!    ([`Prepared`]: their saved bytes and typed row, not the document);
+//!    ([`Checked`]: their saved bytes and typed row, not the document);
 //! 2. `merge`: the stored document (of the same kind) or the genesis, with the changes;
-//! 3. `check_merged`: no missing dependencies, saved and reloaded within the limits, root
+//! 3. `verified`: no missing dependencies, saved and reloaded within the limits, root
 //!    `kind` and `id` unchanged;
 //! 4. field authority ([`super::authority`]): who may write which fields;
 //! 5. `typed_row`: the record as typed, what the rows need validated;
@@ -123,16 +123,15 @@ fn decode_one(
 /// [`prepare_new_documents`]) and the documents already refused.
 pub struct Decoded {
     pub incoming: Vec<Incoming>,
-    pub prepared: HashMap<String, Prepared>,
+    pub prepared: HashMap<String, Checked>,
     pub refused: Vec<Refused>,
 }
 
-/// A record new to the server, built from a push before the writer lock is taken and put
-/// through every check that needs only the document (limits, identity, field authority, the
-/// typed row). It keeps what the writer stores, not the document: an Automerge document in
-/// memory is a hundred times its saved bytes, and ten pushes of 2,500 new records each at
-/// once held gigabytes while they waited for the writer.
-pub struct Prepared {
+/// A document through steps 2–5: what steps 6 and 7 need of it. It keeps what the writer
+/// stores, not the document: an Automerge document in memory is a hundred times its saved
+/// bytes, and ten pushes of 2,500 new records each, prepared before the lock (see
+/// [`prepare_new_documents`]), held gigabytes while they waited for the writer.
+pub struct Checked {
     row: Row,
     saved: Vec<u8>,
     heads: Vec<ChangeHash>,
@@ -143,7 +142,7 @@ pub struct Prepared {
 /// creates (those whose genesis it carries), one document at a time. The writer uses one
 /// only if the record is still new when it gets there; anything odd (a refusal) is left to
 /// the writer's checks, which name it.
-fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits) -> HashMap<String, Prepared> {
+fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits) -> HashMap<String, Checked> {
     let mut groups: HashMap<(&str, RecordKind), Vec<Change>> = HashMap::new();
     for c in incoming {
         groups.entry((c.doc_id.as_str(), c.kind)).or_default().push(c.change.clone());
@@ -157,11 +156,8 @@ fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits
         .filter_map(|((id, kind), changes)| {
             let one_writer = one_writer(kind, id, &changes);
             let doc = guarded(|| Document::from_changes(kind, id, changes.clone()).ok())?;
-            let (json, saved) = verified(id, kind, &doc, limits).ok()?;
-            authority::check(caller, &doc, &[], &changes, kind).ok()?;
-            let has_conflicts = !one_writer && doc.has_conflicts();
-            let row = typed_row(id, kind, json).ok()?;
-            Some((id.to_string(), Prepared { row, saved, heads: doc.heads(), has_conflicts }))
+            let checked = guarded(|| checked_steps(caller, id, kind, &doc, &[], &changes, one_writer, limits).ok())?;
+            Some((id.to_string(), checked))
         })
         .collect()
 }
@@ -296,7 +292,7 @@ pub(super) fn apply_to_document(
     doc_id: &str,
     kind: RecordKind,
     mut changes: Vec<Incoming>,
-    ready: Option<Prepared>,
+    ready: Option<Checked>,
     now: i64,
     limits: &Limits,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
@@ -321,33 +317,41 @@ fn apply_steps(
     kind: RecordKind,
     changes: Vec<Incoming>,
     raw: &[(String, Vec<u8>)],
-    ready: Option<Prepared>,
+    ready: Option<Checked>,
     now: i64,
     limits: &Limits,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
-    if let Some(p) = ready {
-        let stored = tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?.exists([doc_id])?;
-        if !stored {
-            let checked = Checked { row: p.row, saved: p.saved, heads: p.heads, has_conflicts: p.has_conflicts };
+    if let Some(checked) = ready {
+        if !tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?.exists([doc_id])? {
             return write(tx, caller, doc_id, kind, checked, None, None, raw, now);
         }
     }
     let merged = merge(tx, doc_id, kind, changes)?;
-    let (json, saved) = verified(doc_id, kind, &merged.doc, limits)?;
-    authority::check(caller, &merged.doc, &merged.before, &merged.pushed, kind)
-        .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
-    let has_conflicts = !merged.one_writer && merged.doc.has_conflicts();
-    let row = typed_row(doc_id, kind, json)?;
-    let checked = Checked { row, saved, heads: merged.doc.heads(), has_conflicts };
+    let checked =
+        checked_steps(caller, doc_id, kind, &merged.doc, &merged.before, &merged.pushed, merged.one_writer, limits)?;
     write(tx, caller, doc_id, kind, checked, merged.old_county.as_deref(), merged.genesis, raw, now)
 }
 
-/// A document through steps 2–5: what steps 6 and 7 need of it.
-struct Checked {
-    row: Row,
-    saved: Vec<u8>,
-    heads: Vec<ChangeHash>,
-    has_conflicts: bool,
+/// Steps 3–5 of a merged document (`before`: the version the server held, empty for a new
+/// record; `pushed`: the changes, for field authority): the same checks whether they run
+/// before the lock or in the writer.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+fn checked_steps(
+    caller: &Caller,
+    doc_id: &str,
+    kind: RecordKind,
+    doc: &Document,
+    before: &[ChangeHash],
+    pushed: &[Change],
+    one_writer: bool,
+    limits: &Limits,
+) -> Result<Checked, DocError> {
+    let (json, saved) = verified(doc_id, kind, doc, limits)?;
+    authority::check(caller, doc, before, pushed, kind)
+        .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
+    let has_conflicts = !one_writer && doc.has_conflicts();
+    let row = typed_row(doc_id, kind, json)?;
+    Ok(Checked { row, saved, heads: doc.heads(), has_conflicts })
 }
 
 /// Steps 6 and 7: scope, then the writes. Returns the credit codes to refresh and the visit.
