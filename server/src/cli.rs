@@ -79,6 +79,10 @@ pub enum AttachmentsCommand {
     },
 }
 
+/// A phone reads a pull answer of at most 256 MiB; a page may exceed its budget by one
+/// document (at most 8 MiB).
+const MAX_PULL_PAGE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -104,6 +108,10 @@ pub struct ServeArgs {
     /// Flag visits whose device capture time is further than this (seconds) from the server's receive time.
     #[arg(long, default_value_t = attachments::DEFAULT_MAX_CLOCK_SKEW_S)]
     pub max_clock_skew_s: i64,
+    /// Bytes of records a pull page aims at (a smaller page is answered sooner on a slow link).
+    #[arg(long, default_value_t = ohassist_core::sync::wire::PULL_PAGE_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PULL_PAGE_BYTES))]
+    pub pull_page_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +255,7 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
         max_visit_attachment_bytes: args.max_visit_attachment_bytes,
         max_visit_distance_m: args.max_visit_distance_m,
         max_clock_skew_s: args.max_clock_skew_s,
+        pull_page_bytes: args.pull_page_bytes,
     }))
 }
 
@@ -263,6 +272,7 @@ fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
         max_visit_attachment_bytes: attachments::DEFAULT_MAX_VISIT_BYTES,
         max_visit_distance_m: attachments::DEFAULT_MAX_VISIT_DISTANCE_M,
         max_clock_skew_s: attachments::DEFAULT_MAX_CLOCK_SKEW_S,
+        pull_page_bytes: ohassist_core::sync::wire::PULL_PAGE_BYTES,
     };
     runtime.block_on(crate::demo::run(opts, started))
 }

@@ -38,6 +38,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/008_visit_scope.sql"),
         include_str!("../migrations/009_sync_gap.sql"),
         include_str!("../migrations/010_api_clients.sql"),
+        include_str!("../migrations/011_changes_by_doc_device.sql"),
     ],
 };
 

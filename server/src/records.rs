@@ -341,8 +341,8 @@ pub fn first_sync_page(
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT d.id, d.kind, d.bytes FROM documents d
          WHERE d.id > ?1 AND {}
-           AND NOT (EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id = ?3)
-                AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id <> ?3))
+           AND (NOT EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id = ?3)
+                OR EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id <> ?3))
          ORDER BY d.id",
         scope::sql("d.county_code", "?2")
     ))?;

@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub max_visit_distance_m: f64,
     /// Visits whose device capture time is further than this from the receive time are flagged.
     pub max_clock_skew_s: i64,
+    /// The byte budget of a pull page.
+    pub pull_page_bytes: usize,
 }
 
 impl ServeOptions {
@@ -43,6 +45,7 @@ impl ServeOptions {
     pub fn state(&self, db: Db) -> AppState {
         let mut state = AppState::new(db);
         state.attachments = std::sync::Arc::new(self.attachments());
+        state.pull_page_bytes = self.pull_page_bytes;
         state
     }
 }
