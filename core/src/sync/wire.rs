@@ -203,7 +203,9 @@ pub enum DecodeError {
 /// Decodes a gzip-compressed CBOR body, refusing to inflate past `limit` bytes.
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8], limit: usize) -> Result<T, DecodeError> {
     use std::io::Read;
-    let mut cbor = Vec::new();
+    // Sized for what gzip usually gets from these bodies (not over the limit), so that a page
+    // of several MiB is not grown and copied step by step.
+    let mut cbor = Vec::with_capacity(body.len().saturating_mul(4).min(limit.saturating_add(1)));
     flate2::read::GzDecoder::new(body)
         .take(limit as u64 + 1)
         .read_to_end(&mut cbor)
