@@ -352,7 +352,7 @@ fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
     let mut conn = db.blocking_writer();
     match cmd {
         UserCommand::Add { username, display_name, role, org_unit, password_stdin } => {
-            let role = Role::parse(&role).ok_or("role must be inspector, supervisor or admin")?;
+            let role = Role::parse(&role).ok_or("role must be inspector, supervisor, admin or relay")?;
             let (password, generated) = read_password(password_stdin)?;
             let new = NewUser {
                 username: &username,

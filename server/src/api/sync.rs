@@ -48,8 +48,13 @@ async fn push(
     }
     let count = req.changes.len();
     let (decoder, writer) = (caller.clone(), caller.clone());
-    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes, &decoder)).await??;
+    let incoming =
+        tokio::task::spawn_blocking(move || records::decode_push(req.changes, req.authors, &decoder)).await??;
     let applied = state.db.with_writer(move |conn| records::apply_push(conn, &writer, incoming, now())).await?;
+    if applied.new > 0 {
+        // Relay promptly what this push brought (`crate::relay`), when there is an upstream.
+        state.relay_wake.notify_one();
+    }
     tracing::info!(
         user = %caller.user_id,
         device = %caller.device_id,

@@ -120,7 +120,7 @@ async fn login(
     // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
     let result = match login::authenticate(&state.db, &state.login_limiter, &form.username, &form.password, ip).await {
-        Ok(u) if u.role != Role::Inspector => {
+        Ok(u) if u.role.uses_console() => {
             state.db.write(move |conn| Ok(login::create_session(conn, &u.id, now)?)).await.map(Ok)
         }
         Ok(u) => Ok(Err(Some(u.role))),
@@ -137,13 +137,14 @@ async fn login(
             }
             r
         }
-        Ok(Err(Some(_inspector))) => login_form(
+        Ok(Err(Some(_inspector_or_relay))) => login_form(
             lang,
             &headers,
             &p,
             Some((
-                "检查员账号请使用手机应用；控制台仅供监管和管理人员使用".into(),
-                "the console is for supervisors and admins; inspectors use the phone app".into(),
+                "检查员账号请使用手机应用，下级服务器（中继）账号仅供服务器之间同步；控制台仅供监管和管理人员使用".into(),
+                "the console is for supervisors and admins; inspectors use the phone app, relay accounts are for servers"
+                    .into(),
             )),
         ),
         Ok(Err(None)) => {
