@@ -544,6 +544,26 @@ pub fn relay_accounts(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::
     rows.collect()
 }
 
+/// A time for the admin, in UTC+8 (China Standard Time).
+pub fn local_time(t: i64) -> String {
+    let offset = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(at) => {
+            let at = at.to_offset(offset);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                at.year(),
+                at.month() as u8,
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )
+        }
+        Err(_) => t.to_string(),
+    }
+}
+
 /// The client for `url`: plain HTTP only when the login was made over it (`--allow-http`).
 fn client(url: &str) -> Result<Client, RelayError> {
     let mut config = SyncConfig::new(url);
