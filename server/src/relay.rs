@@ -348,6 +348,9 @@ pub fn page_changes(page: &wire::PullResponse) -> (Vec<WireChange>, Vec<String>)
         }
     }
     out.extend(page.changes.iter().cloned());
+    // Enterprises first (stable: each record's changes keep their order), so that a visit of
+    // this page finds its enterprise whichever chunk of the page it falls in.
+    out.sort_by_key(|c| c.kind != RecordKind::Enterprise);
     (out, unreadable)
 }
 
