@@ -217,3 +217,83 @@ fn two_counties_relay_to_a_city_with_authors_scope_reviews_and_kills() {
     assert!(status_line(da.path(), "上级服务器 / upstream:").contains(&city.url()));
     drop(county_b);
 }
+
+/// The document a server holds, as its record.
+fn server_visit(server: &Server, id: &str) -> Visit {
+    let bytes: Vec<u8> =
+        server.db().query_row("SELECT bytes FROM documents WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    ohassist_core::doc::Document::load(ohassist_core::model::RecordKind::Visit, id, &bytes).unwrap().read().unwrap()
+}
+
+/// Mixed topologies: the same record edited by a phone of the county (through its county's
+/// server and the relay) and by a city inspector whose phone syncs to the city directly; then
+/// the county's phone moves to the city itself (the county gives its server up) and pushes
+/// everything it holds there again. Every tier converges and holds each change once.
+#[test]
+fn the_same_record_reaching_the_city_directly_and_through_a_relay_converges_with_each_change_once() {
+    let (dc, da) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let city = Server::start(dc.path(), None);
+    city.add_user("relay-a", "relay", A, PASSWORD);
+    city.add_user("roam", "inspector", CITY, PASSWORD);
+    add_user(da.path(), "zhang", "inspector", A, PASSWORD);
+    let county_a = county(da.path(), &city, "relay-a", None);
+    let pa = Phone::new(&county_a.url());
+    pa.login("zhang", PASSWORD);
+    pa.store.create_enterprise(enterprise(1, A)).unwrap();
+    let id = pa.store.create_visit(visit(1)).unwrap();
+    pa.sync();
+    let timeout = Duration::from_secs(60);
+    wait_until("the visit to reach the city", timeout, || holds_all(&city, &county_a, &[]));
+
+    // A city inspector syncing straight to the city gets it, and both edit it offline.
+    let roam = Phone::new(&city.url());
+    roam.login("roam", PASSWORD);
+    roam.sync();
+    pa.store.edit_visit(&id, |v| v.notes = "县：已整改".into()).unwrap();
+    pa.store.edit_visit(&id, |v| v.management_system.emergency_plan = Some(true)).unwrap();
+    roam.store.edit_visit(&id, |v| v.notes = "市：待复查".into()).unwrap();
+    roam.store.edit_visit(&id, |v| v.management_system.system_established = Some(true)).unwrap();
+    roam.sync();
+    pa.sync();
+    wait_until("both edits at both servers", timeout, || {
+        let (c, k) = (server_visit(&city, &id), server_visit(&county_a, &id));
+        c == k
+            && c.management_system.emergency_plan == Some(true)
+            && c.management_system.system_established == Some(true)
+    });
+    pa.sync();
+    roam.sync();
+    let (va, vr) = (pa.store.get_visit(&id).unwrap(), roam.store.get_visit(&id).unwrap());
+    assert_eq!(va.record, vr.record, "the phones converge");
+    assert_eq!(va.version, vr.version);
+    assert_eq!(va.record, server_visit(&city, &id));
+    for phone in [&pa, &roam] {
+        let conflicts = phone.store.conflicts(&id).unwrap();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(conflicts[0].path_string(), "notes");
+    }
+
+    // The county gives its server up: its phone logs in to the city and pushes again all it
+    // holds (a phone that changes server queues everything); the city keeps each change once.
+    city.add_user("zhang", "inspector", A, PASSWORD);
+    let before = count(&city, "SELECT count(*) FROM changes WHERE whole = 0");
+    let mut moved = pa;
+    moved.config.server_url = city.url();
+    moved.login("zhang", PASSWORD);
+    let report = moved.sync();
+    assert!(report.changes_pushed > 0, "everything pushed again: {report:?}");
+    assert_eq!(count(&city, "SELECT count(*) FROM changes WHERE whole = 0"), before, "nothing stored twice");
+    moved.store.edit_visit(&id, |v| v.notes = "县：已整改，市已复查".into()).unwrap();
+    moved.sync();
+    roam.sync();
+    assert_eq!(roam.store.get_visit(&id).unwrap().record, moved.store.get_visit(&id).unwrap().record);
+    assert!(roam.store.conflicts(&id).unwrap().is_empty(), "the later edit settles the notes");
+    for server in [&city, &county_a] {
+        assert_eq!(
+            count(server, "SELECT count(*) FROM changes WHERE whole = 0"),
+            count(server, "SELECT count(DISTINCT hash) FROM changes WHERE whole = 0")
+        );
+    }
+    // The county server, still relaying, gets the last edit down as well.
+    wait_until("the county to get the last edit", timeout, || server_visit(&county_a, &id) == server_visit(&city, &id));
+}
