@@ -759,6 +759,8 @@ pub async fn run(db: Db, wake: Arc<tokio::sync::Notify>, interval: Duration) {
                 interval
             }
             Err(RelayError::Refused { code, .. }) if code == "cursor_ahead" => Duration::ZERO,
+            // Waiting for `ohassist upstream login`: looked for again every interval.
+            Err(RelayError::NotConfigured) => interval,
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, failures, "relay round failed");
@@ -782,4 +784,82 @@ pub async fn run(db: Db, wake: Arc<tokio::sync::Notify>, interval: Duration) {
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
     let base = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF).max(interval.min(MAX_BACKOFF));
     base.mul_f64(0.5 + rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_dir(dir.path()).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn the_up_batch_leaves_out_what_came_down_and_names_the_original_authors() {
+        let (_dir, db) = db();
+        let conn = db.blocking_writer();
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('u1', 'zhang', '张三', 'inspector', '350121', 'h', 1, 0);
+             INSERT INTO users VALUES ('u2', 'town', '某镇服务器', 'relay', '350121', 'h', 1, 0);
+             INSERT INTO documents VALUES ('d', 'visit', x'', '[]', '350121', 0, 0);
+             INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
+                 VALUES ('h1', 'd', 'visit', x'01', 'u1', 'phone-1', 0);
+             INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
+                 VALUES ('h2', 'd', 'visit', x'02', 'upstream:', 'upstream:', 0);
+             INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at, whole)
+                 VALUES ('whole:x', 'd', 'visit', x'', '', '', 0, 1);
+             INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
+                 VALUES ('h3', 'd', 'visit', x'03', 'u2', 'relay-town', 0);
+             INSERT INTO change_origins VALUES ('h3', 'x9', 'wang', '王五', 'supervisor', 'web');
+             INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
+                 VALUES ('h4', 'd', 'visit', x'04', 'u2', 'relay-town', 0);",
+        )
+        .unwrap();
+        let batch = up_batch(&conn, 0).unwrap();
+        let bytes: Vec<Vec<u8>> = batch.changes.iter().map(|c| c.bytes.clone()).collect();
+        assert_eq!(bytes, [vec![1], vec![3], vec![4]], "not what came down, not the whole marker");
+        assert_eq!(batch.last_seq, 5);
+        let named: Vec<(&str, &str, &str, &str)> = batch
+            .authors
+            .iter()
+            .map(|a| (a.hash.as_str(), a.username.as_str(), a.role.as_str(), a.device_id.as_str()))
+            .collect();
+        // h4: a lower relay's own change names nobody (it stays the relay's own upstream too).
+        assert_eq!(named, [("h1", "zhang", "inspector", "phone-1"), ("h3", "wang", "supervisor", "web")]);
+        assert_eq!(batch.authors[0].display_name, "张三");
+        let rest = up_batch(&conn, batch.last_seq).unwrap();
+        assert!(rest.changes.is_empty() && rest.last_seq == batch.last_seq);
+        // A batch of only skipped rows still moves on.
+        let only_down = up_batch(&conn, 1).unwrap();
+        assert_eq!(only_down.changes.len(), 2);
+    }
+
+    #[test]
+    fn another_upstream_starts_the_cursors_over_and_the_same_keeps_them() {
+        let (_dir, db) = db();
+        let conn = db.blocking_writer();
+        save_login(&conn, "https://city.example", "relay-a", "relay-1", "t1", "350121").unwrap();
+        conn.execute("UPDATE upstream SET up_cursor = 7, down_cursor = 9", []).unwrap();
+        save_login(&conn, "https://city.example", "relay-a", "relay-1", "t2", "350121").unwrap();
+        let l = link(&conn).unwrap().unwrap();
+        assert_eq!((l.up_cursor, l.down_cursor, l.token.as_deref()), (7, 9, Some("t2")), "a rotated token");
+        assert_eq!(device_id_for_login(&conn).unwrap(), "relay-1");
+        save_login(&conn, "https://province.example", "relay-a", "relay-1", "t3", "350100").unwrap();
+        let l = link(&conn).unwrap().unwrap();
+        assert_eq!((l.up_cursor, l.down_cursor, l.org_unit.as_str()), (0, 0, "350100"));
+    }
+
+    #[test]
+    fn backoff_grows_with_failures_within_bounds_and_jitters() {
+        let interval = Duration::from_secs(10);
+        for failures in [1, 3, 6, 20] {
+            let base = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF).max(interval);
+            let waits: Vec<Duration> = (0..50).map(|_| backoff(interval, failures)).collect();
+            assert!(waits.iter().all(|w| *w >= base.mul_f64(0.5) && *w <= base.mul_f64(1.5)), "{failures}: {waits:?}");
+            assert!(waits.iter().any(|w| *w != waits[0]), "jitter");
+        }
+        assert!(backoff(interval, 30) <= MAX_BACKOFF.mul_f64(1.5));
+    }
 }
