@@ -293,6 +293,8 @@ fn current_or_genesis(tx: &Transaction<'_>, kind: RecordKind, doc_id: &str) -> R
 pub struct Page {
     pub documents: Vec<WireDocument>,
     pub changes: Vec<WireChange>,
+    /// The hash of each of `changes`, in order.
+    pub hashes: Vec<String>,
     pub cursor: u64,
     pub page_token: Option<String>,
     pub more: bool,
@@ -377,12 +379,20 @@ pub fn first_sync_page(
         Page {
             documents,
             changes: Vec::new(),
+            hashes: Vec::new(),
             cursor: 0,
             page_token: Some(FirstSyncToken { snapshot_seq: token.snapshot_seq, last_id }.encode()),
             more: true,
         }
     } else {
-        Page { documents, changes: Vec::new(), cursor: token.snapshot_seq, page_token: None, more: false }
+        Page {
+            documents,
+            changes: Vec::new(),
+            hashes: Vec::new(),
+            cursor: token.snapshot_seq,
+            page_token: None,
+            more: false,
+        }
     };
     Ok(page)
 }
@@ -406,7 +416,7 @@ pub fn changes_page(
                      THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END
                      WHEN c.whole AND c.also_county <> '' AND {}
                      THEN c.bytes END,
-                c.whole
+                c.whole, c.hash
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",
         scope::sql("d.county_code", "?2"),
@@ -414,6 +424,7 @@ pub fn changes_page(
     ))?;
     let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
     let mut changes = Vec::new();
+    let mut hashes = Vec::new();
     let mut documents = Vec::new();
     let (mut size, mut scanned, mut last) = (0, 0, cursor);
     let mut more = false;
@@ -431,10 +442,11 @@ pub fn changes_page(
                 documents.push(WireDocument { doc_id, kind, bytes });
             } else {
                 changes.push(WireChange { doc_id, kind, bytes });
+                hashes.push(r.get(5)?);
             }
         }
     }
-    Ok(Page { documents, changes, cursor: last, page_token: None, more })
+    Ok(Page { documents, changes, hashes, cursor: last, page_token: None, more })
 }
 
 #[cfg(test)]

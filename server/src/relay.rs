@@ -242,6 +242,26 @@ const AUTHOR_COLUMNS: &str = "coalesce(o.user_id, c.user_id) AS a_user, coalesce
      coalesce(o.display_name, u.display_name) AS a_display, coalesce(o.role, u.role) AS a_role,
      coalesce(o.device_id, c.device_id) AS a_device";
 
+/// Who wrote each change `hashes` names, as this server recorded them, for a relay's pull
+/// (`PullResponse::authors`): those it can name (see [`author_of`]).
+pub fn authors_of(conn: &Connection, hashes: &[String]) -> rusqlite::Result<Vec<ChangeAuthor>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {AUTHOR_COLUMNS}
+         FROM changes c LEFT JOIN change_origins o ON o.hash = c.hash LEFT JOIN users u ON u.id = c.user_id
+         WHERE c.hash = ?1"
+    ))?;
+    let mut out = Vec::new();
+    for hash in hashes {
+        if let Some(author) = stmt.query_row([hash], |r| author_of(r, hash)).optional()?.flatten() {
+            out.push(author);
+        }
+    }
+    Ok(out)
+}
+
 /// The rows of the local feed after `after` that the upstream may lack, up to the batch bounds.
 pub fn up_batch(conn: &Connection, after: u64) -> rusqlite::Result<UpBatch> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -663,8 +683,13 @@ async fn round_inner(db: &Db) -> Result<Round, RelayError> {
             page_token: l.down_page_token.clone(),
             pending: None,
         };
-        let page = client.pull_page(&token, &request, &cancel).await?;
+        let mut page = client.pull_page(&token, &request, &cancel).await?;
         settled.extend(page.settled.iter().cloned());
+        // Who wrote what came down, recorded beside it: an upstream's bad list names nobody.
+        let origins = records::origins_of(std::mem::take(&mut page.authors), &caller).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the upstream's authors were left out");
+            records::Origins::new()
+        });
         let more = page.more;
         let writer = caller.clone();
         let applied = {
@@ -676,8 +701,12 @@ async fn round_inner(db: &Db) -> Result<Round, RelayError> {
             let chunks = tokio::task::spawn_blocking(move || {
                 changes
                     .chunks(wire::MAX_PUSH_CHANGES)
-                    .map(|c| records::decode_changes(c.to_vec(), &decoder))
-                    .collect::<Result<Vec<_>, _>>()
+                    .map(|c| {
+                        let mut decoded = records::decode_changes(c.to_vec(), &decoder)?;
+                        decoded.origins = origins.clone();
+                        Ok(decoded)
+                    })
+                    .collect::<Result<Vec<_>, RecordsError>>()
             })
             .await
             .map_err(DbError::from)??;

@@ -175,6 +175,16 @@ fn two_counties_relay_to_a_city_with_authors_scope_reviews_and_kills() {
             &format!("SELECT count(*) FROM visits WHERE id = '{}' AND review_state = 'approved'", visits_a[0]),
         ) == 1
     });
+    let reviewer: String = county_a
+        .db()
+        .query_row(
+            "SELECT o.username || '/' || o.role || '/' || o.device_id FROM changes c
+             JOIN change_origins o ON o.hash = c.hash WHERE c.doc_id = ?1 AND c.device_id = 'upstream:'",
+            [&visits_a[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reviewer, "city-sup/supervisor/web", "county A records who reviewed at the city");
     pa.sync();
     let v: Visit = pa.store.get_visit(&visits_a[0]).unwrap().record;
     assert_eq!(v.review.state, ReviewState::Approved, "the city's review is on the inspector's phone");

@@ -160,6 +160,11 @@ pub struct PullResponse {
     /// supervisor's transfer took them in): push them again now, they will be acknowledged.
     #[serde(default)]
     pub settled: Vec<String>,
+    /// For a relay (a lower server) only: who wrote `changes`, by hash, as this server
+    /// recorded them (the original author of a change relayed to it), so that the lower
+    /// server's console names them too. Absent for phones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<ChangeAuthor>,
 }
 
 /// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.
