@@ -83,3 +83,36 @@ async fn the_admin_page_shows_the_link_and_the_dashboard_warns_of_a_silent_relay
     assert_ne!(reply.status, StatusCode::SEE_OTHER, "a relay account opens no console session");
     assert!(text(&reply).contains("下级服务器（中继）账号"), "{}", text(&reply));
 }
+
+/// A visit a county server relayed: its history on the city's console names the inspector
+/// who wrote it in the county (the original author), not the relay account that pushed it.
+#[tokio::test]
+async fn the_history_of_a_relayed_visit_names_its_original_author() {
+    use ohassist_core::sync::wire::{self, ChangeAuthor, PushRequest};
+    let f = Fixture::new();
+    f.add_user("sup", Role::Supervisor, CITY);
+    let relay = f.user_token("county-a", Role::Relay, "210102", "relay-a").await;
+    let (_, e) = crate::common::new_enterprise("210102", 1, "甲公司");
+    let (_, v) = crate::common::new_visit(&e.doc_id, "210102");
+    let author = |c: &wire::WireChange| ChangeAuthor {
+        hash: automerge::Change::from_bytes(c.bytes.clone()).unwrap().hash().to_string(),
+        user_id: "county-user-7".into(),
+        username: "zhang".into(),
+        display_name: "张三（和平区）".into(),
+        role: "inspector".into(),
+        device_id: "phone-zhang".into(),
+    };
+    let req = PushRequest {
+        protocol: wire::PROTOCOL_VERSION,
+        authors: vec![author(&e), author(&v)],
+        changes: vec![e, v.clone()],
+    };
+    let answer: wire::PushResponse = f.post_wire("/api/v1/sync/push", &relay, wire::encode(&req)).await.wire();
+    assert_eq!(answer.new, 2);
+    let b = Browser::login(&f, "sup").await;
+    let page = b.get(&f, &format!("/visits/{}", v.doc_id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = text(&page);
+    assert!(html.contains("张三（和平区）"), "the original author is named");
+    assert!(!html.contains("<td>county-a</td>"), "not the relay account");
+}
