@@ -205,7 +205,10 @@ fn two_counties_relay_to_a_city_with_authors_scope_reviews_and_kills() {
     std::thread::sleep(Duration::from_millis(150));
     city.kill();
     let city_addr = city.addr.clone();
-    std::thread::sleep(Duration::from_millis(500));
+    // While the city is down, county B says so, in words.
+    wait_until("county B to report the city unreachable", timeout, || {
+        status_line(db.path(), "最近错误 / last error").contains("无法连接上级服务器")
+    });
     let city = Server::start(dc.path(), Some(&city_addr));
     let county_a = restart(da.path(), &city, &addr_a);
     // Edits made while the city was down and after: they converge too.
@@ -225,6 +228,9 @@ fn two_counties_relay_to_a_city_with_authors_scope_reviews_and_kills() {
         status_line(da.path(), "待上传 / waiting up:").contains(" 0 ")
     });
     assert!(status_line(da.path(), "上级服务器 / upstream:").contains(&city.url()));
+    wait_until("county B's error to clear once the city is back", timeout, || {
+        status_line(db.path(), "最近错误 / last error").ends_with("无 / none")
+    });
     drop(county_b);
 }
 
