@@ -44,7 +44,7 @@ const UP_BATCH_BYTES: usize = 3 * 1024 * 1024;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest wait while the upstream fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Rounds of pages a round goes on with while the upstream says more wait.
+/// Most pages one round pulls while the upstream says more wait (the next round goes on).
 const MAX_PAGES_PER_ROUND: usize = 1_000;
 
 /// This server's link to its upstream, as stored.
