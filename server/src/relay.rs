@@ -881,6 +881,36 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_document_is_kept_until_the_upstream_takes_it_and_the_cursor_only_moves_forward() {
+        let (_dir, db) = db();
+        let mut conn = db.blocking_writer();
+        save_login(&conn, "https://city.example", "relay-a", "relay-1", "t", "350121").unwrap();
+        let refused = wire::PushResponse {
+            acknowledged: vec!["h1".into()],
+            new: 1,
+            refused: vec![wire::RefusedDocument {
+                doc_id: "E-B".into(),
+                kind: RecordKind::Enterprise,
+                code: "out_of_scope".into(),
+                message: "记录 E-B 未被接受：记录不属于您所在单位的辖区".into(),
+                message_en: "record E-B was not accepted: outside your org unit".into(),
+            }],
+        };
+        record_pushed(&mut conn, Some(5), &refused, &["E-A".into(), "E-B".into()], 10).unwrap();
+        let s = status(&conn).unwrap();
+        assert_eq!((s.refused_now, s.pushed, s.last_up_at), (1, 1, Some(10)));
+        assert_eq!(s.refused[0].0, "E-B");
+        assert!(s.refused[0].1.contains("辖区"), "in words: {:?}", s.refused[0]);
+        // Pushed again once settled (no feed position): taken, so it leaves the list; the
+        // cursor stays where the feed batches left it.
+        let taken = wire::PushResponse { acknowledged: vec!["h2".into()], new: 0, refused: Vec::new() };
+        record_pushed(&mut conn, None, &taken, &["E-B".into()], 11).unwrap();
+        assert_eq!(status(&conn).unwrap().refused_now, 0);
+        record_pushed(&mut conn, Some(3), &taken, &[], 12).unwrap();
+        assert_eq!(link(&conn).unwrap().unwrap().up_cursor, 5, "never backwards");
+    }
+
+    #[test]
     fn backoff_grows_with_failures_within_bounds_and_jitters() {
         let interval = Duration::from_secs(10);
         for failures in [1, 3, 6, 20] {
