@@ -205,6 +205,14 @@ impl Document {
     /// `limits.max_depth` or holding a value longer than `limits.max_value_bytes`. Run on
     /// every document built from bytes from outside, before anything else reads it.
     pub fn check_limits(&self, limits: &Limits) -> std::result::Result<(), Refusal> {
+        self.check_limits_noting_conflicts(limits).map(|_| ())
+    }
+
+    /// [`Document::check_limits`], which also answers whether any map key holds concurrent
+    /// values: when none does, [`Document::has_conflicts`] is false without a second walk (a
+    /// key that does may still hold one value twice, which only `has_conflicts` tells).
+    pub fn check_limits_noting_conflicts(&self, limits: &Limits) -> std::result::Result<bool, Refusal> {
+        let mut concurrent = false;
         let mut stack = vec![(ROOT, ObjType::Map, 0usize)];
         let check_value = |v: &automerge::ValueRef<'_>| match v {
             automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) if s.len() > limits.max_value_bytes => {
@@ -223,6 +231,7 @@ impl Document {
                 ObjType::Map | ObjType::Table => {
                     for item in self.doc.map_range(&obj, ..) {
                         check_value(&item.value)?;
+                        concurrent |= item.conflict;
                         if let automerge::ValueRef::Object(t) = item.value {
                             stack.push((item.id(), t, depth + 1));
                         }
@@ -244,7 +253,7 @@ impl Document {
                 }
             }
         }
-        Ok(())
+        Ok(concurrent)
     }
 
     /// The typed record, now.

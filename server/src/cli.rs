@@ -105,6 +105,10 @@ pub enum AttachmentsCommand {
     },
 }
 
+/// A phone reads a pull answer of at most 256 MiB; a page may exceed its budget by one
+/// document (at most 8 MiB).
+const MAX_PULL_PAGE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -138,6 +142,10 @@ pub struct ServeArgs {
     /// Seconds between relay rounds (a push by a phone starts one at once).
     #[arg(long, default_value_t = crate::relay::DEFAULT_INTERVAL.as_secs_f64())]
     pub upstream_interval: f64,
+    /// Bytes of records a pull page aims at (a smaller page is answered sooner on a slow link).
+    #[arg(long, default_value_t = ohassist_core::sync::wire::PULL_PAGE_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PULL_PAGE_BYTES))]
+    pub pull_page_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +292,7 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
         max_clock_skew_s: args.max_clock_skew_s,
         upstream: args.upstream,
         upstream_interval: std::time::Duration::from_secs_f64(args.upstream_interval.clamp(0.05, 86_400.0)),
+        pull_page_bytes: args.pull_page_bytes,
     }))
 }
 
@@ -373,6 +382,7 @@ fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
         max_clock_skew_s: attachments::DEFAULT_MAX_CLOCK_SKEW_S,
         upstream: None,
         upstream_interval: crate::relay::DEFAULT_INTERVAL,
+        pull_page_bytes: ohassist_core::sync::wire::PULL_PAGE_BYTES,
     };
     runtime.block_on(crate::demo::run(opts, started))
 }

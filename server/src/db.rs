@@ -39,6 +39,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/009_sync_gap.sql"),
         include_str!("../migrations/010_api_clients.sql"),
         include_str!("../migrations/011_relay.sql"),
+        include_str!("../migrations/012_changes_by_doc_device.sql"),
     ],
 };
 

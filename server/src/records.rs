@@ -300,27 +300,46 @@ pub struct Page {
     pub more: bool,
 }
 
-/// Where a first sync stands: the feed position it will end at, and the last document sent.
+/// Where a first sync stands: the feed position it will end at, and the last document sent
+/// (documents go county by county, by id within each).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstSyncToken {
     pub snapshot_seq: u64,
+    pub county: String,
     pub last_id: String,
 }
 
 impl FirstSyncToken {
     pub fn encode(&self) -> String {
-        format!("v1.{}.{}", self.snapshot_seq, hex::encode(self.last_id.as_bytes()))
+        format!(
+            "v2.{}.{}.{}",
+            self.snapshot_seq,
+            hex::encode(self.county.as_bytes()),
+            hex::encode(self.last_id.as_bytes())
+        )
     }
 
+    /// A token of the documented forms. One of version 1 (documents by id alone, before they
+    /// went county by county) starts the pages again at the same snapshot: the phone merges
+    /// what it is sent twice.
     pub fn decode(s: &str) -> Option<FirstSyncToken> {
-        let mut parts = s.splitn(3, '.');
-        if parts.next()? != "v1" {
-            return None;
-        }
+        let mut parts = s.splitn(4, '.');
+        let version = parts.next()?;
         let snapshot_seq = parts.next()?.parse().ok()?;
-        // Any bytes are a position in the id order: a token of the documented form always reads.
-        let last_id = String::from_utf8_lossy(&hex::decode(parts.next()?).ok()?).into_owned();
-        Some(FirstSyncToken { snapshot_seq, last_id })
+        // Any bytes are a position in the order: a token of the documented form always reads.
+        let text = |h: &str| hex::decode(h).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        match version {
+            "v1" => {
+                text(parts.next()?)?;
+                Some(FirstSyncToken { snapshot_seq, county: String::new(), last_id: String::new() })
+            }
+            "v2" => {
+                let county = text(parts.next()?)?;
+                let last_id = text(parts.next()?)?;
+                Some(FirstSyncToken { snapshot_seq, county, last_id })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -329,10 +348,14 @@ fn kind_of(s: &str) -> rusqlite::Result<RecordKind> {
         .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, s.to_string(), rusqlite::types::Type::Text))
 }
 
-/// A page of a first sync: whole saved documents in scope, by id, after `token.last_id`.
-/// The first page (no token) fixes the snapshot: the feed position the client continues
-/// from once every document is sent. Documents changed after it may come twice (as a
-/// document and as changes), which applying changes tolerates.
+/// A page of a first sync: whole saved documents in scope, county by county and by id within
+/// each, after the token's position. The first page (no token) fixes the snapshot: the feed
+/// position the client continues from once every document is sent. Documents changed after
+/// it may come twice (as a document and as changes), which applying changes tolerates.
+///
+/// Each county is read along `documents_by_county (county_code, id)`, so a page costs what it
+/// sends: no sort, and nothing out of scope is read (ordered by id across a scope of many
+/// counties, SQLite sorted every document in scope for every page).
 ///
 /// No echo: a document whose every change in the feed was pushed by `device_id` is left out
 /// (the device holds it already: the rule incremental pulls follow, see
@@ -350,49 +373,69 @@ pub fn first_sync_page(
         Some(t) => t,
         None => FirstSyncToken {
             snapshot_seq: tx.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get::<_, i64>(0))? as u64,
+            county: String::new(),
             last_id: String::new(),
         },
     };
-    let mut stmt = tx.prepare_cached(&format!(
+    let counties: Vec<String> = tx
+        .prepare_cached(&format!(
+            // The counties that hold documents, from ?1 on, one index probe each (not a scan
+            // of every document's index entry), then those in scope.
+            "WITH RECURSIVE held (code) AS (
+                 SELECT min(county_code) FROM documents WHERE county_code >= ?1
+                 UNION ALL
+                 SELECT (SELECT min(county_code) FROM documents WHERE county_code > held.code)
+                 FROM held WHERE held.code IS NOT NULL)
+             SELECT d.code AS county_code FROM held d WHERE d.code IS NOT NULL AND {} ORDER BY d.code",
+            scope::sql("d.code", "?2")
+        ))?
+        .query_map(params![token.county, scope::prefix(org_unit)], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = tx.prepare_cached(
         "SELECT d.id, d.kind, d.bytes FROM documents d
-         WHERE d.id > ?1 AND {}
-           AND NOT (EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id = ?3)
-                AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id <> ?3))
+         WHERE d.county_code = ?1 AND d.id > ?2
+           AND (NOT EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id = ?3)
+                OR EXISTS (SELECT 1 FROM changes c WHERE c.doc_id = d.id AND c.device_id <> ?3))
          ORDER BY d.id",
-        scope::sql("d.county_code", "?2")
-    ))?;
-    let mut rows = stmt.query(params![token.last_id, scope::prefix(org_unit), device_id])?;
+    )?;
     let mut documents = Vec::new();
     let mut size = 0;
-    let mut more = false;
-    while let Some(r) = rows.next()? {
+    let mut at: Option<(String, String)> = None;
+    'counties: for county in counties {
+        let after = if county == token.county { token.last_id.as_str() } else { "" };
+        let mut rows = stmt.query(params![county, after, device_id])?;
+        while let Some(r) = rows.next()? {
+            if size >= budget {
+                break 'counties;
+            }
+            let bytes: Vec<u8> = r.get("bytes")?;
+            size += bytes.len();
+            let doc_id: String = r.get("id")?;
+            at = Some((county.clone(), doc_id.clone()));
+            documents.push(WireDocument { doc_id, kind: kind_of(&r.get::<_, String>("kind")?)?, bytes });
+        }
         if size >= budget {
-            more = true;
+            // Full at the end of a county: the next page looks for more from there.
             break;
         }
-        let bytes: Vec<u8> = r.get(2)?;
-        size += bytes.len();
-        documents.push(WireDocument { doc_id: r.get(0)?, kind: kind_of(&r.get::<_, String>(1)?)?, bytes });
     }
-    let page = if more {
-        let last_id = documents.last().map(|d| d.doc_id.clone()).unwrap_or_default();
-        Page {
+    let page = match at {
+        Some((county, last_id)) if size >= budget => Page {
             documents,
             changes: Vec::new(),
             hashes: Vec::new(),
             cursor: 0,
-            page_token: Some(FirstSyncToken { snapshot_seq: token.snapshot_seq, last_id }.encode()),
+            page_token: Some(FirstSyncToken { snapshot_seq: token.snapshot_seq, county, last_id }.encode()),
             more: true,
-        }
-    } else {
-        Page {
+        },
+        _ => Page {
             documents,
             changes: Vec::new(),
             hashes: Vec::new(),
             cursor: token.snapshot_seq,
             page_token: None,
             more: false,
-        }
+        },
     };
     Ok(page)
 }
@@ -455,10 +498,17 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_refuse_garbage() {
-        let t = FirstSyncToken { snapshot_seq: 42, last_id: "91350100M000100Y43".into() };
+        let t = FirstSyncToken { snapshot_seq: 42, county: "350121".into(), last_id: "91350100M000100Y43".into() };
         assert_eq!(FirstSyncToken::decode(&t.encode()), Some(t));
+        // A version-1 token (by id alone) starts the pages again at its snapshot.
+        assert_eq!(
+            FirstSyncToken::decode("v1.7.3931"),
+            Some(FirstSyncToken { snapshot_seq: 7, county: String::new(), last_id: String::new() })
+        );
+        assert_eq!(FirstSyncToken::decode("v3.1.00.00"), None);
+        assert_eq!(FirstSyncToken::decode("v2.x.00.00"), None);
+        assert_eq!(FirstSyncToken::decode("v2.1.zz.00"), None);
         assert_eq!(FirstSyncToken::decode("v2.1.00"), None);
-        assert_eq!(FirstSyncToken::decode("v1.x.00"), None);
         assert_eq!(FirstSyncToken::decode("v1.1.zz"), None);
         assert_eq!(FirstSyncToken::decode(""), None);
     }

@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub upstream: Option<String>,
     /// Time between relay rounds.
     pub upstream_interval: Duration,
+    /// The byte budget of a pull page.
+    pub pull_page_bytes: usize,
 }
 
 impl ServeOptions {
@@ -47,6 +49,7 @@ impl ServeOptions {
     pub fn state(&self, db: Db) -> AppState {
         let mut state = AppState::new(db);
         state.attachments = std::sync::Arc::new(self.attachments());
+        state.pull_page_bytes = self.pull_page_bytes;
         state
     }
 }

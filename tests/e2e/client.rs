@@ -189,3 +189,55 @@ fn sigterm_stops_the_server_gracefully_with_acknowledged_changes_kept() {
     let rows: i64 = server.db().query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 2);
 }
+
+#[test]
+fn a_first_sync_of_many_pages_asks_ahead_and_a_cancel_loses_no_page() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pages of about 3 kB: one or two records each.
+    let server = Server::start_with(dir.path(), None, &["--pull-page-bytes", "3000"]);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    server.add_user("li", "inspector", COUNTY, PASSWORD);
+    let a = Phone::new(&server.url());
+    a.login("zhang", PASSWORD);
+    for i in 0..30 {
+        a.store.create_enterprise(enterprise(i, COUNTY)).unwrap();
+        a.store.create_visit(visit(i)).unwrap();
+    }
+    a.sync();
+
+    // The second phone cancels its first sync after some pages: a page asked for ahead and not
+    // yet stored is dropped, and the next sync asks for it again.
+    let b = Phone::new(&server.url());
+    b.login("li", PASSWORD);
+    let cancel = CancelToken::new();
+    let last: Arc<Mutex<Option<SyncProgress>>> = Arc::default();
+    let sink = {
+        let (cancel, last) = (cancel.clone(), last.clone());
+        move |p: &SyncProgress| {
+            if p.documents_down >= 12 {
+                cancel.cancel();
+            }
+            *last.lock().unwrap() = Some(p.clone());
+        }
+    };
+    let first = sync::sync_blocking(&b.store, &b.config, &sink, &cancel);
+    assert!(matches!(first, Err(SyncError::Cancelled)), "{first:?}");
+    b.store.check().unwrap();
+    let stored_first = b.store.all_heads().unwrap().len();
+    let down_first = last.lock().unwrap().as_ref().unwrap().documents_down;
+    assert_eq!(stored_first as u64, down_first, "what the progress reported is what was stored");
+    assert!((12..60).contains(&stored_first), "cancelled part-way: {stored_first}");
+
+    let second = b.sync();
+    assert_eq!(
+        down_first + second.documents_pulled,
+        60,
+        "every record arrives once over the two syncs: none skipped, none twice"
+    );
+    assert!(second.progress.round_trips >= 5, "many pages: {}", second.progress.round_trips);
+    let mut held_a = a.store.all_heads().unwrap();
+    let mut held_b = b.store.all_heads().unwrap();
+    held_a.sort();
+    held_b.sort();
+    assert_eq!(held_a, held_b, "both phones hold the same records at the same heads");
+}

@@ -37,10 +37,11 @@ pub(super) fn prepare(kind: RecordKind, id: &str, bytes: &[u8]) -> Result<Prepar
         let limits = Limits::default();
         limits::check_document(bytes, &limits).map_err(|r| corrupt(r.to_string()))?;
         let doc = Document::load(kind, id, bytes)?;
-        doc.check_limits(&limits).map_err(|r| corrupt(r.to_string()))?;
+        let concurrent = doc.check_limits_noting_conflicts(&limits).map_err(|r| corrupt(r.to_string()))?;
         Ok(Prepared {
             heads: heads_string(&doc.heads()),
-            has_conflicts: doc.has_conflicts(),
+            // The walk for the limits saw every key: most documents need no walk for conflicts.
+            has_conflicts: concurrent && doc.has_conflicts(),
             row: index::row_of(&doc)?,
         })
     }))

@@ -459,6 +459,47 @@ fn hostile_documents_of_a_page_prepared_in_bulk_are_quarantined_alone() {
     assert_eq!(s.meta("sync_cursor").unwrap().as_deref(), Some("9"), "the cursor moves on");
 }
 
+/// Whole documents prepared in bulk are flagged conflicted exactly when they hold concurrent
+/// values that differ: the limits' walk notes candidate keys, and only those documents are
+/// walked for conflicts (two devices that wrote the same value do not conflict).
+#[test]
+fn documents_prepared_in_bulk_are_conflicted_exactly_when_their_values_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "a");
+    let (one, two) =
+        (Author { user: "a".into(), device: "pa".into() }, Author { user: "b".into(), device: "pb".into() });
+    // Two devices each write `notes` from the genesis, without seeing the other.
+    let forked = |id: &str, first: &str, second: &str| {
+        let mut a = Document::genesis(RecordKind::Visit, id);
+        let mut b = Document::genesis(RecordKind::Visit, id);
+        a.write_diff(&ActorId::random(), &one, &json!({}), &json!({ "notes": first })).unwrap();
+        b.write_diff(&ActorId::random(), &two, &json!({}), &json!({ "notes": second })).unwrap();
+        a.merge_saved(&b.save()).unwrap();
+        a.save()
+    };
+    let documents: Vec<(RecordKind, String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let id = format!("v{i:03}");
+            let bytes = match i {
+                7 | 63 => forked(&id, "甲的备注", "乙的备注"),
+                20 => forked(&id, "同样的备注", "同样的备注"),
+                _ => {
+                    let mut d = Document::genesis(RecordKind::Visit, &id);
+                    d.write_diff(&ActorId::random(), &one, &json!({}), &json!({ "notes": "备注" })).unwrap();
+                    d.save()
+                }
+            };
+            (RecordKind::Visit, id, bytes)
+        })
+        .collect();
+    s.apply_remote_page(&RemotePage { documents, ..Default::default() }).unwrap();
+    assert!(s.quarantined().unwrap().is_empty());
+    let mut conflicted = s.conflicted_records().unwrap();
+    conflicted.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(conflicted, vec![(RecordKind::Visit, "v007".to_string()), (RecordKind::Visit, "v063".to_string())]);
+    assert!(s.get_visit("v063").unwrap().has_conflicts && !s.get_visit("v020").unwrap().has_conflicts);
+}
+
 #[test]
 fn held_records_wait_until_a_retry_is_due() {
     let dir = tempfile::tempdir().unwrap();

@@ -197,7 +197,8 @@ fn untrusted_certificate(e: &reqwest::Error) -> bool {
     false
 }
 
-/// An HTTP client bound to one server.
+/// An HTTP client bound to one server (cheap to clone: the connection pool is shared).
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -342,6 +343,15 @@ impl Client {
         let body = wire::encode(request);
         progress.bytes_up += body.len() as u64;
         let (status, bytes) = self.send(path, body, wire::CONTENT_TYPE, Some(token), cancel).await?;
+        Self::answer(status, &bytes, progress)
+    }
+
+    /// The answer to a wire request, its round trip and bytes added to `progress`.
+    fn answer<Resp: serde::de::DeserializeOwned>(
+        status: StatusCode,
+        bytes: &[u8],
+        progress: &mut SyncProgress,
+    ) -> Result<Resp, SyncError> {
         progress.round_trips += 1;
         progress.bytes_down += bytes.len() as u64;
         if !status.is_success() {
@@ -749,11 +759,22 @@ async fn sync_inner(
     let expected = expected_pending(store)?;
     let pending = (store.meta(META_REPORTED)?.as_deref() != Some(expected.counts().as_str())).then_some(expected);
     let mut started_over = false;
+    // The next page is asked for as soon as a page arrives, and is read by the server and
+    // crosses the network while the phone stores this one; dropped (and cancelled) if this
+    // one fails.
+    let mut next: Option<NextPage> = None;
     loop {
         let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
-        let page_token = store.meta(META_PAGE_TOKEN)?;
-        let request = PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: pending.clone() };
-        let response: PullResponse = match client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await {
+        let answer = match next.take() {
+            Some(page) => page.wait(&mut p).await?,
+            None => {
+                let page_token = store.meta(META_PAGE_TOKEN)?;
+                let request =
+                    PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: pending.clone() };
+                client.call("/api/v1/sync/pull", &request, &token, cancel, &mut p).await
+            }
+        };
+        let response: PullResponse = match answer {
             // The cursor is one this server never gave: it was restored from a backup older
             // than this phone's last sync (or is another server at the same address). What it
             // acknowledged since may be gone: everything is pushed again (it skips what it
@@ -798,8 +819,17 @@ async fn sync_inner(
         }
         page.meta.push((META_CURSOR.into(), Some(response.cursor.to_string())));
         page.meta.push((META_PAGE_TOKEN.into(), response.page_token.clone()));
+        if response.more && !cancel.is_cancelled() {
+            let request = PullRequest {
+                protocol: wire::PROTOCOL_VERSION,
+                cursor: response.cursor,
+                page_token: response.page_token.clone(),
+                pending: pending.clone(),
+            };
+            next = Some(NextPage::ask(&client, &request, &token, cancel));
+        }
         // A record of the page that cannot be applied is quarantined; the rest applies.
-        store.apply_remote_page(&page)?;
+        blocking(|| store.apply_remote_page(&page))?;
         // Held records a supervisor settled on the server go again in this sync.
         store.retry_now(&response.settled)?;
         p.documents_down += docs.len() as u64;
@@ -832,6 +862,47 @@ async fn sync_inner(
     report.conflicted_records = store.conflicted_records()?.len() as u64;
     report.progress = p;
     Ok(report)
+}
+
+/// A pull request sent ahead, on its own task, while the page before it is stored. The task
+/// only moves bytes; the answer is read on the sync's own thread once that page is stored, so
+/// at most one page is decoded at a time.
+struct NextPage(tokio::task::JoinHandle<Result<(StatusCode, Vec<u8>), SyncError>>, u64);
+
+impl NextPage {
+    fn ask(client: &Client, request: &PullRequest, token: &str, cancel: &CancelToken) -> NextPage {
+        let body = wire::encode(request);
+        let sent = body.len() as u64;
+        let (client, token, cancel) = (client.clone(), token.to_string(), cancel.clone());
+        NextPage(
+            tokio::spawn(async move {
+                client.send("/api/v1/sync/pull", body, wire::CONTENT_TYPE, Some(&token), &cancel).await
+            }),
+            sent,
+        )
+    }
+
+    /// The answer, read as [`Client::call`] reads one.
+    async fn wait(mut self, p: &mut SyncProgress) -> Result<Result<PullResponse, SyncError>, SyncError> {
+        let sent = (&mut self.0).await.map_err(|e| SyncError::Offline(format!("the pull was interrupted: {e}")))?;
+        p.bytes_up += self.1;
+        Ok(sent.and_then(|(status, bytes)| Client::answer(status, &bytes, p)))
+    }
+}
+
+impl Drop for NextPage {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs blocking store work so that the runtime's other tasks (the next page's request) go
+/// on meanwhile, where the runtime has threads for them; inline on a single-threaded one.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// What the store holds that the server has not acknowledged.
@@ -958,7 +1029,9 @@ pub fn login_blocking(
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, SyncError> {
-    tokio::runtime::Builder::new_current_thread()
+    // One worker: the next pull page is fetched on it while the calling thread stores the last.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| SyncError::Config(format!("cannot start the I/O runtime: {e}")))

@@ -251,6 +251,43 @@ async fn first_sync_pages_return_every_document_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_city_first_sync_goes_county_by_county_and_sends_each_document_in_scope_once() {
+    // A budget of one byte: one document per page, so every page boundary is crossed.
+    let f = Fixture::with_page_bytes(1);
+    let admin = f.user_token("root", Role::Inspector, "210000", "phone-root").await;
+    let mut in_scope: Vec<String> = Vec::new();
+    let mut batch = Vec::new();
+    // Three counties of the city (given out of order) and one county of another city.
+    for (n, county) in (0u32..).zip(["210104", "210102", "210103", "210202"]) {
+        for i in 0..3 {
+            let (r, c) = new_enterprise(county, n * 10 + i, "企业");
+            if county.starts_with("2101") {
+                in_scope.push(r.doc.id().to_string());
+            }
+            batch.push(c);
+        }
+    }
+    f.push(&admin, &batch).await.wire::<PushResponse>();
+    let city = f.user_token("chief", Role::Supervisor, "210100", "desk").await;
+    let mut seen = Vec::new();
+    let mut page = f.pull(&city, 0, None).await;
+    loop {
+        seen.extend(page.documents.iter().map(|d| d.doc_id.clone()));
+        if !page.more {
+            break;
+        }
+        page = f.pull(&city, page.cursor, page.page_token.clone()).await;
+    }
+    assert!(page.cursor > 0);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "no document twice: {seen:?}");
+    in_scope.sort();
+    assert_eq!(sorted, in_scope, "every document of the city's counties, none of another city's");
+}
+
+#[tokio::test]
 async fn the_console_names_the_account_that_pushed_not_the_one_the_change_claims() {
     let f = Fixture::new();
     let a = f.user_token("zhang", Role::Inspector, "210102", "phone-a").await;
