@@ -22,6 +22,9 @@ pub enum Role {
     Inspector,
     Supervisor,
     Admin,
+    /// A lower server (a county server relaying to this city server): pushes and pulls like a
+    /// device, in its unit, and reports who wrote each change it relays; never opens the console.
+    Relay,
 }
 
 impl Role {
@@ -30,6 +33,7 @@ impl Role {
             Role::Inspector => "inspector",
             Role::Supervisor => "supervisor",
             Role::Admin => "admin",
+            Role::Relay => "relay",
         }
     }
 
@@ -38,14 +42,31 @@ impl Role {
             "inspector" => Some(Role::Inspector),
             "supervisor" => Some(Role::Supervisor),
             "admin" => Some(Role::Admin),
+            "relay" => Some(Role::Relay),
             _ => None,
         }
     }
 
     /// Inspectors record visits; admins may too (a county often has one person for both).
-    /// Supervisors only read.
+    /// Supervisors only read. A relay pushes what its server's phones and console wrote.
     pub fn may_push(self) -> bool {
-        matches!(self, Role::Inspector | Role::Admin)
+        matches!(self, Role::Inspector | Role::Admin | Role::Relay)
+    }
+
+    /// Supervisors and admins use the console (and its read-only JSON API); inspectors and
+    /// relays do not.
+    pub fn uses_console(self) -> bool {
+        matches!(self, Role::Supervisor | Role::Admin)
+    }
+
+    /// The role for people, Chinese first.
+    pub fn label(self) -> (&'static str, &'static str) {
+        match self {
+            Role::Inspector => ("检查员", "inspector"),
+            Role::Supervisor => ("监管人员", "supervisor"),
+            Role::Admin => ("管理员", "admin"),
+            Role::Relay => ("下级服务器（中继）", "Lower server (relay)"),
+        }
     }
 }
 

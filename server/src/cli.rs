@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The link to an upstream server (county → city → province): log in, see it, relay once.
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
     /// Manage API clients: read-only tokens for the records export (`GET /api/v1/export`).
     #[command(subcommand)]
     Client(ClientCommand),
@@ -66,6 +69,29 @@ pub enum Command {
         #[arg(long)]
         verify_only: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// Log this server in to its upstream with the relay account its admin created (role
+    /// `relay`); the token is kept in this server's database. Run again to rotate the token.
+    Login {
+        /// The upstream server, `https://city.example`.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input (else it is asked for).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Allow a plain `http://` upstream (a lab network, tests on loopback).
+        #[arg(long)]
+        allow_http: bool,
+    },
+    /// Print the link: last relay, changes waiting up and down, the last error in words.
+    Status,
+    /// Relay one round now (push what waits, pull what came), then print the status.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +134,14 @@ pub struct ServeArgs {
     /// Flag visits whose device capture time is further than this (seconds) from the server's receive time.
     #[arg(long, default_value_t = attachments::DEFAULT_MAX_CLOCK_SKEW_S)]
     pub max_clock_skew_s: i64,
+    /// Relay to this upstream server (`https://city.example`), logged in first with
+    /// `ohassist upstream login`: push what this server holds, pull what the upstream holds
+    /// in this server's unit, continuously.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Seconds between relay rounds (a push by a phone starts one at once).
+    #[arg(long, default_value_t = crate::relay::DEFAULT_INTERVAL.as_secs_f64())]
+    pub upstream_interval: f64,
     /// Bytes of records a pull page aims at (a smaller page is answered sooner on a slow link).
     #[arg(long, default_value_t = ohassist_core::sync::wire::PULL_PAGE_BYTES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PULL_PAGE_BYTES))]
@@ -132,7 +166,7 @@ pub enum UserCommand {
         username: String,
         #[arg(long)]
         display_name: String,
-        #[arg(long, value_parser = ["inspector", "supervisor", "admin"])]
+        #[arg(long, value_parser = ["inspector", "supervisor", "admin", "relay"])]
         role: String,
         /// 6-digit administrative division code.
         #[arg(long)]
@@ -218,6 +252,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Backup { to } => run_backup(&cli.data, &to),
+        Command::Upstream(cmd) => run_upstream(&cli.data, cmd),
         Command::Restore { from, force, verify_only } => run_restore(&cli.data, &from, force, verify_only),
         Command::Attachments(AttachmentsCommand::Gc { partial_older_than_days }) => {
             let cfg = attachments::Config::new(&cli.data);
@@ -255,8 +290,81 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
         max_visit_attachment_bytes: args.max_visit_attachment_bytes,
         max_visit_distance_m: args.max_visit_distance_m,
         max_clock_skew_s: args.max_clock_skew_s,
+        upstream: args.upstream,
+        upstream_interval: std::time::Duration::from_secs_f64(args.upstream_interval.clamp(0.05, 86_400.0)),
         pull_page_bytes: args.pull_page_bytes,
     }))
+}
+
+fn run_upstream(data: &Path, cmd: UpstreamCommand) -> CliResult {
+    let db = Db::open_dir(data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cmd {
+        UpstreamCommand::Login { url, username, password_stdin, allow_http } => {
+            if !password_stdin && std::io::stdin().is_terminal() {
+                eprintln!("请输入中继账号的密码后回车 / type the relay account's password and press enter:");
+            }
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let link = runtime
+                .block_on(crate::relay::login(&db, &url, &username, &password, allow_http))
+                .map_err(|e| format!("{} / {e}", e.message_zh()))?;
+            println!(
+                "已登录上级服务器 / logged in to the upstream {} as {} (unit {}, device {})",
+                link.url, link.username, link.org_unit, link.device_id
+            );
+        }
+        UpstreamCommand::Status => print_link_status(&db)?,
+        UpstreamCommand::Sync => {
+            let round = runtime.block_on(crate::relay::round(&db));
+            match round {
+                Ok(r) => println!(
+                    "中继完成 / relayed: {} 条修改上传 / changes up, {} 份记录被拒 / refused, {} 条下载 / down",
+                    r.pushed, r.refused, r.pulled
+                ),
+                Err(e) => {
+                    print_link_status(&db)?;
+                    return Err(format!("{} / {e}", e.message_zh()).into());
+                }
+            }
+            print_link_status(&db)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_link_status(db: &Db) -> CliResult {
+    let s = crate::relay::status(&db.blocking_writer())?;
+    if !s.configured {
+        println!("未配置上级服务器 / no upstream: run `ohassist upstream login --url … --username …`");
+        return Ok(());
+    }
+    let when = |t: Option<i64>| match t {
+        Some(t) => crate::relay::local_time(t),
+        None => "从未 / never".to_string(),
+    };
+    println!("上级服务器 / upstream:        {} ({}, device {})", s.url, s.username, s.device_id);
+    println!("最近上传 / last relayed up:    {}", when(s.last_up_at));
+    println!("最近下载 / last relayed down:  {}", when(s.last_down_at));
+    println!("待上传 / waiting up:           {} 条修改 / changes", s.waiting_up);
+    println!("待下载 / waiting down:         {}", if s.waiting_down { "还有 / more pages wait" } else { "无 / none" });
+    if s.waiting_enterprise > 0 {
+        println!("待企业 / waiting for their enterprise: {}", s.waiting_enterprise);
+    }
+    println!("累计 / in all:                 {} 上传 / up, {} 下载 / down", s.pushed, s.pulled);
+    println!("被拒 / refused now:            {}", s.refused_now);
+    for (doc, zh, en) in &s.refused {
+        println!("  {doc}: {zh} / {en}");
+    }
+    match (&s.last_error_zh, &s.last_error_en) {
+        (Some(zh), Some(en)) => println!("最近错误 / last error ({}): {zh} / {en}", when(s.last_error_at)),
+        _ => println!("最近错误 / last error:         无 / none"),
+    }
+    if !s.logged_in {
+        println!("未登录 / not logged in: run `ohassist upstream login` again");
+    }
+    Ok(())
 }
 
 fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
@@ -272,6 +380,8 @@ fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
         max_visit_attachment_bytes: attachments::DEFAULT_MAX_VISIT_BYTES,
         max_visit_distance_m: attachments::DEFAULT_MAX_VISIT_DISTANCE_M,
         max_clock_skew_s: attachments::DEFAULT_MAX_CLOCK_SKEW_S,
+        upstream: None,
+        upstream_interval: crate::relay::DEFAULT_INTERVAL,
         pull_page_bytes: ohassist_core::sync::wire::PULL_PAGE_BYTES,
     };
     runtime.block_on(crate::demo::run(opts, started))
@@ -362,7 +472,7 @@ fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
     let mut conn = db.blocking_writer();
     match cmd {
         UserCommand::Add { username, display_name, role, org_unit, password_stdin } => {
-            let role = Role::parse(&role).ok_or("role must be inspector, supervisor or admin")?;
+            let role = Role::parse(&role).ok_or("role must be inspector, supervisor, admin or relay")?;
             let (password, generated) = read_password(password_stdin)?;
             let new = NewUser {
                 username: &username,

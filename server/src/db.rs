@@ -38,7 +38,8 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/008_visit_scope.sql"),
         include_str!("../migrations/009_sync_gap.sql"),
         include_str!("../migrations/010_api_clients.sql"),
-        include_str!("../migrations/011_changes_by_doc_device.sql"),
+        include_str!("../migrations/011_relay.sql"),
+        include_str!("../migrations/012_changes_by_doc_device.sql"),
     ],
 };
 
@@ -167,6 +168,38 @@ mod tests {
             let upgraded = sqlite::open(&path, &SCHEMA).unwrap();
             assert_eq!(dump(&upgraded), dump(&fresh), "upgrade from version {version}");
         }
+    }
+
+    /// Step 011 rebuilds `users` (a CHECK allowing `relay`): every user, their devices and
+    /// console sessions come through, the foreign keys hold, and a relay account can be made.
+    #[test]
+    fn the_relay_upgrade_keeps_users_devices_and_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = SCHEMA.steps.iter().position(|s| s.contains("users_before_011")).expect("step 011");
+        let old = Schema { name: SCHEMA.name, application_id: SCHEMA.application_id, steps: &SCHEMA.steps[..before] };
+        {
+            let conn = sqlite::open(&path, &old).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users VALUES ('u1', 'admin', '管理员', 'admin', '210102', 'h', 1, 0);
+                 INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at)
+                     VALUES ('d1', 'u1', 'phone', 't', 1, 99);
+                 INSERT INTO web_sessions VALUES ('s1', 'u1', 'c', 1, 99, NULL);",
+            )
+            .unwrap();
+            assert!(conn
+                .execute("INSERT INTO users VALUES ('u2', 'r', 'r', 'relay', '210102', 'h', 1, 0)", [])
+                .is_err());
+        }
+        let conn = sqlite::open(&path, &SCHEMA).unwrap();
+        let n = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(n("SELECT count(*) FROM users WHERE username = 'ADMIN'"), 1, "the NOCASE username survives");
+        assert_eq!(n("SELECT count(*) FROM devices d JOIN users u ON u.id = d.user_id"), 1);
+        assert_eq!(n("SELECT count(*) FROM web_sessions s JOIN users u ON u.id = s.user_id"), 1);
+        assert_eq!(n("SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        conn.execute("INSERT INTO users VALUES ('u2', 'county-a', '县服务器', 'relay', '210102', 'h', 1, 0)", [])
+            .unwrap();
+        assert!(conn.execute("DELETE FROM users WHERE id = 'u1'", []).is_err(), "devices still reference users");
     }
 
     /// Visits stored before the scope-by-reference rule take their enterprise's county on the

@@ -15,14 +15,16 @@
 //! - [`db`]: the schema and the writer/reader connections; [`backup`] `ohassist backup` and
 //!   `restore` (a consistent online copy, verified on the way back);
 //! - [`reports`]: the two tables and the dashboard figures, from the computed status rows;
-//! - [`units`]: org units by name.
+//! - [`units`]: org units by name;
+//! - [`relay`]: the relay to an upstream server (county → city → province), over the
+//!   phones' own sync client.
 //!
 //! Beside both: [`cli`] and [`serve`], the `ohassist` command and the listening server;
 //! [`demo`], a synthetic city entered through the sync client and served.
 //!
 //! Invariant: only [`api`] and [`web`] know HTTP. The domain takes a connection and returns
 //! values or its own errors (`RecordsError`, `AttachmentError`, `AccountError`,
-//! `LoginError`, `CursorError`, `DbError`), which `api/error.rs` and `web/mod.rs` each map
+//! `LoginError`, `CursorError`, `RelayError`, `DbError`), which `api/error.rs` and `web/mod.rs` each map
 //! once to status codes and bodies; so the command-line tools and the tests use the domain
 //! directly. `tests/api/layers.rs` fails on a status code or an HTTP error type outside them.
 
@@ -37,6 +39,7 @@ pub mod demo;
 pub mod export;
 pub mod login;
 pub mod records;
+pub mod relay;
 pub mod reports;
 pub mod scope;
 pub mod serve;

@@ -19,7 +19,9 @@ mod refused;
 mod rows;
 mod transfer;
 
-pub use push::{apply_push, decode_changes, limits, Applied, Checked, Decoded, Incoming};
+pub use push::{
+    apply_push, decode_changes, decode_push, limits, origins_of, Applied, Checked, Decoded, Incoming, Origin, Origins,
+};
 pub use refused::{
     decode_changes_kept, refused_uploads, RefusedUpload, MAX_REFUSED_DEVICE_BYTES, MAX_REFUSED_DOC_BYTES,
 };
@@ -163,11 +165,15 @@ pub fn settled_for(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<S
     rows.collect()
 }
 
-/// Who pushed each change of a document, by change hash, as the server recorded it (the
-/// account and device of the token, not the message the phone wrote in the change).
+/// Who wrote each change of a document, by change hash, as the server recorded it (the
+/// account and device of the token, not the message the phone wrote in the change; for a
+/// change a relay pushed, the original author it named).
 pub fn recorded_authors(conn: &Connection, doc_id: &str) -> rusqlite::Result<HashMap<String, doc::Author>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT hash, user_id, device_id FROM changes WHERE doc_id = ?1 AND whole = 0")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.hash, coalesce(o.user_id, c.user_id), coalesce(o.device_id, c.device_id)
+         FROM changes c LEFT JOIN change_origins o ON o.hash = c.hash
+         WHERE c.doc_id = ?1 AND c.whole = 0",
+    )?;
     let rows =
         stmt.query_map([doc_id], |r| Ok((r.get::<_, String>(0)?, doc::Author { user: r.get(1)?, device: r.get(2)? })))?;
     rows.collect()
@@ -204,6 +210,11 @@ pub fn load_in_scope(conn: &Connection, org_unit: &str, kind: RecordKind, id: &s
 /// The device id recorded in the feed for changes the server writes on behalf of a
 /// supervisor or an admin (reviews, conflict resolutions, imported enterprises).
 pub const WEB_DEVICE: &str = "web";
+
+/// The device id recorded in the feed for changes that came down from this server's upstream
+/// (`crate::relay`): never a phone's (a device id cannot hold `:`), never relayed up again,
+/// and checked for field authority by the upstream, not here.
+pub const UPSTREAM_DEVICE: &str = "upstream:";
 
 /// Writes one change made by the server itself to a document, exactly as if a device had
 /// pushed it: `edit` receives the current document (or the deterministic genesis of a new
@@ -252,7 +263,9 @@ where
     let incoming =
         Incoming { doc_id: doc_id.to_string(), kind, hash: hash.clone(), bytes: change.bytes().to_vec(), change };
     let write = || -> Result<(), RecordsError> {
-        for code in apply_to_document(tx, caller, doc_id, kind, vec![incoming], None, now, &limits())?.0 {
+        for code in
+            apply_to_document(tx, caller, &Default::default(), doc_id, kind, vec![incoming], None, now, &limits())?.0
+        {
             crate::reports::status::refresh(tx, &code)?;
         }
         Ok(())
@@ -280,6 +293,8 @@ fn current_or_genesis(tx: &Transaction<'_>, kind: RecordKind, doc_id: &str) -> R
 pub struct Page {
     pub documents: Vec<WireDocument>,
     pub changes: Vec<WireChange>,
+    /// The hash of each of `changes`, in order.
+    pub hashes: Vec<String>,
     pub cursor: u64,
     pub page_token: Option<String>,
     pub more: bool,
@@ -408,11 +423,19 @@ pub fn first_sync_page(
         Some((county, last_id)) if size >= budget => Page {
             documents,
             changes: Vec::new(),
+            hashes: Vec::new(),
             cursor: 0,
             page_token: Some(FirstSyncToken { snapshot_seq: token.snapshot_seq, county, last_id }.encode()),
             more: true,
         },
-        _ => Page { documents, changes: Vec::new(), cursor: token.snapshot_seq, page_token: None, more: false },
+        _ => Page {
+            documents,
+            changes: Vec::new(),
+            hashes: Vec::new(),
+            cursor: token.snapshot_seq,
+            page_token: None,
+            more: false,
+        },
     };
     Ok(page)
 }
@@ -436,7 +459,7 @@ pub fn changes_page(
                      THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END
                      WHEN c.whole AND c.also_county <> '' AND {}
                      THEN c.bytes END,
-                c.whole
+                c.whole, c.hash
          FROM changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?1 ORDER BY c.seq",
         scope::sql("d.county_code", "?2"),
@@ -444,6 +467,7 @@ pub fn changes_page(
     ))?;
     let mut rows = stmt.query(params![cursor as i64, scope::prefix(org_unit), device_id])?;
     let mut changes = Vec::new();
+    let mut hashes = Vec::new();
     let mut documents = Vec::new();
     let (mut size, mut scanned, mut last) = (0, 0, cursor);
     let mut more = false;
@@ -461,10 +485,11 @@ pub fn changes_page(
                 documents.push(WireDocument { doc_id, kind, bytes });
             } else {
                 changes.push(WireChange { doc_id, kind, bytes });
+                hashes.push(r.get(5)?);
             }
         }
     }
-    Ok(Page { documents, changes, cursor: last, page_token: None, more })
+    Ok(Page { documents, changes, hashes, cursor: last, page_token: None, more })
 }
 
 #[cfg(test)]

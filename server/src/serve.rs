@@ -25,6 +25,10 @@ pub struct ServeOptions {
     pub max_visit_distance_m: f64,
     /// Visits whose device capture time is further than this from the receive time are flagged.
     pub max_clock_skew_s: i64,
+    /// The upstream to relay to (`crate::relay`), logged in with `ohassist upstream login`.
+    pub upstream: Option<String>,
+    /// Time between relay rounds.
+    pub upstream_interval: Duration,
     /// The byte budget of a pull page.
     pub pull_page_bytes: usize,
 }
@@ -58,6 +62,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>>
     let db = Db::open_dir(&opts.data)?;
     ensure_first_admin(&db, &opts.org_unit).await?;
     let state = opts.state(db);
+    if let Some(url) = &opts.upstream {
+        start_relay(&state, url, opts.upstream_interval).await?;
+    }
     serve_state(state, opts, |_| {}).await
 }
 
@@ -138,6 +145,28 @@ fn sweep_partial_uploads(cfg: std::sync::Arc<crate::attachments::Config>) {
             }
         }
     });
+}
+
+/// Starts the relay task to `url`. A login to another upstream is refused (log in to this one
+/// first); with none yet, the task waits for `ohassist upstream login`.
+async fn start_relay(state: &AppState, url: &str, interval: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    let url = url.trim_end_matches('/').to_string();
+    let link = state.db.with_reader(|conn| crate::relay::link(conn).map_err(crate::db::DbError::from)).await?;
+    match link {
+        Some(l) if l.url != url => {
+            return Err(format!(
+                "已登录的上级服务器是 {}，不是 {url}：请先运行 ohassist upstream login --url {url} / this server is \
+                 logged in to {}, not {url}: run `ohassist upstream login --url {url}` first",
+                l.url, l.url
+            )
+            .into())
+        }
+        Some(_) => {}
+        None => tracing::warn!(%url, "no upstream login yet: run `ohassist upstream login`; the relay waits for it"),
+    }
+    tracing::info!(%url, interval_s = interval.as_secs_f64(), "relaying to the upstream");
+    tokio::spawn(crate::relay::run(state.db.clone(), state.relay_wake.clone(), interval));
+    Ok(())
 }
 
 /// On a database without users, creates `admin` with a random password and says so:

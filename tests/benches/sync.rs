@@ -430,7 +430,7 @@ fn ingest_figure(server: &Server, rows: &mut Vec<(String, String, String)>) {
                 .map(|c| wire::WireChange { doc_id: c.doc_id, kind: c.kind, bytes: c.bytes })
                 .collect();
             let token = p.store.meta("token").unwrap().unwrap();
-            (token, wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes }))
+            (token, wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() }))
         })
         .collect();
     let url = format!("{}/api/v1/sync/push", server.url());
@@ -674,6 +674,7 @@ fn seed_province(server: &Server, rows: &mut Vec<(String, String, String)>) {
                                 wire::encode(&wire::PushRequest {
                                     protocol: wire::PROTOCOL_VERSION,
                                     changes: c.to_vec(),
+                                    authors: Vec::new(),
                                 })
                             })
                             .collect()

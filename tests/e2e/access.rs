@@ -24,6 +24,7 @@ fn new_visit_push(i: usize, county: &str) -> Vec<u8> {
             .iter()
             .map(|c| WireChange { doc_id: id.clone(), kind: RecordKind::Visit, bytes: c.raw_bytes().to_vec() })
             .collect(),
+        authors: Vec::new(),
     };
     wire::encode(&request)
 }
@@ -41,6 +42,7 @@ fn edit_push(phone: &Phone, id: &str, edit: impl FnOnce(&mut Visit)) -> Vec<u8> 
     wire::encode(&PushRequest {
         protocol: wire::PROTOCOL_VERSION,
         changes: vec![WireChange { doc_id: id.into(), kind: RecordKind::Visit, bytes: change.raw_bytes().to_vec() }],
+        authors: Vec::new(),
     })
 }
 

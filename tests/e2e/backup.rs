@@ -65,7 +65,7 @@ fn push_only(phone: &Phone, url: &str) {
         .iter()
         .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
         .collect();
-    let body = wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes });
+    let body = wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() });
     let token = phone.store.meta("token").unwrap().unwrap();
     let answer = post(&format!("{url}/api/v1/sync/push"), Some(&token), SYNC_HEADERS, body);
     assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));

@@ -52,7 +52,9 @@ fn bad_inputs_get_their_4xx_and_change_nothing() {
         .into_iter()
         .map(|c| WireChange { doc_id: c.doc_id, kind: c.kind, bytes: c.bytes })
         .collect();
-    let push_of = |changes: Vec<WireChange>| wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes });
+    let push_of = |changes: Vec<WireChange>| {
+        wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() })
+    };
     let mut mixed = fresh.clone();
     mixed.push(WireChange {
         doc_id: "v-garbage".into(),
@@ -68,7 +70,7 @@ fn bad_inputs_get_their_4xx_and_change_nothing() {
         bytes: vec![7u8; wire::MAX_CHANGE_BYTES + 1],
     }];
     let bomb = gzip(&vec![0u8; wire::MAX_PUSH_BYTES + 1024]);
-    let wrong_version = wire::encode(&PushRequest { protocol: 99, changes: fresh.clone() });
+    let wrong_version = wire::encode(&PushRequest { protocol: 99, changes: fresh.clone(), authors: Vec::new() });
     let json_headers: &[(&str, &str)] = &[("content-type", "application/json")];
     let old_protocol: &[(&str, &str)] =
         &[("content-type", "application/cbor"), ("content-encoding", "gzip"), ("x-ohassist-protocol", "0")];

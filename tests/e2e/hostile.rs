@@ -39,7 +39,7 @@ fn world() -> World {
 
 impl World {
     fn push(&self, changes: Vec<WireChange>) -> PushResponse {
-        let body = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes });
+        let body = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() });
         let answer = post(&format!("{}/api/v1/sync/push", self.server.url()), Some(&self.token), SYNC_HEADERS, body);
         assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
         wire::decode(&answer.body, 1 << 24).unwrap()
@@ -329,7 +329,7 @@ fn mutated_pushes_never_answer_5xx() {
                 }
             }
         }
-        let body = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes });
+        let body = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() });
         let answer = post(&url, Some(&w.token), SYNC_HEADERS, body);
         *statuses.entry(answer.status).or_insert(0) += 1;
         assert!(answer.status < 500, "case {i}: {} {}", answer.status, String::from_utf8_lossy(&answer.body));
@@ -390,7 +390,7 @@ fn eight_hostile_pushes_at_once_stay_within_the_memory_bound() {
                 changes.push(wire_change(RecordKind::Visit, &id, bytes));
                 n += 1;
             }
-            wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes })
+            wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() })
         })
         .collect();
     let url = format!("{}/api/v1/sync/push", w.server.url());

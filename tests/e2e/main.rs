@@ -15,5 +15,6 @@ mod hostile;
 mod moves;
 mod openapi;
 mod refusals;
+mod relay;
 mod web;
 mod zones;

@@ -19,9 +19,13 @@ fn send(method: &str, url: &str, token: &str, path: &str) -> (u16, Vec<u8>) {
             "/api/v1/admin/users" if method == "post" => {
                 req.body(r#"{"username":"probe","display_name":"探查","role":"inspector","org_unit":"210102"}"#)
             }
-            "/api/v1/sync/push" => req
-                .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION)
-                .body(wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes: vec![] })),
+            "/api/v1/sync/push" => {
+                req.header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION).body(wire::encode(&wire::PushRequest {
+                    protocol: wire::PROTOCOL_VERSION,
+                    changes: vec![],
+                    authors: Vec::new(),
+                }))
+            }
             "/api/v1/sync/pull" => {
                 req.header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION).body(wire::encode(&wire::PullRequest {
                     protocol: wire::PROTOCOL_VERSION,

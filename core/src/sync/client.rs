@@ -369,6 +369,42 @@ impl Client {
     }
 }
 
+/// The protocol without a store, for a server relaying to its upstream (a county server to
+/// its city's, `ohassist serve --upstream`): the same requests, retries and error reading as a
+/// phone's, the bookkeeping left to the caller.
+impl Client {
+    /// Logs in as `request.username` on `request.device_id` (a relay account).
+    pub async fn login_account(&self, request: &LoginRequest) -> Result<LoginResponse, SyncError> {
+        let body = serde_json::to_vec(request).expect("serialises");
+        let (status, bytes) = self.send("/api/v1/login", body, "application/json", None, &CancelToken::new()).await?;
+        if !status.is_success() {
+            return Err(Self::refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::Config(format!("the server's login answer could not be read: {e}")))
+    }
+
+    /// One push: what the server acknowledged and refused.
+    pub async fn push_changes(
+        &self,
+        token: &str,
+        request: &PushRequest,
+        cancel: &CancelToken,
+    ) -> Result<PushResponse, SyncError> {
+        self.call("/api/v1/sync/push", request, token, cancel, &mut SyncProgress::default()).await
+    }
+
+    /// One pull page.
+    pub async fn pull_page(
+        &self,
+        token: &str,
+        request: &PullRequest,
+        cancel: &CancelToken,
+    ) -> Result<PullResponse, SyncError> {
+        self.call("/api/v1/sync/pull", request, token, cancel, &mut SyncProgress::default()).await
+    }
+}
+
 impl Client {
     /// Tells the server what this store still holds unacknowledged; answers the device's status.
     async fn report(
@@ -918,6 +954,7 @@ async fn push_batch(
             .iter()
             .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
             .collect(),
+        authors: Vec::new(),
     };
     let response: PushResponse = client.call("/api/v1/sync/push", &request, token, cancel, p).await?;
     let sent: HashSet<&str> = batch.iter().map(|c| c.hash.as_str()).collect();

@@ -61,6 +61,35 @@ pub struct PushRequest {
     pub protocol: u32,
     #[cfg_attr(feature = "openapi", schema(max_items = 5000))]
     pub changes: Vec<WireChange>,
+    /// Who wrote the changes, when the caller is a lower server relaying its feed (role
+    /// `relay`): the original user and device of each change, by hash, as the lower server
+    /// recorded them. Only a relay may send it (anyone else: 422 `invalid_input`, field
+    /// `authors`); a change it does not name is the relay account's own. Absent from phones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 5000))]
+    pub authors: Vec<ChangeAuthor>,
+}
+
+/// The original author of one relayed change: what the lower server recorded for it (its
+/// own `change_origins` when it relays in turn, else the account and device that pushed it
+/// there). The upstream checks field authority against this author and shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangeAuthor {
+    /// The change's hash (64 hex digits), one of the push's changes.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-f]{64}$"))]
+    pub hash: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
+    pub user_id: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
+    pub username: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 100))]
+    pub display_name: String,
+    /// `inspector`, `supervisor` or `admin` (a relay reports the people behind it).
+    pub role: String,
+    /// The phone's device id, or `web` for the lower server's console.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
+    pub device_id: String,
 }
 
 /// A push is applied document by document: the server now holds every acknowledged change
@@ -131,6 +160,11 @@ pub struct PullResponse {
     /// supervisor's transfer took them in): push them again now, they will be acknowledged.
     #[serde(default)]
     pub settled: Vec<String>,
+    /// For a relay (a lower server) only: who wrote `changes`, by hash, as this server
+    /// recorded them (the original author of a change relayed to it), so that the lower
+    /// server's console names them too. Absent for phones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<ChangeAuthor>,
 }
 
 /// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.
@@ -225,6 +259,7 @@ mod tests {
         let req = PushRequest {
             protocol: PROTOCOL_VERSION,
             changes: vec![WireChange { doc_id: "d".into(), kind: RecordKind::Visit, bytes: vec![0u8; 100_000] }],
+            authors: Vec::new(),
         };
         let body = encode(&req);
         assert!(body.len() < 2_000, "zeros compress: {}", body.len());

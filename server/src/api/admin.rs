@@ -84,8 +84,8 @@ async fn create_user(
     require_admin(&caller)?;
     let role = Role::parse(&req.role).ok_or_else(|| ApiError::InvalidInput {
         field: "role",
-        reason_zh: "角色须为 inspector、supervisor 或 admin".into(),
-        reason_en: "role must be inspector, supervisor or admin".into(),
+        reason_zh: "角色须为 inspector、supervisor、admin 或 relay".into(),
+        reason_en: "role must be inspector, supervisor, admin or relay".into(),
     })?;
     // Kept exactly as sent, so the document's patterns are the rules: no trimming here.
     if req.display_name.starts_with(char::is_whitespace) || req.display_name.ends_with(char::is_whitespace) {

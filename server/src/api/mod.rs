@@ -71,6 +71,8 @@ pub struct AppState {
     pub attachments: Arc<crate::attachments::Config>,
     /// Serialises the appends of attachment uploads (one writer at a time on the disk).
     pub upload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the relay to the upstream (`crate::relay`) after a push brought new changes.
+    pub relay_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             pull_page_bytes: wire::PULL_PAGE_BYTES,
             attachments: Arc::new(crate::attachments::Config::new(&data_dir)),
             upload_lock: Arc::new(tokio::sync::Mutex::new(())),
+            relay_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -48,8 +48,13 @@ async fn push(
     }
     let count = req.changes.len();
     let (decoder, writer) = (caller.clone(), caller.clone());
-    let incoming = tokio::task::spawn_blocking(move || records::decode_changes(req.changes, &decoder)).await??;
+    let incoming =
+        tokio::task::spawn_blocking(move || records::decode_push(req.changes, req.authors, &decoder)).await??;
     let applied = state.db.with_writer(move |conn| records::apply_push(conn, &writer, incoming, now())).await?;
+    if applied.new > 0 {
+        // Relay promptly what this push brought (`crate::relay`), when there is an upstream.
+        state.relay_wake.notify_one();
+    }
     tracing::info!(
         user = %caller.user_id,
         device = %caller.device_id,
@@ -106,7 +111,8 @@ async fn pull(
         None => None,
     };
     let (org_unit, device, budget) = (caller.org_unit.clone(), caller.device_id.clone(), state.pull_page_bytes);
-    let (page, settled) = state
+    let relay = caller.role == crate::accounts::Role::Relay;
+    let (page, settled, authors) = state
         .db
         .read(move |conn| {
             let page = if token.is_some() || req.cursor == 0 {
@@ -115,7 +121,9 @@ async fn pull(
                 refuse_cursor_not_given(conn, req.cursor)?;
                 records::changes_page(conn, &org_unit, &device, req.cursor, budget)?
             };
-            Ok((page, records::settled_for(conn, &device)?))
+            // A lower server hears who wrote each change, to name them on its console too.
+            let authors = if relay { crate::relay::authors_of(conn, &page.hashes)? } else { Vec::new() };
+            Ok((page, records::settled_for(conn, &device)?, authors))
         })
         .await?;
     if !page.more {
@@ -149,6 +157,7 @@ async fn pull(
         page_token: page.page_token,
         more: page.more,
         settled,
+        authors,
     }))
 }
 

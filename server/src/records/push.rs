@@ -23,14 +23,14 @@ use automerge::{Change, ChangeHash};
 use ohassist_core::doc::{self, Document};
 use ohassist_core::limits::{self, Limits, Refusal};
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
-use ohassist_core::sync::wire::{self, WireChange};
+use ohassist_core::sync::wire::{self, ChangeAuthor, WireChange};
 use ohassist_core::validate;
 use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use super::refused::{accepted_now, record_refusal};
 use super::rows::{self, Row};
 use super::{authority, DocError, RecordsError, Refused};
-use crate::accounts::Caller;
+use crate::accounts::{Caller, Role};
 use crate::scope;
 
 /// Longest document id accepted: credit codes are 18 characters, visit ids 32.
@@ -50,12 +50,132 @@ pub fn limits() -> Limits {
     Limits::default()
 }
 
+/// The original author of a change a relay pushed (a lower server's user and device), as
+/// the relay reported it: field authority is checked against it, and it is recorded in
+/// `change_origins` beside the relay's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub device_id: String,
+}
+
+impl Origin {
+    /// The author as a caller, for field authority: their role and device, in the relay's unit.
+    fn as_caller(&self, relay: &Caller) -> Caller {
+        Caller {
+            user_id: self.user_id.clone(),
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            role: self.role,
+            device_id: self.device_id.clone(),
+            ..relay.clone()
+        }
+    }
+}
+
+/// The original authors of a push's changes, by change hash.
+pub type Origins = HashMap<String, Origin>;
+
+/// Reads the `authors` of a push: only a relay may send them, each well-formed, one per
+/// change. A bad one refuses the whole push (`RecordsError::Invalid`, field `authors`), the
+/// reason naming which (`authors[3].role`). An author naming no change of the push is unused.
+pub fn origins_of(authors: Vec<ChangeAuthor>, caller: &Caller) -> Result<Origins, RecordsError> {
+    if authors.is_empty() {
+        return Ok(Origins::new());
+    }
+    let invalid = |zh: String, en: String| RecordsError::Invalid { field: "authors", zh, en };
+    if caller.role != Role::Relay {
+        return Err(invalid(
+            "只有下级服务器（中继）账号可以上报修改的原作者（authors）".into(),
+            "only a relay account may send the changes' original authors (authors)".into(),
+        ));
+    }
+    if authors.len() > wire::MAX_PUSH_CHANGES {
+        return Err(invalid(
+            format!("authors 最多 {} 项", wire::MAX_PUSH_CHANGES),
+            format!("authors: at most {} entries", wire::MAX_PUSH_CHANGES),
+        ));
+    }
+    let text_ok = |s: &str, max: usize| !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control);
+    let name_ok = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let mut out = Origins::with_capacity(authors.len());
+    for (i, a) in authors.into_iter().enumerate() {
+        let bad = |field: &str, zh: &str, en: &str| {
+            invalid(format!("authors[{i}].{field}：{zh}"), format!("authors[{i}].{field}: {en}"))
+        };
+        if a.hash.len() != 64 || !a.hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad("hash", "须为 64 位小写十六进制", "must be 64 lowercase hex digits"));
+        }
+        if !text_ok(&a.user_id, 128) {
+            return Err(bad(
+                "user_id",
+                "须为 1–128 个字符，不含控制字符",
+                "must be 1 to 128 characters, no control characters",
+            ));
+        }
+        if !name_ok(&a.username, 64) {
+            return Err(bad(
+                "username",
+                "须为 1–64 位字母、数字或 . _ -",
+                "must be 1 to 64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if !text_ok(&a.display_name, 100) {
+            return Err(bad("display_name", "须为 1–100 个字符", "must be 1 to 100 characters"));
+        }
+        let role = match Role::parse(&a.role) {
+            Some(r @ (Role::Inspector | Role::Supervisor | Role::Admin)) => r,
+            _ => {
+                return Err(bad(
+                    "role",
+                    "须为 inspector、supervisor 或 admin",
+                    "must be inspector, supervisor or admin",
+                ))
+            }
+        };
+        if !name_ok(&a.device_id, 128) {
+            return Err(bad(
+                "device_id",
+                "须为 1–128 位字母、数字或 - _ .",
+                "must be 1 to 128 letters, digits or - _ .",
+            ));
+        }
+        let origin = Origin {
+            user_id: a.user_id,
+            username: a.username,
+            display_name: a.display_name,
+            role,
+            device_id: a.device_id,
+        };
+        if out.insert(a.hash, origin).is_some() {
+            return Err(bad("hash", "同一修改出现了两次", "names a change twice"));
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes the changes of a push within [`limits`]. A change that fails refuses its
 /// document (and only it); only a push that is malformed as a whole is an error.
 pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decoded, RecordsError> {
+    decode_push(changes, Vec::new(), caller)
+}
+
+/// [`decode_changes`] of a push that may name its changes' original authors (a relay's,
+/// see [`origins_of`]).
+pub fn decode_push(
+    changes: Vec<WireChange>,
+    authors: Vec<ChangeAuthor>,
+    caller: &Caller,
+) -> Result<Decoded, RecordsError> {
     if changes.len() > wire::MAX_PUSH_CHANGES {
         return Err(RecordsError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
+    let origins = origins_of(authors, caller)?;
     let limits = limits();
     let mut out = Vec::with_capacity(changes.len());
     let mut refused: HashMap<String, Refused> = HashMap::new();
@@ -80,8 +200,8 @@ pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decod
         out.push(Incoming { doc_id: c.doc_id, kind: c.kind, hash: change.hash().to_string(), bytes: c.bytes, change });
     }
     out.retain(|c| !refused.contains_key(&c.doc_id));
-    let prepared = prepare_new_documents(&out, caller, &limits);
-    Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect() })
+    let prepared = prepare_new_documents(&out, caller, &origins, &limits);
+    Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect(), origins })
 }
 
 /// One pushed change, decoded within the limits; a genesis must be the canonical one.
@@ -125,6 +245,8 @@ pub struct Decoded {
     pub incoming: Vec<Incoming>,
     pub prepared: HashMap<String, Checked>,
     pub refused: Vec<Refused>,
+    /// Who wrote the changes a relay pushed, by hash (empty for anyone else's push).
+    pub origins: Origins,
 }
 
 /// A document through steps 2–5: what steps 6 and 7 need of it. It keeps what the writer
@@ -142,7 +264,12 @@ pub struct Checked {
 /// creates (those whose genesis it carries), one document at a time. The writer uses one
 /// only if the record is still new when it gets there; anything odd (a refusal) is left to
 /// the writer's checks, which name it.
-fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits) -> HashMap<String, Checked> {
+fn prepare_new_documents(
+    incoming: &[Incoming],
+    caller: &Caller,
+    origins: &Origins,
+    limits: &Limits,
+) -> HashMap<String, Checked> {
     let mut groups: HashMap<(&str, RecordKind), Vec<Change>> = HashMap::new();
     for c in incoming {
         groups.entry((c.doc_id.as_str(), c.kind)).or_default().push(c.change.clone());
@@ -156,7 +283,8 @@ fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits
         .filter_map(|((id, kind), changes)| {
             let one_writer = one_writer(kind, id, &changes);
             let doc = guarded(|| Document::from_changes(kind, id, changes.clone()).ok())?;
-            let checked = guarded(|| checked_steps(caller, id, kind, &doc, &[], &changes, one_writer, limits).ok())?;
+            let checked =
+                guarded(|| checked_steps(caller, origins, id, kind, &doc, &[], &changes, one_writer, limits).ok())?;
             Some((id.to_string(), checked))
         })
         .collect()
@@ -210,7 +338,7 @@ pub struct Applied {
 /// changes applied or, refused, none (a savepoint per document); the refused documents are
 /// kept in `refused_uploads` for the console. A database error applies nothing.
 pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, RecordsError> {
-    let Decoded { incoming, mut prepared, mut refused } = decoded;
+    let Decoded { incoming, mut prepared, mut refused, origins } = decoded;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut acknowledged = Vec::with_capacity(incoming.len());
     let mut seen = HashSet::new();
@@ -252,8 +380,9 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
         let ready = prepared.remove(&doc_id);
         // A savepoint per document: a refused one leaves nothing behind.
         tx.execute_batch("SAVEPOINT document")?;
-        match apply_to_document(&tx, caller, &doc_id, kind, changes, ready, now, &limits) {
+        match apply_to_document(&tx, caller, &origins, &doc_id, kind, changes, ready, now, &limits) {
             Ok((codes, visit)) => {
+                record_origins(&tx, &origins, &hashes)?;
                 tx.execute_batch("RELEASE document")?;
                 if had_refusals {
                     accepted_now(&tx, &doc_id, &caller.device_id)?;
@@ -282,6 +411,30 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     Ok(Applied { acknowledged, new, refused })
 }
 
+/// Records who wrote the new changes `hashes` of a relay's push (those it named).
+fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> rusqlite::Result<()> {
+    if origins.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO change_origins (hash, user_id, username, display_name, role, device_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (hash) DO NOTHING",
+    )?;
+    for hash in hashes {
+        if let Some(o) = origins.get(hash) {
+            insert.execute(rusqlite::params![
+                hash,
+                o.user_id,
+                o.username,
+                o.display_name,
+                o.role.as_str(),
+                o.device_id
+            ])?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies one document's changes and returns the credit codes whose status rows the caller
 /// must refresh (in the same transaction) once every document of the batch is in. A refusal
 /// carries the changes as pushed.
@@ -289,6 +442,7 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
 pub(super) fn apply_to_document(
     tx: &Transaction<'_>,
     caller: &Caller,
+    origins: &Origins,
     doc_id: &str,
     kind: RecordKind,
     mut changes: Vec<Incoming>,
@@ -298,7 +452,7 @@ pub(super) fn apply_to_document(
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
     let raw: Vec<(String, Vec<u8>)> =
         changes.iter_mut().map(|c| (c.hash.clone(), std::mem::take(&mut c.bytes))).collect();
-    match apply_steps(tx, caller, doc_id, kind, changes, &raw, ready, now, limits) {
+    match apply_steps(tx, caller, origins, doc_id, kind, changes, &raw, ready, now, limits) {
         Err(DocError::Refused(mut r)) => {
             r.changes = raw.into_iter().map(|(_, bytes)| bytes).collect();
             Err(DocError::Refused(r))
@@ -313,6 +467,7 @@ pub(super) fn apply_to_document(
 fn apply_steps(
     tx: &Transaction<'_>,
     caller: &Caller,
+    origins: &Origins,
     doc_id: &str,
     kind: RecordKind,
     changes: Vec<Incoming>,
@@ -327,8 +482,17 @@ fn apply_steps(
         }
     }
     let merged = merge(tx, doc_id, kind, changes)?;
-    let checked =
-        checked_steps(caller, doc_id, kind, &merged.doc, &merged.before, &merged.pushed, merged.one_writer, limits)?;
+    let checked = checked_steps(
+        caller,
+        origins,
+        doc_id,
+        kind,
+        &merged.doc,
+        &merged.before,
+        &merged.pushed,
+        merged.one_writer,
+        limits,
+    )?;
     write(tx, caller, doc_id, kind, checked, merged.old_county.as_deref(), merged.genesis, raw, now)
 }
 
@@ -338,6 +502,7 @@ fn apply_steps(
 #[allow(clippy::too_many_arguments, clippy::result_large_err)]
 fn checked_steps(
     caller: &Caller,
+    origins: &Origins,
     doc_id: &str,
     kind: RecordKind,
     doc: &Document,
@@ -347,11 +512,38 @@ fn checked_steps(
     limits: &Limits,
 ) -> Result<Checked, DocError> {
     let (json, saved) = verified(doc_id, kind, doc, limits)?;
-    authority::check(caller, doc, before, pushed, kind)
+    authority_by_author(caller, origins, doc, before, pushed, kind)
         .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
     let has_conflicts = !one_writer && doc.has_conflicts();
     let row = typed_row(doc_id, kind, json)?;
     Ok(Checked { row, saved, heads: doc.heads(), has_conflicts })
+}
+
+/// Step 4, field authority, against who wrote each change: the caller, or for a relay's push
+/// the original author it named (a change it named nobody for is the relay account's own,
+/// which may write nothing a phone could not).
+fn authority_by_author(
+    caller: &Caller,
+    origins: &Origins,
+    doc: &Document,
+    before: &[ChangeHash],
+    pushed: &[Change],
+    kind: RecordKind,
+) -> Result<(), (String, String)> {
+    // What came down from the upstream was checked there (`authority::check` passes it),
+    // whoever it names as authors.
+    if origins.is_empty() || caller.device_id == super::UPSTREAM_DEVICE {
+        return authority::check(caller, doc, before, pushed, kind);
+    }
+    let mut groups: Vec<(Caller, Vec<Change>)> = Vec::new();
+    for c in pushed {
+        let who = origins.get(&c.hash().to_string()).map_or_else(|| caller.clone(), |o| o.as_caller(caller));
+        match groups.iter_mut().find(|(w, _)| w.role == who.role && w.device_id == who.device_id) {
+            Some((_, changes)) => changes.push(c.clone()),
+            None => groups.push((who, vec![c.clone()])),
+        }
+    }
+    groups.iter().try_for_each(|(who, changes)| authority::check(who, doc, before, changes, kind))
 }
 
 /// Steps 6 and 7: scope, then the writes. Returns the credit codes to refresh and the visit.

@@ -162,7 +162,7 @@ fn apply_kept(
         let outcome = if incoming.is_empty() {
             Ok((Vec::new(), None))
         } else {
-            apply_to_document(tx, &author, &doc_id, kind, incoming, None, now, &limits)
+            apply_to_document(tx, &author, &Default::default(), &doc_id, kind, incoming, None, now, &limits)
         };
         match outcome {
             Ok((codes, _)) => {

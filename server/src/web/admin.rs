@@ -36,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/devices/{id}/lost", post(mark_lost))
         .route("/admin/devices/{id}/retire", post(retire_device))
         .route("/admin/import", get(import_page).post(import))
+        .route("/admin/upstream", get(upstream))
 }
 
 pub(super) fn require_admin(s: &Session) -> Result<(), WebError> {
@@ -170,6 +171,35 @@ async fn devices(State(state): State<AppState>, s: Session) -> Result<Html<Strin
         })
         .collect();
     render("devices.html", context! { ..base(&s, "devices"), ..context! { devices => rows } })
+}
+
+/// The link to the upstream server (`ohassist serve --upstream`), as `ohassist upstream
+/// status` prints it, and the lower servers relaying to this one.
+async fn upstream(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    require_admin(&s)?;
+    let unit = s.caller.org_unit.clone();
+    let (link, relays) = state
+        .db
+        .read(move |conn| Ok((crate::relay::status(conn)?, crate::relay::relay_accounts(conn, &unit, now())?)))
+        .await?;
+    let when = |t: Option<i64>| t.map(|t| super::views::format_ms(t * 1000)).unwrap_or_default();
+    let relays: Vec<minijinja::Value> = relays
+        .into_iter()
+        .map(|r| {
+            minijinja::Value::from_serialize(serde_json::json!({ "last_sync_text": when(r.last_sync), "account": r }))
+        })
+        .collect();
+    render(
+        "upstream.html",
+        context! { ..base(&s, "upstream"), ..context! {
+            link => link,
+            last_up_text => when(link.last_up_at),
+            last_down_text => when(link.last_down_at),
+            last_error_text => when(link.last_error_at),
+            relays => relays,
+            silent_after_h => crate::relay::SILENT_AFTER_SECS / 3600,
+        } },
+    )
 }
 
 async fn mark_lost(

@@ -78,7 +78,7 @@ fn twice(key: &str) -> WebError {
 fn reader(caller: &Caller) -> Result<(), ApiError> {
     match caller.role {
         Role::Supervisor | Role::Admin => Ok(()),
-        Role::Inspector => Err(ApiError::Forbidden),
+        Role::Inspector | Role::Relay => Err(ApiError::Forbidden),
     }
 }
 

@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for ExportReader {
         let caller = Caller::from_request_parts(parts, state).await?;
         match caller.role {
             Role::Supervisor | Role::Admin => Ok(ExportReader { org_unit: caller.org_unit }),
-            Role::Inspector => Err(ApiError::Forbidden),
+            Role::Inspector | Role::Relay => Err(ApiError::Forbidden),
         }
     }
 }

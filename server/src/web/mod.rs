@@ -242,6 +242,7 @@ fn templates() -> &'static Environment<'static> {
             ("units.html", include_str!("../../templates/units.html")),
             ("clients.html", include_str!("../../templates/clients.html")),
             ("monthly.html", include_str!("../../templates/monthly.html")),
+            ("upstream.html", include_str!("../../templates/upstream.html")),
         ] {
             env.add_template(name, source).expect("templates compile");
         }

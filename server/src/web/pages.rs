@@ -120,7 +120,7 @@ async fn login(
     // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
     let result = match login::authenticate(&state.db, &state.login_limiter, &form.username, &form.password, ip).await {
-        Ok(u) if u.role != Role::Inspector => {
+        Ok(u) if u.role.uses_console() => {
             state.db.write(move |conn| Ok(login::create_session(conn, &u.id, now)?)).await.map(Ok)
         }
         Ok(u) => Ok(Err(Some(u.role))),
@@ -137,13 +137,14 @@ async fn login(
             }
             r
         }
-        Ok(Err(Some(_inspector))) => login_form(
+        Ok(Err(Some(_inspector_or_relay))) => login_form(
             lang,
             &headers,
             &p,
             Some((
-                "检查员账号请使用手机应用；控制台仅供监管和管理人员使用".into(),
-                "the console is for supervisors and admins; inspectors use the phone app".into(),
+                "检查员账号请使用手机应用，下级服务器（中继）账号仅供服务器之间同步；控制台仅供监管和管理人员使用".into(),
+                "the console is for supervisors and admins; inspectors use the phone app, relay accounts are for servers"
+                    .into(),
             )),
         ),
         Ok(Err(None)) => {
@@ -234,24 +235,28 @@ async fn dashboard(
     let p = params(q)?;
     let (unit, year) = views::unit_and_maybe_year(&state.db, &p, &s.caller.org_unit).await?;
     let cfg = state.attachments.clone();
-    let (d, flags, unit_name, due) = state
+    let (d, flags, unit_name, due, silent_relays) = state
         .db
         .read(move |conn| {
             let year = views::year_or_latest(conn, &unit, year)?;
             let deadlines = reports::deadlines::of_province(conn, &crate::units::province_of(&unit))?;
             let due = reports::deadlines::due(&deadlines, year, reports::deadlines::today_cst());
+            // Lower servers relaying to this one that have been silent too long.
+            let silent: Vec<_> =
+                crate::relay::relay_accounts(conn, &unit, now())?.into_iter().filter(|r| r.silent).collect();
             Ok((
                 reports::dashboard(conn, &unit, year)?,
                 super::evidence::flags(conn, &unit, year, &cfg)?,
                 reports::unit_name(conn, &unit)?,
                 due,
+                silent,
             ))
         })
         .await?;
     let svg = chart(&d, s.lang);
     let html = render(
         "dashboard.html",
-        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags, unit_name, due } },
+        context! { ..base(&s, "dashboard"), ..context! { d => d, chart => Value::from_safe_string(svg), six_ones => six_ones_labels(s.lang), flags, unit_name, due, silent_relays, silent_after_h => crate::relay::SILENT_AFTER_SECS / 3600 } },
     )?;
     Ok(with_lang(html, &p, &headers))
 }

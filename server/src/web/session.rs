@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for Session {
             .await
             .map_err(WebError::Api)?;
         match found {
-            Some(s) if s.caller.role != Role::Inspector => Ok(s),
+            Some(s) if s.caller.role.uses_console() => Ok(s),
             _ => Err(WebError::LoginRequired),
         }
     }

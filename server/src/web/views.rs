@@ -314,8 +314,12 @@ pub struct Names {
 
 impl Names {
     pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
+        // Original authors of relayed changes (users of a lower server) by the name it reported.
         let users = conn
-            .prepare_cached("SELECT id, display_name FROM users")?
+            .prepare_cached(
+                "SELECT user_id, display_name FROM change_origins GROUP BY user_id
+                 UNION ALL SELECT id, display_name FROM users",
+            )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let devices = conn
@@ -332,6 +336,9 @@ impl Names {
     pub fn device(&self, id: &str) -> String {
         if id == crate::records::WEB_DEVICE {
             return "监管控制台".to_string();
+        }
+        if id == crate::records::UPSTREAM_DEVICE {
+            return "上级服务器".to_string();
         }
         match self.devices.get(id) {
             Some(name) => name.clone(),

@@ -16,7 +16,7 @@ async fn setup() -> (Fixture, String) {
 }
 
 fn push_of(changes: Vec<WireChange>) -> Vec<u8> {
-    wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes })
+    wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() })
 }
 
 #[tokio::test]
@@ -144,7 +144,8 @@ async fn wrong_or_missing_protocol_versions() {
     f.send(request(Some(&next), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     f.send(request(Some("one"), body.clone())).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     f.send(request(None, body)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
-    let other = wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION + 1, changes: vec![c] });
+    let other =
+        wire::encode(&PushRequest { protocol: wire::PROTOCOL_VERSION + 1, changes: vec![c], authors: Vec::new() });
     let current = wire::PROTOCOL_VERSION.to_string();
     f.send(request(Some(&current), other)).await.assert_error(StatusCode::UPGRADE_REQUIRED, "protocol_version");
     let pull_other =

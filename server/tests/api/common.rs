@@ -136,7 +136,7 @@ impl Fixture {
     }
 
     pub async fn push(&self, token: &str, changes: &[WireChange]) -> Reply {
-        let req = PushRequest { protocol: wire::PROTOCOL_VERSION, changes: changes.to_vec() };
+        let req = PushRequest { protocol: wire::PROTOCOL_VERSION, changes: changes.to_vec(), authors: Vec::new() };
         self.post_wire("/api/v1/sync/push", token, wire::encode(&req)).await
     }
 

@@ -9,4 +9,5 @@ mod binary;
 mod common;
 mod layers;
 mod openapi;
+mod relay;
 mod sync;

@@ -166,7 +166,7 @@ async fn the_document_states_the_rules_the_server_enforces() {
     let schemas = &doc["components"]["schemas"];
     assert_eq!(schemas["CreateUser"]["properties"]["org_unit"]["pattern"], "^[0-9]{6}$");
     let roles = enum_of(&doc, &schemas["CreateUser"]["properties"]["role"]);
-    assert_eq!(roles, ["inspector", "supervisor", "admin"]);
+    assert_eq!(roles, ["inspector", "supervisor", "admin", "relay"]);
     for r in &roles {
         assert_eq!(Role::parse(r).map(Role::as_str), Some(r.as_str()));
     }

@@ -13,6 +13,7 @@ mod city;
 mod evidence;
 mod pages;
 mod refused;
+mod relay;
 mod render;
 mod tables;
 mod visit_page;
