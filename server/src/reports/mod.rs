@@ -341,6 +341,59 @@ pub fn table2(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<
     Ok(table2_of(&rows))
 }
 
+/// What a row of Table 2 stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table2Rows {
+    /// One row per county (and per development zone): a city's table.
+    County,
+    /// One row per city (its counties and zones summed): a province's table.
+    City,
+}
+
+impl Table2Rows {
+    /// The default for a unit: per city for a province (or the country), per county below.
+    pub fn default_for(org_unit: &str) -> Table2Rows {
+        match crate::units::level(org_unit) {
+            crate::units::Level::Country | crate::units::Level::Province => Table2Rows::City,
+            _ => Table2Rows::County,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table2Rows::County => "county",
+            Table2Rows::City => "city",
+        }
+    }
+
+    /// `county` or `city`, as the `by` parameter of the tables says it.
+    pub fn parse(s: &str) -> Option<Table2Rows> {
+        match s {
+            "county" => Some(Table2Rows::County),
+            "city" => Some(Table2Rows::City),
+            _ => None,
+        }
+    }
+}
+
+/// Table 2 of status rows with its rows `by` county or by city (named from `units`), then 合计.
+pub fn table2_by(rows: &[StatusRow], by: Table2Rows, units: &Units) -> (Vec<Table2Row>, Table2Row) {
+    match by {
+        Table2Rows::County => table2_of(rows),
+        Table2Rows::City => {
+            let cities: Vec<(String, String)> = rows
+                .iter()
+                .map(|r| {
+                    let city = crate::units::city_of(&r.county_code);
+                    let name = units.name_or_code(&city);
+                    (city, name)
+                })
+                .collect();
+            core_table2(rows.iter().zip(&cities).map(|(r, (code, name))| (code.as_str(), name.as_str(), r.status)))
+        }
+    }
+}
+
 /// Table 2 of status rows (named by [`status_rows`]): the counties by code, then one row
 /// per development zone, then 合计.
 pub fn table2_of(rows: &[StatusRow]) -> (Vec<Table2Row>, Table2Row) {

@@ -147,7 +147,7 @@ async fn table_data(state: &AppState, caller: &Caller, q: Query) -> Result<views
         (status = 404, description = "The unit lies outside the caller's (`not_found`)", body = ErrorBody),
     ))]
 async fn table1(State(state): State<AppState>, caller: Caller, q: Query) -> Result<Json<Table>, JsonError> {
-    let views::TableData { unit, unit_name, year, rows, signature: sig } = table_data(&state, &caller, q).await?;
+    let views::TableData { unit, unit_name, year, rows, signature: sig, .. } = table_data(&state, &caller, q).await?;
     Ok(Json(Table {
         title: reports::table1_title(&unit_name, year),
         unit,
@@ -170,14 +170,16 @@ async fn table1(State(state): State<AppState>, caller: Caller, q: Query) -> Resu
         ("unit_name" = Option<String>, Query, description = "填报单位 as printed; default: the unit's name"),
         ("reporter" = Option<String>, Query, description = "填报人; default: the caller's name"),
         ("phone" = Option<String>, Query, description = "联系电话"),
+        ("by" = Option<String>, Query, description = "Table 2's rows: `county` (a city's default) or `city` (a \
+province's default: one row per city, its counties and zones summed); anything else is 400 `invalid_filter`, field `by`"),
     ),
     responses(
         (status = 200, description = "Table 2", body = Table),
         (status = 404, description = "The unit lies outside the caller's (`not_found`)", body = ErrorBody),
     ))]
 async fn table2(State(state): State<AppState>, caller: Caller, q: Query) -> Result<Json<Table>, JsonError> {
-    let views::TableData { unit, unit_name, year, rows, signature: sig } = table_data(&state, &caller, q).await?;
-    let (t2, total) = reports::table2_of(&rows);
+    let views::TableData { unit, unit_name, year, table2: (t2, total), signature: sig, .. } =
+        table_data(&state, &caller, q).await?;
     Ok(Json(Table {
         title: reports::table2_title(&unit_name, year),
         unit,

@@ -647,12 +647,11 @@ async fn table(
         "2" => 2,
         _ => return Err(ApiError::NotFound.into()),
     };
-    let views::TableData { unit, unit_name, year, rows, signature: sig } =
+    let views::TableData { unit, unit_name, year, rows, table2: (t2, total), by, signature: sig } =
         views::table_data(&state.db, &p, &s.caller, unit, year).await?;
     let (title, body, header) = if which == 1 {
         (reports::table1_title(&unit_name, year), export::table1_body(&rows), None)
     } else {
-        let (t2, total) = reports::table2_of(&rows);
         (reports::table2_title(&unit_name, year), export::table2_body(&t2, &total), Some((t2, total)))
     };
     let filename = format!("{title}.{format}");
@@ -676,6 +675,7 @@ async fn table(
                 "table.html",
                 context! { ..base(&s, if which == 1 { "table1" } else { "table2" }), ..context! {
                     which, title, body, year, unit, unit_name, sig => sig, lines => sig.lines().to_vec(),
+                    by => by.as_str(),
                     headers1 => reports::TABLE1_HEADERS.to_vec(),
                     top => reports::TABLE2_TOP.to_vec(), training => reports::TABLE2_TRAINING.to_vec(),
                     training_at => reports::TABLE2_TRAINING_AT,

@@ -18,6 +18,7 @@ use crate::db::Db;
 use crate::records;
 use crate::reports::{self, ListFilter, Signature, StatusFilter, StatusRow};
 use crate::scope;
+use ohassist_core::status::Table2Row;
 
 /// Query parameters as sent (empty values count as absent).
 pub type Params = BTreeMap<String, String>;
@@ -96,6 +97,10 @@ pub struct TableData {
     pub unit_name: String,
     pub year: i32,
     pub rows: Vec<StatusRow>,
+    /// Table 2 of `rows`, by county or by city (the `by` parameter; a province's default is
+    /// by city), and its 合计.
+    pub table2: (Vec<Table2Row>, Table2Row),
+    pub by: reports::Table2Rows,
     pub signature: Signature,
 }
 
@@ -111,20 +116,28 @@ pub async fn table_data(
     let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
     let phone = p.get("phone").cloned().unwrap_or_default();
-    let (unit_name, unit, rows, year) = db
+    let by = match param(p, "by") {
+        None => reports::Table2Rows::default_for(&unit),
+        Some(b) => reports::Table2Rows::parse(b).ok_or_else(|| {
+            WebError::bad_filter("by", "表2 的行应为 county（按县区）或 city（按市）", "by must be county or city")
+        })?,
+    };
+    let (unit_name, unit, rows, table2, year) = db
         .read(move |conn| {
             let year = year_or_latest(conn, &unit, year)?;
+            let units = crate::units::Units::load(conn)?;
             let unit_name = match name_param {
                 Some(n) => n,
-                None => reports::unit_name(conn, &unit)?,
+                None => units.title_name(&unit),
             };
             let rows = reports::table1(conn, &unit, year)?;
-            Ok((unit_name, unit, rows, year))
+            let table2 = reports::table2_by(&rows, by, &units);
+            Ok((unit_name, unit, rows, table2, year))
         })
         .await?;
     // Names are kept trimmed (`units`); the parameter is trimmed above.
     let signature = Signature { unit: unit_name.clone(), reporter, phone };
-    Ok(TableData { unit, unit_name, year, rows, signature })
+    Ok(TableData { unit, unit_name, year, rows, table2, by, signature })
 }
 
 /// The enterprise list's filters, each checked against its vocabulary.

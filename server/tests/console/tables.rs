@@ -249,3 +249,34 @@ async fn enterprise_list_filters_and_search() {
     let found = codes(&text(&b.get(&c.f, &format!("/enterprises?year={YEAR}&q=%E4%BC%81%E4%B8%9A03")).await));
     assert_eq!(found, vec![c.expected[3].code.clone()]);
 }
+
+#[tokio::test]
+async fn a_provinces_table2_has_a_row_per_city_or_per_county_when_asked() {
+    let c = city::build().await;
+    let by_county = c.table2();
+    c.f.add_user("province", ohassist_server::accounts::Role::Supervisor, "210000");
+    let token = c.f.login("province", "api-province").await;
+    let get = |q: String| {
+        let (f, token) = (&c.f, token.clone());
+        async move { api_get(f, &format!("/api/v1/tables/2?year={YEAR}&{q}"), &token).await }
+    };
+    let rows = |r: &crate::Reply| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["rows"].clone();
+    // By default a province's Table 2 has one row per city: the city's counties summed.
+    let mut city_row = by_county.last().unwrap().clone();
+    city_row[0] = "沈阳市".into();
+    let total = by_county.last().unwrap().clone();
+    let r = get("unit=210000".into()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(rows(&r), serde_json::json!([city_row, total]));
+    // Per county when asked; per city for the city itself when asked.
+    assert_eq!(rows(&get("unit=210000&by=county".into()).await), serde_json::json!(by_county));
+    assert_eq!(rows(&get("unit=210100&by=city".into()).await), serde_json::json!([city_row, total]));
+    let html =
+        text(&Browser::login(&c.f, "province").await.get(&c.f, &format!("/tables/2?year={YEAR}&unit=210000")).await);
+    assert_eq!(html_rows(&html, "table2")[2..], [city_row.clone(), total.clone()][..]);
+    assert!(html.contains("<option value=\"city\" selected>"), "the rows' choice is shown");
+    let bad = get("unit=210000&by=town".into()).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = serde_json::from_slice(&bad.body).unwrap();
+    assert_eq!((body["code"].as_str(), body["field"].as_str()), (Some("invalid_filter"), Some("by")), "{body}");
+}
