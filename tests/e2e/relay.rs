@@ -356,3 +356,60 @@ fn relay_throughput_against_the_phones_own_push() {
         docs as f64 / relay_wall.as_secs_f64()
     );
 }
+
+/// Issue 13, tables per tier: a city server that holds its counties' records by relay gives
+/// Table 1 and Table 2, cell by cell, as a single server does that was fed the same records by
+/// phones syncing to it directly.
+#[test]
+fn a_citys_tables_by_relay_equal_a_single_servers_cell_by_cell() {
+    use ohassist_core::model::County;
+    use ohassist_core::synthetic;
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (city, control) = (Server::start(dirs[0].path(), None), Server::start(dirs[1].path(), None));
+    for server in [&city, &control] {
+        server.add_user("chief", "supervisor", CITY, PASSWORD);
+    }
+    let last_day = time::macros::date!(2025 - 11 - 30);
+    let mut lower = Vec::new();
+    for (k, (code, user)) in [(A, "za"), (B, "zb")].into_iter().enumerate() {
+        let relay = format!("relay-{user}");
+        city.add_user(&relay, "relay", code, PASSWORD);
+        control.add_user(user, "inspector", code, PASSWORD);
+        add_user(dirs[2 + k].path(), user, "inspector", code, PASSWORD);
+        let server = county(dirs[2 + k].path(), &city, &relay, None);
+        // The same records entered on a phone of the county's server and on one of the control.
+        let (phone, twin) = (Phone::new(&server.url()), Phone::new(&control.url()));
+        phone.login(user, PASSWORD);
+        twin.login(user, PASSWORD);
+        let county = County { code: code.into(), name: format!("县{code}") };
+        for serial in 0..12u64 {
+            let e = synthetic::enterprise(&county, serial, 2025);
+            let visits = synthetic::visits(&e, serial, 2025, last_day, (user, "检查员"));
+            for p in [&phone, &twin] {
+                p.store.create_enterprise(e.clone()).unwrap();
+                for v in &visits {
+                    p.store.create_visit(v.clone()).unwrap();
+                }
+            }
+        }
+        phone.sync();
+        twin.sync();
+        lower.push(server);
+    }
+    wait_until("both counties' records at the city", Duration::from_secs(90), || {
+        lower.iter().all(|county| holds_all(&city, county, &[]))
+    });
+    let table = |server: &Server, n: u32| {
+        let token = token(&server.url(), "chief", PASSWORD, "desk");
+        let answer = get(&format!("{}/api/v1/tables/{n}?year=2025&unit={CITY}", server.url()), Some(&token));
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        answer.json()["rows"].clone()
+    };
+    let t1 = table(&city, 1);
+    assert_eq!(t1.as_array().unwrap().len(), 24, "every enterprise of both counties: {t1}");
+    assert_eq!(t1, table(&control, 1), "Table 1, cell by cell");
+    let t2 = table(&city, 2);
+    assert_eq!(t2.as_array().unwrap().len(), 3, "two counties and 合计: {t2}");
+    assert_eq!(t2[2][1], "24");
+    assert_eq!(t2, table(&control, 2), "Table 2, cell by cell");
+}
