@@ -142,25 +142,50 @@ pub struct Checked {
 /// creates (those whose genesis it carries), one document at a time. The writer uses one
 /// only if the record is still new when it gets there; anything odd (a refusal) is left to
 /// the writer's checks, which name it.
+///
+/// One phone's push of many new records (a county's list entered on one device) has nobody
+/// else's push to run beside: its records are built on up to [`PREPARE_THREADS`] threads
+/// (pushes of fewer than [`PREPARE_ALONE`] records stay on the calling thread).
 fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits) -> HashMap<String, Checked> {
     let mut groups: HashMap<(&str, RecordKind), Vec<Change>> = HashMap::new();
     for c in incoming {
         groups.entry((c.doc_id.as_str(), c.kind)).or_default().push(c.change.clone());
     }
-    groups
+    let new: Vec<((&str, RecordKind), Vec<Change>)> = groups
         .into_iter()
         .filter(|((id, kind), changes)| {
             let genesis_actor = doc::genesis_actor(*kind, id);
             changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
         })
-        .filter_map(|((id, kind), changes)| {
-            let one_writer = one_writer(kind, id, &changes);
-            let doc = guarded(|| Document::from_changes(kind, id, changes.clone()).ok())?;
-            let checked = guarded(|| checked_steps(caller, id, kind, &doc, &[], &changes, one_writer, limits).ok())?;
-            Some((id.to_string(), checked))
-        })
-        .collect()
+        .collect();
+    let prepare = |group: &[((&str, RecordKind), Vec<Change>)]| -> Vec<(String, Checked)> {
+        group
+            .iter()
+            .filter_map(|((id, kind), changes)| {
+                let one_writer = one_writer(*kind, id, changes);
+                let doc = guarded(|| Document::from_changes(*kind, id, changes.clone()).ok())?;
+                let checked =
+                    guarded(|| checked_steps(caller, id, *kind, &doc, &[], changes, one_writer, limits).ok())?;
+                Some((id.to_string(), checked))
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PREPARE_THREADS);
+    if threads < 2 || new.len() < PREPARE_ALONE {
+        return prepare(&new).into_iter().collect();
+    }
+    let chunk = new.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = new.chunks(chunk).map(|group| s.spawn(move || prepare(group))).collect();
+        // A worker that panicked (outside `guarded`) leaves its records to the writer's checks.
+        workers.into_iter().filter_map(|w| w.join().ok()).flatten().collect()
+    })
 }
+
+/// Most threads one push builds its new records on.
+const PREPARE_THREADS: usize = 4;
+/// Fewer new records than this are built on the calling thread.
+const PREPARE_ALONE: usize = 64;
 
 /// Written by one actor only (besides the genesis), so that, in a record new to the server,
 /// no two values can be concurrent: one actor's changes never are.

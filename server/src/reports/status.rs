@@ -20,10 +20,11 @@ pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()
 /// [`refresh`], taking the visits in `fresh` (id → merged record) from memory instead of
 /// loading their documents again: a push of 250 visits of one enterprise loads none.
 pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> ohassist_core::Result<()> {
-    conn.execute("DELETE FROM enterprise_status WHERE credit_code = ?1", [credit_code])?;
-    conn.execute("DELETE FROM enterprise_monthly WHERE credit_code = ?1", [credit_code])?;
+    conn.prepare_cached("DELETE FROM enterprise_status WHERE credit_code = ?1")?.execute([credit_code])?;
+    conn.prepare_cached("DELETE FROM enterprise_monthly WHERE credit_code = ?1")?.execute([credit_code])?;
     let bytes: Option<Vec<u8>> = conn
-        .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| r.get(0))
+        .prepare_cached("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'")?
+        .query_row([credit_code], |r| r.get(0))
         .optional()?;
     // A visit may reach the server before its enterprise; the enterprise's push refreshes.
     let Some(bytes) = bytes else { return Ok(()) };
