@@ -57,11 +57,12 @@ pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decod
         return Err(RecordsError::TooLarge(format!("{} changes, at most {}", changes.len(), wire::MAX_PUSH_CHANGES)));
     }
     let limits = limits();
+    // What each change needs of nobody else, on several threads for a big push.
+    let pre = on_threads(&changes, |c| pre_decode(c, &limits));
     let mut out = Vec::with_capacity(changes.len());
     let mut refused: HashMap<String, Refused> = HashMap::new();
     let mut kinds: HashMap<String, RecordKind> = HashMap::new();
-    let mut genesis: HashMap<String, String> = HashMap::new();
-    for c in changes {
+    for (c, pre) in changes.into_iter().zip(pre) {
         if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
         {
             return Err(RecordsError::BadDocId { chars: c.doc_id.chars().count() });
@@ -70,7 +71,7 @@ pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decod
             continue;
         }
         let same_kind = *kinds.entry(c.doc_id.clone()).or_insert(c.kind) == c.kind;
-        let change = match decode_one(&c, same_kind, &limits, &mut genesis) {
+        let change = match decode_one(&c, same_kind, pre) {
             Ok(change) => change,
             Err(r) => {
                 refused.insert(c.doc_id.clone(), r);
@@ -84,39 +85,61 @@ pub fn decode_changes(changes: Vec<WireChange>, caller: &Caller) -> Result<Decod
     Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect() })
 }
 
+/// A change decoded within the limits, with the canonical genesis hash of its record when it
+/// comes from the record's genesis actor: the part of [`decode_one`] that needs no other change.
+type PreDecoded = Result<(Change, Option<String>), Refusal>;
+
+fn pre_decode(c: &WireChange, limits: &Limits) -> PreDecoded {
+    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
+        return Err(Refusal::TooLarge {
+            what: "a change",
+            found: c.bytes.len() as u64,
+            max: wire::MAX_CHANGE_BYTES as u64,
+        });
+    }
+    let change = limits::decode_change(&c.bytes, limits)?;
+    let canonical = (change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id))
+        .then(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
+    Ok((change, canonical))
+}
+
 /// One pushed change, decoded within the limits; a genesis must be the canonical one.
 // A refusal is the rare path and carries its changes back: not worth a box on every call.
 #[allow(clippy::result_large_err)]
-fn decode_one(
-    c: &WireChange,
-    same_kind: bool,
-    limits: &Limits,
-    genesis: &mut HashMap<String, String>,
-) -> Result<Change, Refused> {
+fn decode_one(c: &WireChange, same_kind: bool, pre: PreDecoded) -> Result<Change, Refused> {
     let refuse = |code, zh: &str, en: &str| Refused::new(&c.doc_id, c.kind, code, zh, en);
     if !same_kind {
         return Err(refuse("kind_mismatch", "同一记录的类型前后不一", "one record sent as two kinds"));
     }
-    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
-        let r = Refusal::TooLarge { what: "a change", found: c.bytes.len() as u64, max: wire::MAX_CHANGE_BYTES as u64 };
-        return Err(Refused::limit(&c.doc_id, c.kind, &r));
-    }
-    let change = limits::decode_change(&c.bytes, limits).map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
+    let (change, canonical) = pre.map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
     // Only the canonical genesis may come from the genesis actor: a forged one would be
     // stored beside the real one that other replicas hold, and they would refuse every
     // later change of the record for good.
-    if change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id) {
-        let canonical =
-            genesis.entry(c.doc_id.clone()).or_insert_with(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
-        if change.hash().to_string() != *canonical {
-            return Err(refuse(
-                "non_canonical_genesis",
-                "记录的初始修改与标准不符（应用版本不兼容）",
-                "the record's genesis change is not the canonical one (incompatible app)",
-            ));
-        }
+    if canonical.is_some_and(|canonical| change.hash().to_string() != canonical) {
+        return Err(refuse(
+            "non_canonical_genesis",
+            "记录的初始修改与标准不符（应用版本不兼容）",
+            "the record's genesis change is not the canonical one (incompatible app)",
+        ));
     }
     Ok(change)
+}
+
+/// `f` over `items`, in order, on up to [`PREPARE_THREADS`] threads (fewer than
+/// [`PREPARE_ALONE`] items stay on the calling thread). A panic is the caller's, as on one thread.
+fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PREPARE_THREADS);
+    if threads < 2 || items.len() < PREPARE_ALONE {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// A push, decoded, with the records it creates already built (see
@@ -158,31 +181,18 @@ fn prepare_new_documents(incoming: &[Incoming], caller: &Caller, limits: &Limits
             changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
         })
         .collect();
-    let prepare = |group: &[((&str, RecordKind), Vec<Change>)]| -> Vec<(String, Checked)> {
-        group
-            .iter()
-            .filter_map(|((id, kind), changes)| {
-                let one_writer = one_writer(*kind, id, changes);
-                let doc = guarded(|| Document::from_changes(*kind, id, changes.clone()).ok())?;
-                let checked =
-                    guarded(|| checked_steps(caller, id, *kind, &doc, &[], changes, one_writer, limits).ok())?;
-                Some((id.to_string(), checked))
-            })
-            .collect()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PREPARE_THREADS);
-    if threads < 2 || new.len() < PREPARE_ALONE {
-        return prepare(&new).into_iter().collect();
-    }
-    let chunk = new.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = new.chunks(chunk).map(|group| s.spawn(move || prepare(group))).collect();
-        // A worker that panicked (outside `guarded`) leaves its records to the writer's checks.
-        workers.into_iter().filter_map(|w| w.join().ok()).flatten().collect()
+    on_threads(&new, |((id, kind), changes)| {
+        let one_writer = one_writer(*kind, id, changes);
+        let doc = guarded(|| Document::from_changes(*kind, id, changes.clone()).ok())?;
+        let checked = guarded(|| checked_steps(caller, id, *kind, &doc, &[], changes, one_writer, limits).ok())?;
+        Some((id.to_string(), checked))
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-/// Most threads one push builds its new records on.
+/// Most threads one push decodes its changes and builds its new records on.
 const PREPARE_THREADS: usize = 4;
 /// Fewer new records than this are built on the calling thread.
 const PREPARE_ALONE: usize = 64;
