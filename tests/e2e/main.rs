@@ -9,6 +9,7 @@ mod client;
 mod convergence;
 mod demo;
 mod devices;
+mod exchange;
 mod export;
 mod faults;
 mod hostile;

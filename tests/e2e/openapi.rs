@@ -26,6 +26,18 @@ fn send(method: &str, url: &str, token: &str, path: &str) -> (u16, Vec<u8>) {
                     authors: Vec::new(),
                 }))
             }
+            "/api/v1/sync/exchange" => {
+                req.header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION).body(wire::encode(&wire::ExchangeRequest {
+                    protocol: wire::PROTOCOL_VERSION,
+                    push: wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes: vec![], authors: Vec::new() },
+                    pull: wire::PullRequest {
+                        protocol: wire::PROTOCOL_VERSION,
+                        cursor: 0,
+                        page_token: None,
+                        pending: None,
+                    },
+                }))
+            }
             "/api/v1/sync/pull" => {
                 req.header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION).body(wire::encode(&wire::PullRequest {
                     protocol: wire::PROTOCOL_VERSION,

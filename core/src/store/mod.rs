@@ -442,14 +442,20 @@ impl Store {
 
     /// The oldest `limit` unacknowledged local changes.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
+        self.outbox_after(i64::MIN, limit)
+    }
+
+    /// The oldest `limit` unacknowledged local changes queued after `seq` (an
+    /// [`OutboxChange::seq`]): the next push batch while earlier ones are still in flight.
+    pub fn outbox_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxChange>> {
         let conn = self.conn();
         // Held records wait until a retry is due (see `held.rs`).
         let mut stmt = conn.prepare_cached(
             "SELECT seq, doc_id, kind, hash, bytes FROM outbox o
-             WHERE NOT EXISTS (SELECT 1 FROM held h WHERE h.doc_id = o.doc_id AND h.retry = 0)
+             WHERE seq > ?2 AND NOT EXISTS (SELECT 1 FROM held h WHERE h.doc_id = o.doc_id AND h.retry = 0)
              ORDER BY seq LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map(params![limit.min(i64::MAX as usize) as i64, seq], |r| {
             Ok(OutboxChange {
                 seq: r.get(0)?,
                 doc_id: r.get(1)?,

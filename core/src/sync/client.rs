@@ -1,5 +1,9 @@
 //! The phone's sync client: log in once, then `sync` pushes the outbox and pulls what
-//! changed in the user's scope, page by page, until done.
+//! changed in the user's scope, page by page, until done. An outbox that fits in one push goes
+//! with the first pull page in one request (`/sync/exchange`); a larger one is pushed in
+//! batches, two in flight when they are independent (ADR 0007). Every request of a sync goes
+//! through one HTTP client, so one kept-alive connection carries them (two while two pushes
+//! overlap).
 //!
 //! Every step is safe to cut anywhere: pushed changes leave the outbox only once the
 //! server acknowledged them (and pushing one twice changes nothing on the server); a pulled
@@ -7,15 +11,18 @@
 //! sync leaves the store consistent and the next one resumes.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{self, ErrorBody, LoginRequest, LoginResponse, PullRequest, PullResponse, PushRequest, PushResponse};
-use crate::store::{RemotePage, Store};
+use super::wire::{
+    self, ErrorBody, ExchangeRequest, ExchangeResponse, LoginRequest, LoginResponse, PullRequest, PullResponse,
+    PushRequest, PushResponse,
+};
+use crate::store::{OutboxChange, RemotePage, Store};
 
 const META_SERVER: &str = "server_url";
 const META_TOKEN: &str = "token";
@@ -28,6 +35,11 @@ const META_DISPLAY_NAME: &str = "display_name";
 const META_ROOT_CERTIFICATE: &str = "root_certificate_pem";
 /// The pending counts last reported to the server (`changes,attachments`).
 const META_REPORTED: &str = "reported_pending";
+/// When (ms since the epoch) the server answered 404 to `/sync/exchange` (a server older than
+/// it): push and pull apart until a day has passed or the store logs in again.
+const META_NO_EXCHANGE: &str = "exchange_unsupported_ms";
+/// How long a server that has no `/sync/exchange` is believed to have none.
+const NO_EXCHANGE_FOR_MS: i64 = 24 * 3600 * 1000;
 
 /// How to reach the server.
 #[derive(Debug, Clone)]
@@ -44,6 +56,9 @@ pub struct SyncConfig {
     /// First backoff; doubles per attempt, with jitter, up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Most changes in one push (at most, and by default, `wire::MAX_PUSH_CHANGES`): smaller
+    /// batches make more, shorter requests (tests use it to push many batches quickly).
+    pub push_batch_changes: usize,
 }
 
 impl SyncConfig {
@@ -56,6 +71,7 @@ impl SyncConfig {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(8),
+            push_batch_changes: wire::MAX_PUSH_CHANGES,
         }
     }
 }
@@ -71,6 +87,8 @@ pub struct SyncProgress {
     pub bytes_down: u64,
     /// Local changes still waiting for the server.
     pub changes_pending: u64,
+    /// Requests sent to the server in this sync, retries included: each is a round trip
+    /// (two pushes in flight together overlap theirs).
     pub round_trips: u64,
     /// Attachment bytes, apart from the records' bytes above.
     pub attachment_bytes_up: u64,
@@ -197,12 +215,15 @@ fn untrusted_certificate(e: &reqwest::Error) -> bool {
     false
 }
 
-/// An HTTP client bound to one server (cheap to clone: the connection pool is shared).
+/// An HTTP client bound to one server. Its connections are pooled and kept alive: one
+/// client serves a whole sync. Clones share the pool and the count of requests.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     config: SyncConfig,
+    /// Requests sent (every attempt), for [`SyncProgress::round_trips`].
+    requests: Arc<AtomicU64>,
 }
 
 fn install_crypto_provider() {
@@ -233,7 +254,7 @@ impl Client {
         }
         let http = builder.build().map_err(|e| SyncError::Config(e.to_string()))?;
         let base = config.server_url.trim_end_matches('/').to_string();
-        Ok(Client { http, base, config })
+        Ok(Client { http, base, config, requests: Arc::default() })
     }
 
     /// Sends one request with retries (network errors, 5xx) and backoff with jitter.
@@ -279,6 +300,7 @@ impl Client {
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let result = tokio::select! {
                 r = async {
                     let resp = req.send().await?;
@@ -341,18 +363,39 @@ impl Client {
         progress: &mut SyncProgress,
     ) -> Result<Resp, SyncError> {
         let body = wire::encode(request);
-        progress.bytes_up += body.len() as u64;
-        let (status, bytes) = self.send(path, body, wire::CONTENT_TYPE, Some(token), cancel).await?;
-        Self::answer(status, &bytes, progress)
+        let sent = body.len();
+        let answer = self.send(path, body, wire::CONTENT_TYPE, Some(token), cancel).await;
+        self.answer(sent, answer, progress)
     }
 
-    /// The answer to a wire request, its round trip and bytes added to `progress`.
+    /// Requests sent so far (every attempt).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// [`Client::send`] of an encoded wire body as a task of its own, so that it proceeds
+    /// while the caller prepares the next one.
+    fn spawn_wire(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+        token: &str,
+        cancel: &CancelToken,
+    ) -> tokio::task::JoinHandle<Result<(StatusCode, Vec<u8>), SyncError>> {
+        let (client, token, cancel) = (self.clone(), token.to_string(), cancel.clone());
+        tokio::spawn(async move { client.send(path, body, wire::CONTENT_TYPE, Some(&token), &cancel).await })
+    }
+
+    /// The decoded answer to a wire request of `sent` bytes, counted in the progress.
     fn answer<Resp: serde::de::DeserializeOwned>(
-        status: StatusCode,
-        bytes: &[u8],
+        &self,
+        sent: usize,
+        answer: Result<(StatusCode, Vec<u8>), SyncError>,
         progress: &mut SyncProgress,
     ) -> Result<Resp, SyncError> {
-        progress.round_trips += 1;
+        progress.round_trips = self.requests();
+        let (status, bytes) = answer?;
+        progress.bytes_up += sent as u64;
         progress.bytes_down += bytes.len() as u64;
         if !status.is_success() {
             return Err(Self::refused(status, &bytes));
@@ -417,7 +460,7 @@ impl Client {
         let report = pending_now(store)?;
         let body = serde_json::to_vec(&report).expect("serialises");
         let (status, bytes) = self.send("/api/v1/device/report", body, "application/json", Some(token), cancel).await?;
-        p.round_trips += 1;
+        p.round_trips = self.requests();
         if !status.is_success() {
             return Err(Self::refused(status, &bytes));
         }
@@ -557,7 +600,7 @@ impl Client {
             let (status, bytes) = self
                 .send_with(reqwest::Method::PATCH, &path, chunk, "application/offset+octet-stream", Some(token), cancel)
                 .await?;
-            p.round_trips += 1;
+            p.round_trips = self.requests();
             if status == StatusCode::CONFLICT && conflicts < 5 {
                 // Another attempt (a retried request, say) got further: continue from there.
                 conflicts += 1;
@@ -700,6 +743,7 @@ async fn login_inner(
     // the server hears what this device still holds at the next sync.
     store.retry_held(true)?;
     store.delete_meta(META_REPORTED)?;
+    store.delete_meta(META_NO_EXCHANGE)?;
     Ok(response)
 }
 
@@ -747,17 +791,23 @@ async fn sync_inner(
     // Held records that have waited long enough are tried again (a rule may have changed).
     store.retry_held(false)?;
 
-    // Push: bounded batches, oldest first; drop from the outbox only what was acknowledged.
-    // A document the server refuses is held (kept, with the reason) and the rest go on.
-    while push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
+    // An outbox that fits in one push goes with the first pull page, in one round trip.
+    let exchanged = exchange(&client, store, &token, cancel, &mut p, &mut report).await?;
+    if exchanged.is_some() {
         sink.on_progress(&p);
     }
+
+    // Push: bounded batches, oldest first; drop from the outbox only what was acknowledged.
+    // A document the server refuses is held (kept, with the reason) and the rest go on.
+    push_all(&client, store, &token, cancel, &mut p, &mut report, sink).await?;
 
     // Pull: pages until the server says there is no more. What the phone will still hold once
     // this sync ends rides with the pull when it changed, so the report costs no round trip.
     p.phase = "pull".into();
-    let expected = expected_pending(store)?;
-    let pending = (store.meta(META_REPORTED)?.as_deref() != Some(expected.counts().as_str())).then_some(expected);
+    let (mut prefetched, pending) = match exchanged {
+        Some((page, pending)) => (Some(page), pending),
+        None => (None, pending_to_report(store, None)?),
+    };
     let mut started_over = false;
     // The next page is asked for as soon as a page arrives, and is read by the server and
     // crosses the network while the phone stores this one; dropped (and cancelled) if this
@@ -765,9 +815,11 @@ async fn sync_inner(
     let mut next: Option<NextPage> = None;
     loop {
         let cursor: u64 = store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
-        let answer = match next.take() {
-            Some(page) => page.wait(&mut p).await?,
-            None => {
+        let answer = match (prefetched.take(), next.take()) {
+            // The exchange brought the first page already.
+            (Some(page), _) => Ok(page),
+            (None, Some(page)) => page.wait(&mut p).await?,
+            (None, None) => {
                 let page_token = store.meta(META_PAGE_TOKEN)?;
                 let request =
                     PullRequest { protocol: wire::PROTOCOL_VERSION, cursor, page_token, pending: pending.clone() };
@@ -788,9 +840,7 @@ async fn sync_inner(
                 store.delete_meta(META_PAGE_TOKEN)?;
                 p.phase = "push".into();
                 p.changes_pending = store.outbox_len()? as u64;
-                while push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
-                    sink.on_progress(&p);
-                }
+                push_all(&client, store, &token, cancel, &mut p, &mut report, sink).await?;
                 p.phase = "pull".into();
                 continue;
             }
@@ -847,9 +897,7 @@ async fn sync_inner(
     // What could not be applied may apply now that more has arrived.
     report.quarantined = store.retry_quarantine()? as u64;
     // Records held until something arrived about them (or for long enough) go once more.
-    if push_batch(&client, store, &token, cancel, &mut p, &mut report).await? {
-        sink.on_progress(&p);
-    }
+    push_all(&client, store, &token, cancel, &mut p, &mut report, sink).await?;
     report.held_records = store.held_records()?.len() as u64;
     // Attachments last, so that records are never held back by photos.
     client.upload_pending(store, &token, cancel, &mut p, &mut report, sink).await?;
@@ -858,6 +906,7 @@ async fn sync_inner(
     client.report_if_changed(store, &token, cancel, &mut p).await?;
     p.phase = "done".into();
     p.changes_pending = store.outbox_len()? as u64;
+    p.round_trips = client.requests();
     sink.on_progress(&p);
     report.conflicted_records = store.conflicted_records()?.len() as u64;
     report.progress = p;
@@ -867,32 +916,30 @@ async fn sync_inner(
 /// A pull request sent ahead, on its own task, while the page before it is stored. The task
 /// only moves bytes; the answer is read on the sync's own thread once that page is stored, so
 /// at most one page is decoded at a time.
-struct NextPage(tokio::task::JoinHandle<Result<(StatusCode, Vec<u8>), SyncError>>, u64);
+struct NextPage {
+    task: tokio::task::JoinHandle<Result<(StatusCode, Vec<u8>), SyncError>>,
+    client: Client,
+    sent: usize,
+}
 
 impl NextPage {
     fn ask(client: &Client, request: &PullRequest, token: &str, cancel: &CancelToken) -> NextPage {
         let body = wire::encode(request);
-        let sent = body.len() as u64;
-        let (client, token, cancel) = (client.clone(), token.to_string(), cancel.clone());
-        NextPage(
-            tokio::spawn(async move {
-                client.send("/api/v1/sync/pull", body, wire::CONTENT_TYPE, Some(&token), &cancel).await
-            }),
-            sent,
-        )
+        let sent = body.len();
+        NextPage { task: client.spawn_wire("/api/v1/sync/pull", body, token, cancel), client: client.clone(), sent }
     }
 
     /// The answer, read as [`Client::call`] reads one.
     async fn wait(mut self, p: &mut SyncProgress) -> Result<Result<PullResponse, SyncError>, SyncError> {
-        let sent = (&mut self.0).await.map_err(|e| SyncError::Offline(format!("the pull was interrupted: {e}")))?;
-        p.bytes_up += self.1;
-        Ok(sent.and_then(|(status, bytes)| Client::answer(status, &bytes, p)))
+        let answer =
+            (&mut self.task).await.map_err(|e| SyncError::Offline(format!("the pull was interrupted: {e}")))?;
+        Ok(self.client.answer(self.sent, answer, p))
     }
 }
 
 impl Drop for NextPage {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -914,50 +961,202 @@ fn pending_now(store: &Store) -> Result<wire::DeviceReport, SyncError> {
 }
 
 /// What the store will still hold unacknowledged at the end of a sync that goes well from here
-/// on: the outbox as it is (held changes stay in it) and the files of held visits (they wait
-/// for their visit; every other file is uploaded).
-fn expected_pending(store: &Store) -> Result<wire::DeviceReport, SyncError> {
-    let held: HashSet<String> = store.held_records()?.into_iter().map(|h| h.doc_id).collect();
+/// on, `pushing` acknowledged: the outbox as it is (held changes stay in it) and the files of
+/// held visits (they wait for their visit; every other file is uploaded), or `None` when that
+/// is what the server last heard.
+fn pending_to_report(store: &Store, pushing: Option<&Batch>) -> Result<Option<wire::DeviceReport>, SyncError> {
+    let in_batch = pushing.map(Batch::documents).unwrap_or_default();
+    let held: HashSet<String> =
+        store.held_records()?.into_iter().map(|h| h.doc_id).filter(|d| !in_batch.contains(d.as_str())).collect();
     let waiting = store.pending_uploads()?.into_iter().filter(|u| held.contains(&u.visit_id)).count();
-    Ok(wire::DeviceReport { pending_changes: store.outbox_len()? as u64, pending_attachments: waiting as u64 })
+    let queued = store.outbox_len()?.saturating_sub(pushing.map_or(0, |b| b.changes.len()));
+    let expected = wire::DeviceReport { pending_changes: queued as u64, pending_attachments: waiting as u64 };
+    Ok((store.meta(META_REPORTED)?.as_deref() != Some(expected.counts().as_str())).then_some(expected))
 }
 
-/// Pushes one batch of the outbox (oldest first, within the push budget); returns false when
-/// there was nothing to push. Acknowledged changes leave the outbox; refused documents are
-/// held with the server's reason, accepted ones are held no longer.
-async fn push_batch(
+/// A batch of the outbox, oldest first, within one push's limits.
+struct Batch {
+    changes: Vec<OutboxChange>,
+    /// Nothing else waits to be pushed: this is the whole outbox.
+    whole: bool,
+}
+
+impl Batch {
+    /// The next batch after outbox position `after` (every change, from `i64::MIN`). It is
+    /// cut at a document's boundary when it holds others: a document whose next change does
+    /// not fit goes whole into the next batch, so that the two batches may be in flight together.
+    fn next(client: &Client, store: &Store, after: i64) -> Result<Option<Batch>, SyncError> {
+        let (budget, most) =
+            (wire::MAX_PUSH_BYTES / 2, client.config.push_batch_changes.clamp(1, wire::MAX_PUSH_CHANGES));
+        let mut queued = store.outbox_after(after, most + 1)?.into_iter().peekable();
+        let (mut changes, mut size) = (Vec::new(), 0);
+        while let Some(c) = queued.peek() {
+            if changes.len() == most || (!changes.is_empty() && size + c.bytes.len() > budget) {
+                break;
+            }
+            size += c.bytes.len();
+            changes.extend(queued.next());
+        }
+        let Some(next) = queued.next() else {
+            return Ok((!changes.is_empty()).then_some(Batch { changes, whole: true }));
+        };
+        if changes.iter().any(|c| c.doc_id != next.doc_id) {
+            while changes.last().is_some_and(|c| c.doc_id == next.doc_id) {
+                changes.pop();
+            }
+        }
+        Ok(Some(Batch { changes, whole: false }))
+    }
+
+    fn documents(&self) -> HashSet<&str> {
+        self.changes.iter().map(|c| c.doc_id.as_str()).collect()
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.changes.last().map_or(i64::MIN, |c| c.seq)
+    }
+
+    /// Whether this batch may be in flight together with `other`: the server may apply two
+    /// requests in either order, so neither may depend on the other. They share no document
+    /// (a change's dependencies are earlier changes of its document), and neither carries an
+    /// enterprise (a visit's scope is its enterprise's, which must be on the server first;
+    /// and an enterprise that moves takes its visits along).
+    fn independent_of(&self, other: &Batch) -> bool {
+        let enterprise = |b: &Batch| b.changes.iter().any(|c| c.kind == crate::model::RecordKind::Enterprise);
+        if enterprise(self) || enterprise(other) {
+            return false;
+        }
+        let mine = self.documents();
+        other.changes.iter().all(|c| !mine.contains(c.doc_id.as_str()))
+    }
+
+    fn request(&self) -> PushRequest {
+        PushRequest {
+            protocol: wire::PROTOCOL_VERSION,
+            changes: self
+                .changes
+                .iter()
+                .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
+                .collect(),
+            authors: Vec::new(),
+        }
+    }
+}
+
+/// The whole outbox with the first pull page, in one request, when the outbox fits in one
+/// push and is not empty: the push as [`push_all`] would make it, then the page the pull
+/// loop would ask for, which it returns (with the counts it carried). `None`: nothing was
+/// exchanged, for the push and the pull to run apart — there was nothing to push, or the
+/// server is older than `/sync/exchange` (404, remembered for a day), or it refused the
+/// exchange for what the ordinary path handles (a retired device, a cursor it never gave)
+/// before applying anything.
+async fn exchange(
     client: &Client,
     store: &Store,
     token: &str,
     cancel: &CancelToken,
     p: &mut SyncProgress,
     report: &mut SyncReport,
-) -> Result<bool, SyncError> {
-    let budget = wire::MAX_PUSH_BYTES / 2;
-    let queued = store.outbox(wire::MAX_PUSH_CHANGES)?;
-    if queued.is_empty() {
-        return Ok(false);
+) -> Result<Option<(PullResponse, Option<wire::DeviceReport>)>, SyncError> {
+    let now = now_ms();
+    if store.meta(META_NO_EXCHANGE)?.and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| now - t < NO_EXCHANGE_FOR_MS) {
+        return Ok(None);
     }
-    let mut batch = Vec::new();
-    let mut size = 0;
-    for c in queued {
-        if !batch.is_empty() && size + c.bytes.len() > budget {
-            break;
-        }
-        size += c.bytes.len();
-        batch.push(c);
-    }
-    let in_batch: HashSet<&str> = batch.iter().map(|c| c.doc_id.as_str()).collect();
-    let request = PushRequest {
+    let Some(batch) = Batch::next(client, store, i64::MIN)?.filter(|b| b.whole) else { return Ok(None) };
+    let pending = pending_to_report(store, Some(&batch))?;
+    let request = ExchangeRequest {
         protocol: wire::PROTOCOL_VERSION,
-        changes: batch
-            .iter()
-            .map(|c| wire::WireChange { doc_id: c.doc_id.clone(), kind: c.kind, bytes: c.bytes.clone() })
-            .collect(),
-        authors: Vec::new(),
+        push: batch.request(),
+        pull: PullRequest {
+            protocol: wire::PROTOCOL_VERSION,
+            cursor: store.meta(META_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0),
+            page_token: store.meta(META_PAGE_TOKEN)?,
+            pending: pending.clone(),
+        },
     };
-    let response: PushResponse = client.call("/api/v1/sync/push", &request, token, cancel, p).await?;
-    let sent: HashSet<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
+    let response: ExchangeResponse = match client.call("/api/v1/sync/exchange", &request, token, cancel, p).await {
+        Ok(r) => r,
+        Err(SyncError::Refused { status: 404, .. }) => {
+            tracing::info!("the server has no /sync/exchange (an older one): pushing and pulling apart");
+            store.set_meta(META_NO_EXCHANGE, &now.to_string())?;
+            return Ok(None);
+        }
+        Err(SyncError::Refused { body, .. }) if body.code == "device_retired" || body.code == "cursor_ahead" => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    absorb_push(store, &batch, response.push, p, report)?;
+    Ok(Some((response.pull, pending)))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Pushes the outbox in batches until nothing is left to push. While the server applies one
+/// batch the next is read and encoded, and sent at once when the two are independent
+/// ([`Batch::independent_of`]); otherwise it waits for the answer. At most two are in flight.
+async fn push_all(
+    client: &Client,
+    store: &Store,
+    token: &str,
+    cancel: &CancelToken,
+    p: &mut SyncProgress,
+    report: &mut SyncReport,
+    sink: &dyn ProgressSink,
+) -> Result<(), SyncError> {
+    type InFlight = (Batch, usize, tokio::task::JoinHandle<Result<(StatusCode, Vec<u8>), SyncError>>);
+    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
+    let result = async {
+        loop {
+            // With nothing in flight, from the start of the outbox (a change left unanswered is
+            // sent again, as before); else after the newest batch in flight.
+            let after = in_flight.back().map_or(i64::MIN, |(b, ..)| b.last_seq());
+            let next = match Batch::next(client, store, after)? {
+                Some(b) if in_flight.iter().all(|(f, ..)| b.independent_of(f)) => Some(b),
+                // It must wait for the answers in flight: read again after them.
+                Some(_) | None => None,
+            };
+            if let Some(batch) = next {
+                let request = batch.request();
+                // Encoding is CPU work: off this thread, while the batch in flight proceeds.
+                let body = tokio::task::spawn_blocking(move || wire::encode(&request))
+                    .await
+                    .map_err(|e| SyncError::Config(format!("encoding a push: {e}")))?;
+                let sent = body.len();
+                let task = client.spawn_wire("/api/v1/sync/push", body, token, cancel);
+                in_flight.push_back((batch, sent, task));
+                if in_flight.len() < 2 {
+                    continue;
+                }
+            }
+            let Some((batch, sent, task)) = in_flight.pop_front() else { return Ok(()) };
+            let answer = task.await.unwrap_or_else(|e| Err(SyncError::Offline(format!("push task: {e}"))));
+            let response: PushResponse = client.answer(sent, answer, p)?;
+            absorb_push(store, &batch, response, p, report)?;
+            sink.on_progress(p);
+        }
+    }
+    .await;
+    // A failed sync leaves nothing running: a push cut anywhere is safe to make again.
+    for (_, _, task) in in_flight {
+        task.abort();
+    }
+    result
+}
+
+/// What a push's answer means for the store: acknowledged changes leave the outbox; refused
+/// documents are held with the server's reason, accepted ones are held no longer.
+fn absorb_push(
+    store: &Store,
+    batch: &Batch,
+    response: PushResponse,
+    p: &mut SyncProgress,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let in_batch = batch.documents();
+    let sent: HashSet<&str> = batch.changes.iter().map(|c| c.hash.as_str()).collect();
     let acked: Vec<String> = response.acknowledged.into_iter().filter(|h| sent.contains(h.as_str())).collect();
     let refused: Vec<(String, crate::model::RecordKind, String, String, String)> = response
         .refused
@@ -987,7 +1186,7 @@ async fn push_batch(
     store.acknowledge(&acked)?;
     p.documents_up += accepted.len() as u64;
     p.changes_pending = store.outbox_len()? as u64;
-    Ok(true)
+    Ok(())
 }
 
 /// [`sync`] on the calling thread (which it blocks): for callers without an async runtime.

@@ -167,6 +167,28 @@ pub struct PullResponse {
     pub authors: Vec<ChangeAuthor>,
 }
 
+/// `POST /api/v1/sync/exchange`: a push and the pull page that follows it, in one round trip
+/// (a returning phone whose outbox fits in one push). The server applies the push first, as
+/// `/sync/push` would, then reads the pull page as `/sync/pull` would, after it; the answer
+/// carries both. Servers older than this endpoint answer `404`: push, then pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExchangeRequest {
+    /// [`PROTOCOL_VERSION`], as in both parts.
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 2))]
+    pub protocol: u32,
+    pub push: PushRequest,
+    pub pull: PullRequest,
+}
+
+/// The answer to an [`ExchangeRequest`]: the push's, then the pull page read after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExchangeResponse {
+    pub push: PushResponse,
+    pub pull: PullResponse,
+}
+
 /// `POST /api/v1/login` (JSON): a device logs in once and keeps the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -80,6 +80,17 @@ impl Versioned for wire::PullRequest {
     }
 }
 
+/// An exchange names the version three times (itself, its push, its pull): any one that is
+/// not the current one is the version it claims.
+impl Versioned for wire::ExchangeRequest {
+    fn protocol(&self) -> u32 {
+        [self.protocol, self.push.protocol, self.pull.protocol]
+            .into_iter()
+            .find(|v| *v != wire::PROTOCOL_VERSION)
+            .unwrap_or(wire::PROTOCOL_VERSION)
+    }
+}
+
 /// A sync body: CBOR, gzip-compressed, at most `MAX_PUSH_BYTES` either way, with the
 /// protocol version both in the `x-ohassist-protocol` header and in the body.
 pub struct Wire<T>(pub T);

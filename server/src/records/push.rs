@@ -177,11 +177,12 @@ pub fn decode_push(
     }
     let origins = origins_of(authors, caller)?;
     let limits = limits();
+    // What each change needs of nobody else, on several threads for a big push.
+    let pre = on_threads(&changes, |c| pre_decode(c, &limits));
     let mut out = Vec::with_capacity(changes.len());
     let mut refused: HashMap<String, Refused> = HashMap::new();
     let mut kinds: HashMap<String, RecordKind> = HashMap::new();
-    let mut genesis: HashMap<String, String> = HashMap::new();
-    for c in changes {
+    for (c, pre) in changes.into_iter().zip(pre) {
         if c.doc_id.is_empty() || c.doc_id.chars().count() > MAX_DOC_ID_CHARS || c.doc_id.chars().any(char::is_control)
         {
             return Err(RecordsError::BadDocId { chars: c.doc_id.chars().count() });
@@ -190,7 +191,7 @@ pub fn decode_push(
             continue;
         }
         let same_kind = *kinds.entry(c.doc_id.clone()).or_insert(c.kind) == c.kind;
-        let change = match decode_one(&c, same_kind, &limits, &mut genesis) {
+        let change = match decode_one(&c, same_kind, pre) {
             Ok(change) => change,
             Err(r) => {
                 refused.insert(c.doc_id.clone(), r);
@@ -204,39 +205,61 @@ pub fn decode_push(
     Ok(Decoded { incoming: out, prepared, refused: refused.into_values().collect(), origins })
 }
 
+/// A change decoded within the limits, with the canonical genesis hash of its record when it
+/// comes from the record's genesis actor: the part of [`decode_one`] that needs no other change.
+type PreDecoded = Result<(Change, Option<String>), Refusal>;
+
+fn pre_decode(c: &WireChange, limits: &Limits) -> PreDecoded {
+    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
+        return Err(Refusal::TooLarge {
+            what: "a change",
+            found: c.bytes.len() as u64,
+            max: wire::MAX_CHANGE_BYTES as u64,
+        });
+    }
+    let change = limits::decode_change(&c.bytes, limits)?;
+    let canonical = (change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id))
+        .then(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
+    Ok((change, canonical))
+}
+
 /// One pushed change, decoded within the limits; a genesis must be the canonical one.
 // A refusal is the rare path and carries its changes back: not worth a box on every call.
 #[allow(clippy::result_large_err)]
-fn decode_one(
-    c: &WireChange,
-    same_kind: bool,
-    limits: &Limits,
-    genesis: &mut HashMap<String, String>,
-) -> Result<Change, Refused> {
+fn decode_one(c: &WireChange, same_kind: bool, pre: PreDecoded) -> Result<Change, Refused> {
     let refuse = |code, zh: &str, en: &str| Refused::new(&c.doc_id, c.kind, code, zh, en);
     if !same_kind {
         return Err(refuse("kind_mismatch", "同一记录的类型前后不一", "one record sent as two kinds"));
     }
-    if c.bytes.len() > wire::MAX_CHANGE_BYTES {
-        let r = Refusal::TooLarge { what: "a change", found: c.bytes.len() as u64, max: wire::MAX_CHANGE_BYTES as u64 };
-        return Err(Refused::limit(&c.doc_id, c.kind, &r));
-    }
-    let change = limits::decode_change(&c.bytes, limits).map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
+    let (change, canonical) = pre.map_err(|r| Refused::limit(&c.doc_id, c.kind, &r))?;
     // Only the canonical genesis may come from the genesis actor: a forged one would be
     // stored beside the real one that other replicas hold, and they would refuse every
     // later change of the record for good.
-    if change.actor_id() == &doc::genesis_actor(c.kind, &c.doc_id) {
-        let canonical =
-            genesis.entry(c.doc_id.clone()).or_insert_with(|| doc::genesis_hash(c.kind, &c.doc_id).to_string());
-        if change.hash().to_string() != *canonical {
-            return Err(refuse(
-                "non_canonical_genesis",
-                "记录的初始修改与标准不符（应用版本不兼容）",
-                "the record's genesis change is not the canonical one (incompatible app)",
-            ));
-        }
+    if canonical.is_some_and(|canonical| change.hash().to_string() != canonical) {
+        return Err(refuse(
+            "non_canonical_genesis",
+            "记录的初始修改与标准不符（应用版本不兼容）",
+            "the record's genesis change is not the canonical one (incompatible app)",
+        ));
     }
     Ok(change)
+}
+
+/// `f` over `items`, in order, on up to [`PREPARE_THREADS`] threads (fewer than
+/// [`PREPARE_ALONE`] items stay on the calling thread). A panic is the caller's, as on one thread.
+fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PREPARE_THREADS);
+    if threads < 2 || items.len() < PREPARE_ALONE {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// A push, decoded, with the records it creates already built (see
@@ -264,6 +287,10 @@ pub struct Checked {
 /// creates (those whose genesis it carries), one document at a time. The writer uses one
 /// only if the record is still new when it gets there; anything odd (a refusal) is left to
 /// the writer's checks, which name it.
+///
+/// One phone's push of many new records (a county's list entered on one device) has nobody
+/// else's push to run beside: its records are built on up to [`PREPARE_THREADS`] threads
+/// (pushes of fewer than [`PREPARE_ALONE`] records stay on the calling thread).
 fn prepare_new_documents(
     incoming: &[Incoming],
     caller: &Caller,
@@ -274,21 +301,29 @@ fn prepare_new_documents(
     for c in incoming {
         groups.entry((c.doc_id.as_str(), c.kind)).or_default().push(c.change.clone());
     }
-    groups
+    let new: Vec<((&str, RecordKind), Vec<Change>)> = groups
         .into_iter()
         .filter(|((id, kind), changes)| {
             let genesis_actor = doc::genesis_actor(*kind, id);
             changes.iter().any(|c| c.actor_id() == &genesis_actor && c.seq() == 1)
         })
-        .filter_map(|((id, kind), changes)| {
-            let one_writer = one_writer(kind, id, &changes);
-            let doc = guarded(|| Document::from_changes(kind, id, changes.clone()).ok())?;
-            let checked =
-                guarded(|| checked_steps(caller, origins, id, kind, &doc, &[], &changes, one_writer, limits).ok())?;
-            Some((id.to_string(), checked))
-        })
-        .collect()
+        .collect();
+    on_threads(&new, |((id, kind), changes)| {
+        let one_writer = one_writer(*kind, id, changes);
+        let doc = guarded(|| Document::from_changes(*kind, id, changes.clone()).ok())?;
+        let checked =
+            guarded(|| checked_steps(caller, origins, id, *kind, &doc, &[], changes, one_writer, limits).ok())?;
+        Some((id.to_string(), checked))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
+
+/// Most threads one push decodes its changes and builds its new records on.
+const PREPARE_THREADS: usize = 4;
+/// Fewer new records than this are built on the calling thread.
+const PREPARE_ALONE: usize = 64;
 
 /// Written by one actor only (besides the genesis), so that, in a record new to the server,
 /// no two values can be concurrent: one actor's changes never are.

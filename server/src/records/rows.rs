@@ -52,7 +52,8 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
     };
     if kind == RecordKind::Visit {
         let before: Option<String> = tx
-            .query_row("SELECT enterprise_id FROM visits WHERE id = ?1", [doc_id], |r| r.get("enterprise_id"))
+            .prepare_cached("SELECT enterprise_id FROM visits WHERE id = ?1")?
+            .query_row([doc_id], |r| r.get("enterprise_id"))
             .optional()?;
         affected.extend(before.filter(|b| *b != affected[0]));
     }
@@ -149,12 +150,13 @@ pub(super) enum Row {
 
 fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: bool) -> rusqlite::Result<()> {
     let years = serde_json::to_string(&e.years()).unwrap_or_else(|_| "[]".into());
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
             city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts,
             latitude, longitude)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
+    )?
+    .execute(params![
             e.credit_code,
             e.name,
             e.county.code,
@@ -170,8 +172,7 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
             has_conflicts,
             e.location.map(|p| p.latitude),
             e.location.map(|p| p.longitude)
-        ],
-    )?;
+    ])?;
     crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
@@ -194,12 +195,13 @@ fn write_visit_row(
             .values()
             .any(|s| !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience))
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
             has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
             latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        params![
+    )?
+    .execute(params![
             id,
             v.enterprise_id,
             county,
@@ -220,7 +222,6 @@ fn write_visit_row(
             flags.far_from_enterprise_m,
             flags.clock_skew_s,
             flags.sync_gap_s
-        ],
-    )?;
+    ])?;
     Ok(())
 }

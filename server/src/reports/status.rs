@@ -20,14 +20,15 @@ pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()
 /// [`refresh`], taking the visits in `fresh` (id → merged record) from memory instead of
 /// loading their documents again: a push of 250 visits of one enterprise loads none.
 pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> ohassist_core::Result<()> {
-    conn.execute("DELETE FROM enterprise_status WHERE credit_code = ?1", [credit_code])?;
-    conn.execute("DELETE FROM enterprise_monthly WHERE credit_code = ?1", [credit_code])?;
-    let bytes: Option<Vec<u8>> = conn
-        .query_row("SELECT bytes FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| r.get(0))
+    conn.prepare_cached("DELETE FROM enterprise_status WHERE credit_code = ?1")?.execute([credit_code])?;
+    conn.prepare_cached("DELETE FROM enterprise_monthly WHERE credit_code = ?1")?.execute([credit_code])?;
+    let stored: Option<(Vec<u8>, String)> = conn
+        .prepare_cached("SELECT bytes, heads FROM documents WHERE id = ?1 AND kind = 'enterprise'")?
+        .query_row([credit_code], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     // A visit may reach the server before its enterprise; the enterprise's push refreshes.
-    let Some(bytes) = bytes else { return Ok(()) };
-    let enterprise: Enterprise = Document::load(RecordKind::Enterprise, credit_code, &bytes)?.read()?;
+    let Some((bytes, heads)) = stored else { return Ok(()) };
+    let enterprise: Enterprise = read_cached(&ENTERPRISES, RecordKind::Enterprise, credit_code, &heads, &bytes)?;
     if enterprise.deleted {
         return Ok(());
     }
@@ -36,18 +37,52 @@ pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String
         .query_map([credit_code], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut visits = Vec::with_capacity(ids.len());
-    let mut load = conn.prepare_cached("SELECT bytes FROM documents WHERE id = ?1")?;
+    let mut load = conn.prepare_cached("SELECT bytes, heads FROM documents WHERE id = ?1")?;
     for id in ids {
         match fresh.get(&id) {
             Some(v) => visits.push(v.clone()),
             None => {
-                let bytes: Vec<u8> = load.query_row([&id], |r| r.get(0))?;
-                visits.push(Document::load(RecordKind::Visit, &id, &bytes)?.read::<Visit>()?);
+                let (bytes, heads): (Vec<u8>, String) = load.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                visits.push(read_cached(&VISITS, RecordKind::Visit, &id, &heads, &bytes)?);
             }
         }
     }
     write_rows(conn, &enterprise, &visits)?;
     Ok(())
+}
+
+/// Records as typed, read from their saved documents, by id with the heads they were read at:
+/// a document's heads name its every change, so an entry is used only for the very version it
+/// was read from. A push of visits refreshes each of their enterprises, which reads every other
+/// visit of it: one phone's registration in five batches read the same documents again in
+/// each. Bounded: emptied when it holds [`CACHED_RECORDS`].
+struct Cache<T>(std::sync::Mutex<HashMap<String, (String, T)>>);
+
+static ENTERPRISES: std::sync::LazyLock<Cache<Enterprise>> = std::sync::LazyLock::new(|| Cache(Default::default()));
+static VISITS: std::sync::LazyLock<Cache<Visit>> = std::sync::LazyLock::new(|| Cache(Default::default()));
+const CACHED_RECORDS: usize = 20_000;
+
+/// The record `id` saved as `bytes` at `heads`, from the cache when it holds that version.
+fn read_cached<T: Clone + serde::de::DeserializeOwned>(
+    cache: &Cache<T>,
+    kind: RecordKind,
+    id: &str,
+    heads: &str,
+    bytes: &[u8],
+) -> ohassist_core::Result<T> {
+    let lock = || cache.0.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, record)) = lock().get(id) {
+        if at == heads {
+            return Ok(record.clone());
+        }
+    }
+    let record: T = Document::load(kind, id, bytes)?.read()?;
+    let mut map = lock();
+    if map.len() >= CACHED_RECORDS {
+        map.clear();
+    }
+    map.insert(id.to_string(), (heads.to_string(), record.clone()));
+    Ok(record)
 }
 
 /// Writes the status rows of one enterprise from its records (already deleted rows aside).

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod binary;
 mod common;
+mod exchange;
 mod layers;
 mod openapi;
 mod relay;
