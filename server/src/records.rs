@@ -139,6 +139,9 @@ pub enum RecordsError {
     /// The caller's role may not do this.
     #[error("the caller's role may not do this")]
     Forbidden,
+    /// A field the caller's role may not send.
+    #[error("the caller's role may not send {field}: {en}")]
+    ForbiddenField { field: &'static str, zh: String, en: String },
     /// A value the caller chose that the server refuses (a transfer's county).
     #[error("invalid {field}: {en}")]
     Invalid { field: &'static str, zh: String, en: String },

@@ -39,6 +39,9 @@ pub enum ApiError {
     OutOfScope { doc_id: String },
     #[error("the caller's role may not do this")]
     Forbidden,
+    /// A field only another role may send (a push's `authors`, from anyone but a relay).
+    #[error("the caller's role may not send {field}: {reason_en}")]
+    ForbiddenField { field: &'static str, reason_zh: String, reason_en: String },
     #[error("this device has been revoked")]
     DeviceRevoked,
     /// The device id is bound to another user's live login.
@@ -108,7 +111,9 @@ impl ApiError {
             InvalidRecord { .. } | InvalidInput { .. } | HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             OffsetMismatch(_) => StatusCode::CONFLICT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            OutOfScope { .. } | Forbidden | DeviceRevoked | DeviceTaken | DeviceRetired => StatusCode::FORBIDDEN,
+            OutOfScope { .. } | Forbidden | ForbiddenField { .. } | DeviceRevoked | DeviceTaken | DeviceRetired => {
+                StatusCode::FORBIDDEN
+            }
             DeviceLost => StatusCode::GONE,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -162,6 +167,9 @@ impl ApiError {
                 Some(doc_id.clone()),
             ),
             Forbidden => ("forbidden", "您的角色无权执行此操作".into(), "your role may not do this".into(), None),
+            ForbiddenField { field, reason_zh, reason_en } => {
+                ("forbidden", reason_zh.clone(), reason_en.clone(), Some(field.to_string()))
+            }
             DeviceRevoked => (
                 "device_revoked",
                 "此设备已被管理员停用，请联系管理员".into(),
@@ -332,6 +340,9 @@ impl From<RecordsError> for ApiError {
             },
             RecordsError::NotFound => ApiError::NotFound,
             RecordsError::Forbidden => ApiError::Forbidden,
+            RecordsError::ForbiddenField { field, zh, en } => {
+                ApiError::ForbiddenField { field, reason_zh: zh, reason_en: en }
+            }
             RecordsError::Invalid { field, zh, en } => ApiError::InvalidInput { field, reason_zh: zh, reason_en: en },
             RecordsError::Document(_) | RecordsError::Db(_) => ApiError::internal(e),
         }

@@ -40,7 +40,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "A `PushResponse` in CBOR, gzip-compressed", body = PushResponse,
             content_type = "application/cbor"),
+        (status = 403, description = "A role that may not push (`forbidden`), or `authors` sent by an account \
+that is not a relay (`forbidden`, field `authors`)", body = ErrorBody),
         (status = 413, description = "A body over 8 MiB, compressed or not (`too_large`)", body = ErrorBody),
+        (status = 422, description = "A relay's `authors` entry that is malformed (`invalid_input`, field \
+`authors`, the entry named in the message)", body = ErrorBody),
     ))]
 async fn push(
     State(state): State<AppState>,
@@ -129,14 +133,15 @@ changes)"),
     responses(
         (status = 200, description = "An `ExchangeResponse` in CBOR, gzip-compressed: the push's answer, then the \
 pull page read after it", body = ExchangeResponse, content_type = "application/cbor"),
-        (status = 403, description = "A role that may not push (`forbidden`), or a retired device \
-(`device_retired`: push alone, then upload and report); nothing was applied", body = ErrorBody),
+        (status = 403, description = "A role that may not push (`forbidden`), `authors` sent by an account that \
+is not a relay (`forbidden`, field `authors`), or a retired device (`device_retired`: push alone, then upload and \
+report); nothing was applied", body = ErrorBody),
         (status = 409, description = "A cursor this server never gave (`cursor_ahead`); nothing was applied",
             body = ErrorBody),
         (status = 413, description = "A body over 8 MiB, compressed or not, or over 5,000 changes (`too_large`)",
             body = ErrorBody),
-        (status = 422, description = "A pending count out of range (`invalid_input`, the field named)",
-            body = ErrorBody),
+        (status = 422, description = "A pending count out of range, or a relay's malformed `authors` entry \
+(`invalid_input`, the field named)", body = ErrorBody),
     ))]
 async fn exchange(
     State(state): State<AppState>,

@@ -80,7 +80,8 @@ impl Origin {
 pub type Origins = HashMap<String, Origin>;
 
 /// Reads the `authors` of a push: only a relay may send them, each well-formed, one per
-/// change. A bad one refuses the whole push (`RecordsError::Invalid`, field `authors`), the
+/// change (anyone else sending them: `RecordsError::ForbiddenField`). A bad one refuses the
+/// whole push (`RecordsError::Invalid`, field `authors`), the
 /// reason naming which (`authors[3].role`). An author naming no change of the push is unused.
 pub fn origins_of(authors: Vec<ChangeAuthor>, caller: &Caller) -> Result<Origins, RecordsError> {
     if authors.is_empty() {
@@ -88,10 +89,11 @@ pub fn origins_of(authors: Vec<ChangeAuthor>, caller: &Caller) -> Result<Origins
     }
     let invalid = |zh: String, en: String| RecordsError::Invalid { field: "authors", zh, en };
     if caller.role != Role::Relay {
-        return Err(invalid(
-            "只有下级服务器（中继）账号可以上报修改的原作者（authors）".into(),
-            "only a relay account may send the changes' original authors (authors)".into(),
-        ));
+        return Err(RecordsError::ForbiddenField {
+            field: "authors",
+            zh: "只有下级服务器（中继）账号可以上报修改的原作者（authors）".into(),
+            en: "only a relay account may send the changes' original authors (authors)".into(),
+        });
     }
     if authors.len() > wire::MAX_PUSH_CHANGES {
         return Err(invalid(

@@ -170,7 +170,7 @@ async fn table1(State(state): State<AppState>, caller: Caller, q: Query) -> Resu
         ("unit_name" = Option<String>, Query, description = "填报单位 as printed; default: the unit's name"),
         ("reporter" = Option<String>, Query, description = "填报人; default: the caller's name"),
         ("phone" = Option<String>, Query, description = "联系电话"),
-        ("by" = Option<String>, Query, description = "Table 2's rows: `county` (a city's default) or `city` (a \
+        ("by" = inline(Option<Table2RowsParam>), Query, description = "Table 2's rows: `county` (a city's default) or `city` (a \
 province's default: one row per city, its counties and zones summed); anything else is 400 `invalid_filter`, field `by`"),
     ),
     responses(
@@ -263,6 +263,15 @@ async fn visit(
     reader(&caller)?;
     let unit = caller.org_unit.clone();
     Ok(Json(state.db.read(move |conn| views::visit(conn, &unit, &id)).await?))
+}
+
+/// Table 2's `by` values, for the document (`reports::Table2Rows` reads them).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Table2RowsParam {
+    County,
+    City,
 }
 
 /// The `status` filter's values, for the document.

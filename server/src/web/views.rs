@@ -116,7 +116,8 @@ pub async fn table_data(
     let name_param = p.get("unit_name").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
     let reporter = p.get("reporter").cloned().unwrap_or_else(|| caller.display_name.clone());
     let phone = p.get("phone").cloned().unwrap_or_default();
-    let by = match param(p, "by") {
+    // Sent empty it is refused, not taken as absent: the document lists its two values.
+    let by = match p.get("by").map(|b| b.trim()) {
         None => reports::Table2Rows::default_for(&unit),
         Some(b) => reports::Table2Rows::parse(b).ok_or_else(|| {
             WebError::bad_filter("by", "表2 的行应为 county（按县区）或 city（按市）", "by must be county or city")

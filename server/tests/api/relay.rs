@@ -77,7 +77,7 @@ async fn only_a_relay_may_name_authors_and_each_is_checked() {
     let a = author(&e, "zhang", "inspector", "phone-9");
     let err = push_with(&f, &phone, std::slice::from_ref(&e), vec![a.clone()])
         .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
     assert_eq!(err.field.as_deref(), Some("authors"));
     f.assert_nothing_stored();
     for (bad, named) in [
