@@ -4,7 +4,8 @@
 //! original authors; a city supervisor's review reaches the county phone; a county-B record
 //! a county-A server holds is refused by the city while the rest lands; no county server
 //! receives the other county's records; a county server and the city SIGKILLed mid-relay
-//! still converge.
+//! still converge; three tiers (county → city → province) carry a province review down to the
+//! county phone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -412,4 +413,63 @@ fn a_citys_tables_by_relay_equal_a_single_servers_cell_by_cell() {
     assert_eq!(t2.as_array().unwrap().len(), 3, "two counties and 合计: {t2}");
     assert_eq!(t2[2][1], "24");
     assert_eq!(t2, table(&control, 2), "Table 2, cell by cell");
+}
+
+/// Three tiers (issue 13): a county server relays to a city server that relays to the
+/// province. The county's records reach the province with their original author, the
+/// province's Table 2 counts them in the city's row, and a province supervisor's review comes
+/// down both relays to the inspector's phone.
+#[test]
+fn county_city_province_a_province_review_reaches_the_county_phone() {
+    let (dp, dc, da) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    const PROVINCE: &str = "350000";
+    let province = Server::start(dp.path(), None);
+    province.add_user("relay-city", "relay", CITY, PASSWORD);
+    province.add_user("prov-sup", "supervisor", PROVINCE, PASSWORD);
+    add_user(dc.path(), "relay-a", "relay", A, PASSWORD);
+    let city = county(dc.path(), &province, "relay-city", None);
+    add_user(da.path(), "zhang", "inspector", A, PASSWORD);
+    let county_a = county(da.path(), &city, "relay-a", None);
+
+    let phone = Phone::new(&county_a.url());
+    phone.login("zhang", PASSWORD);
+    phone.store.create_enterprise(enterprise(1, A)).unwrap();
+    let id = phone.store.create_visit(visit(1)).unwrap();
+    phone.store.edit_visit(&id, |v| v.review.state = ReviewState::Submitted).unwrap();
+    phone.sync();
+    let timeout = Duration::from_secs(90);
+    wait_until("the visit to reach the province", timeout, || {
+        count(&province, &format!("SELECT count(*) FROM visits WHERE id = '{id}' AND review_state = 'submitted'")) == 1
+    });
+    let author: String = province
+        .db()
+        .query_row(
+            "SELECT o.username FROM changes c JOIN change_origins o ON o.hash = c.hash
+             WHERE c.doc_id = ?1 ORDER BY c.seq DESC LIMIT 1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(author, "zhang", "the province names the county's inspector, not a relay");
+    let token = token(&province.url(), "prov-sup", PASSWORD, "desk");
+    let t2 = get(&format!("{}/api/v1/tables/2?year=2025&unit={PROVINCE}", province.url()), Some(&token)).json();
+    assert_eq!(t2["rows"][0][0], "福州市", "{t2}");
+    assert_eq!(t2["rows"][0][1], "1", "one enterprise assisted in the city's row: {t2}");
+
+    let mut console = Console::login(&province.url(), "prov-sup");
+    let (status, page) = console.post(&format!("/visits/{id}/review"), &[("action", "approve")]);
+    assert_eq!(status, 303, "{page}");
+    wait_until("the province's review to reach county A", timeout, || {
+        count(&county_a, &format!("SELECT count(*) FROM visits WHERE id = '{id}' AND review_state = 'approved'")) == 1
+    });
+    phone.sync();
+    let v: Visit = phone.store.get_visit(&id).unwrap().record;
+    assert_eq!(v.review.state, ReviewState::Approved, "the province's review is on the inspector's phone");
+    for server in [&province, &city, &county_a] {
+        assert_eq!(
+            count(server, "SELECT count(*) FROM changes WHERE whole = 0"),
+            count(server, "SELECT count(DISTINCT hash) FROM changes WHERE whole = 0"),
+            "each change once"
+        );
+    }
 }
