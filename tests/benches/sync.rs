@@ -7,7 +7,8 @@
 //! trips; and (a) again through a link shaped to 1 Mbit/s and 300 ms round trip; (e) the
 //! records export of those 12,000 records, JSON Lines and CSV; (f) `ohassist demo`'s time
 //! to ready, from the process start to its ready line; (g) the returning phone's push with
-//! one of its 500 records refused, against all accepted.
+//! one of its 500 records refused, against all accepted; (j) a county's first year relayed
+//! to an empty city server, against the phone's own push of it.
 
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ fn main() {
     server.add_user("li", "inspector", COUNTY, PASSWORD);
 
     // `OHASSIST_BENCH_ONLY=ingest` measures (c) alone; `=demo` (f) alone; `=export` the seeded
-    // figures (a), (b), (d), (e), (g); `=province` (h) alone; `=backup` (i) alone.
+    // figures (a), (b), (d), (e), (g); `=province` (h) alone; `=backup` (i) alone; `=relay` (j).
     let only = std::env::var("OHASSIST_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "export" {
         seeded_figures(&server, &mut rows);
@@ -72,7 +73,47 @@ fn main() {
     if only.is_empty() || only == "backup" {
         backup_figure(&mut rows);
     }
+    if only.is_empty() || only == "relay" {
+        relay_figure(&mut rows);
+    }
     print_table(rows);
+}
+
+/// (j) A county's first year (2,000 enterprises, 10,000 visits) pushed by one phone to the
+/// county server, then relayed in one round (`ohassist upstream sync`) to an empty city.
+fn relay_figure(rows: &mut Vec<(String, String, String)>) {
+    let (dc, da) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    add_user(da.path(), "zhang", "inspector", COUNTY, PASSWORD);
+    let county = Server::start(da.path(), None);
+    let phone = Phone::new(&county.url());
+    phone.login("zhang", PASSWORD);
+    for i in 0..2_000 {
+        phone.store.create_enterprise(enterprise(10_000 + i, COUNTY)).unwrap();
+        for _ in 0..5 {
+            phone.store.create_visit(visit(10_000 + i)).unwrap();
+        }
+    }
+    let t = Instant::now();
+    phone.sync();
+    let pushed = t.elapsed();
+    let city = Server::start(dc.path(), None);
+    city.add_user("relay-a", "relay", COUNTY, PASSWORD);
+    cli(
+        da.path(),
+        &["upstream", "login", "--url", &city.url(), "--username", "relay-a", "--password-stdin", "--allow-http"],
+        &format!("{PASSWORD}\n"),
+    );
+    let t = Instant::now();
+    cli(da.path(), &["upstream", "sync"], "");
+    let relayed = t.elapsed();
+    let held: i64 = city.db().query_row("SELECT count(*) FROM documents", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 12_000, "the city holds the county's year");
+    let rate = |d: Duration| 12_000.0 / d.as_secs_f64();
+    rows.push((
+        "(j) relay a county's year (12,000 records) to an empty city, one round".into(),
+        format!("{} ({:.0} documents/s)", ms(relayed), rate(relayed)),
+        format!("the phone's own push of it: {} ({:.0} documents/s)", ms(pushed), rate(pushed)),
+    ));
 }
 
 /// 20 MB of photos over a 1 Mbit/s, 300 ms link cut three times, against the pure transfer

@@ -315,49 +315,6 @@ fn the_same_record_reaching_the_city_directly_and_through_a_relay_converges_with
     wait_until("the county to get the last edit", timeout, || server_visit(&county_a, &id) == server_visit(&city, &id));
 }
 
-/// A rough figure, not a check (run with `--ignored --nocapture`): a county's records pushed by
-/// its phone, then relayed in one round (`ohassist upstream sync`) to an empty city, against
-/// the phone's own push of the same records. `RELAY_ENTERPRISES` sets the size (default 200,
-/// five visits each).
-#[test]
-#[ignore]
-fn relay_throughput_against_the_phones_own_push() {
-    let n: usize = std::env::var("RELAY_ENTERPRISES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let (dc, da) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    add_user(da.path(), "zhang", "inspector", A, PASSWORD);
-    let county_a = Server::start(da.path(), None);
-    let phone = Phone::new(&county_a.url());
-    phone.login("zhang", PASSWORD);
-    for i in 0..n {
-        phone.store.create_enterprise(enterprise(1000 + i, A)).unwrap();
-        for _ in 0..5 {
-            phone.store.create_visit(visit(1000 + i)).unwrap();
-        }
-    }
-    let t = Instant::now();
-    let report = phone.sync();
-    let phone_wall = t.elapsed();
-    let city = Server::start(dc.path(), None);
-    city.add_user("relay-a", "relay", A, PASSWORD);
-    cli(
-        da.path(),
-        &["upstream", "login", "--url", &city.url(), "--username", "relay-a", "--password-stdin", "--allow-http"],
-        &format!("{PASSWORD}\n"),
-    );
-    let t = Instant::now();
-    cli(da.path(), &["upstream", "sync"], "");
-    let relay_wall = t.elapsed();
-    let docs = n * 6;
-    assert_eq!(count(&city, "SELECT count(*) FROM documents") as usize, docs);
-    eprintln!(
-        "phone push: {docs} documents ({} bytes up) in {phone_wall:?} = {:.0} documents/s; \
-         relay of the same to an empty city, one round: {relay_wall:?} = {:.0} documents/s",
-        report.progress.bytes_up,
-        docs as f64 / phone_wall.as_secs_f64(),
-        docs as f64 / relay_wall.as_secs_f64()
-    );
-}
-
 /// Issue 13, tables per tier: a city server that holds its counties' records by relay gives
 /// Table 1 and Table 2, cell by cell, as a single server does that was fed the same records by
 /// phones syncing to it directly.
