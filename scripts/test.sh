@@ -31,6 +31,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+step "PostgreSQL server binaries (the contract suite and the end-to-end run on PostgreSQL start a throwaway cluster)"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
 step "browser for the console tests (Debian chromium + chromedriver, CJK fonts)"
 ./scripts/install-browser.sh
 
@@ -46,6 +53,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (unit, property with ${PROPTEST_CASES:=1000} cases, crash, end-to-end)"
 export PROPTEST_CASES
 cargo test --workspace --locked
+
+step "end-to-end on PostgreSQL: the same suite, every server on its own database of a throwaway cluster (ADR 0008)"
+# backup/restore and the demo are the SQLite data directory's (PostgreSQL's backup is pg_dump).
+OHASSIST_TEST_ENGINE=postgres cargo test --workspace --locked -p ohassist-tests --test e2e -- \
+  --skip backup:: --skip demo::
 
 step "API conformance: schemathesis against the seeded server, every operation, all checks"
 ./scripts/conformance.sh

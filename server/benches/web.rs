@@ -17,9 +17,9 @@ use ohassist_core::model::*;
 use ohassist_server::accounts::{self, NewUser, Role};
 use ohassist_server::db::{now, Db};
 use ohassist_server::reports::status::write_rows;
+use ohassist_server::sql::params;
 use ohassist_server::web::session;
 use ohassist_server::{app, AppState};
-use rusqlite::params;
 use tower::ServiceExt;
 
 const COUNTIES: usize = 100;

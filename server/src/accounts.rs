@@ -2,10 +2,10 @@
 //! `user`/`device` commands. Passwords are stored as argon2id hashes, tokens as SHA-256.
 //! Nothing here knows HTTP; callers decide what a missing user means to a client.
 
+use crate::sql::{params, Connection, OptionalExtension};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::Rng;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -143,7 +143,7 @@ pub enum AccountError {
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::sql::Error),
 }
 
 impl AccountError {
@@ -297,7 +297,7 @@ pub fn set_org_unit(conn: &Connection, username: &str, org_unit: &str) -> Result
 
 const USER_COLUMNS: &str = "id, username, display_name, role, org_unit, created_at, disabled";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn user_row(r: &crate::sql::Row<'_>) -> crate::sql::Result<User> {
     let role: String = r.get("role")?;
     Ok(User {
         id: r.get("id")?,
@@ -317,7 +317,7 @@ pub const CALLER_USER_COLUMNS: &str = "u.id AS user_id, u.username, u.display_na
 
 /// The user's part of a [`Caller`] from a row with [`CALLER_USER_COLUMNS`]; the device's
 /// fields are empty, for the caller of this function to fill.
-pub fn caller_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<Caller> {
+pub fn caller_user(r: &crate::sql::Row<'_>) -> crate::sql::Result<Caller> {
     let role: String = r.get("role")?;
     Ok(Caller {
         user_id: r.get("user_id")?,
@@ -333,19 +333,19 @@ pub fn caller_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<Caller> {
 }
 
 /// A user and their password hash, by username (case-insensitive).
-pub fn find_user(conn: &Connection, username: &str) -> rusqlite::Result<Option<(User, String)>> {
+pub fn find_user(conn: &Connection, username: &str) -> crate::sql::Result<Option<(User, String)>> {
     conn.query_row(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"), [username], |r| {
         Ok((user_row(r)?, r.get("password_hash")?))
     })
     .optional()
 }
 
-pub fn count_users(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn count_users(conn: &Connection) -> crate::sql::Result<i64> {
     conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))
 }
 
 /// Users whose org unit lies inside `org_unit`, by username.
-pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<User>> {
+pub fn list_users(conn: &Connection, org_unit: &str) -> crate::sql::Result<Vec<User>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY username",
         scope::sql("org_unit", "?1")
@@ -355,14 +355,14 @@ pub fn list_users(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<Use
 }
 
 /// Devices of users inside `org_unit`, most recently seen first.
-pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
+pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> crate::sql::Result<Vec<Device>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT d.id, d.user_id, u.username, d.name, d.created_at, d.last_seen, d.revoked_at, d.expires_at,
                 d.token_hash IS NOT NULL AND d.revoked_at IS NULL AND d.expires_at > ?2,
                 d.status, d.status_changed_at, d.pending_changes, d.pending_attachments, d.reported_at
          FROM devices d JOIN users u ON u.id = d.user_id
          WHERE {}
-         ORDER BY d.last_seen DESC, d.id",
+         ORDER BY d.last_seen DESC NULLS LAST, d.id",
         scope::sql("u.org_unit", "?1")
     ))?;
     let rows = stmt.query_map(params![scope::prefix(org_unit), now], |r| {
@@ -387,7 +387,7 @@ pub fn list_devices(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Re
 }
 
 /// The org unit of the user owning `device_id`, if the device exists.
-pub fn device_owner_unit(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<String>> {
+pub fn device_owner_unit(conn: &Connection, device_id: &str) -> crate::sql::Result<Option<String>> {
     conn.query_row(
         "SELECT u.org_unit FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?1",
         [device_id],
@@ -427,7 +427,7 @@ pub fn set_device_status(
 }
 
 /// The status of `device_id`, if the device exists.
-pub fn device_status(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<DeviceStatus>> {
+pub fn device_status(conn: &Connection, device_id: &str) -> crate::sql::Result<Option<DeviceStatus>> {
     Ok(conn
         .query_row("SELECT status FROM devices WHERE id = ?1", [device_id], |r| r.get::<_, String>(0))
         .optional()?
@@ -441,7 +441,7 @@ pub fn record_report(
     pending_changes: u64,
     pending_attachments: u64,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     conn.execute(
         "UPDATE devices SET pending_changes = ?2, pending_attachments = ?3, reported_at = ?4, last_seen = ?4
          WHERE id = ?1",
@@ -451,7 +451,7 @@ pub fn record_report(
 }
 
 /// True when `device_id` exists and has been revoked.
-pub fn is_revoked(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> {
+pub fn is_revoked(conn: &Connection, device_id: &str) -> crate::sql::Result<bool> {
     Ok(conn
         .query_row("SELECT revoked_at IS NOT NULL FROM devices WHERE id = ?1", [device_id], |r| r.get(0))
         .optional()?
@@ -459,7 +459,7 @@ pub fn is_revoked(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> 
 }
 
 /// The user a device is bound to by a live login (a token not logged out, not expired).
-pub fn device_binding(conn: &Connection, device_id: &str) -> rusqlite::Result<Option<String>> {
+pub fn device_binding(conn: &Connection, device_id: &str) -> crate::sql::Result<Option<String>> {
     conn.query_row(
         "SELECT user_id FROM devices WHERE id = ?1 AND token_hash IS NOT NULL AND expires_at > ?2",
         params![device_id, crate::db::now()],
@@ -477,7 +477,7 @@ pub fn issue_token(
     device_name: &str,
     token_hash: &str,
     now: i64,
-) -> rusqlite::Result<i64> {
+) -> crate::sql::Result<i64> {
     let expires_at = now + TOKEN_LIFETIME_SECS;
     conn.execute(
         "INSERT INTO devices (id, user_id, name, token_hash, created_at, last_seen, expires_at)
@@ -495,7 +495,7 @@ pub fn caller_by_token(
     conn: &Connection,
     token_hash: &str,
     now: i64,
-) -> rusqlite::Result<Option<(Caller, DeviceStatus)>> {
+) -> crate::sql::Result<Option<(Caller, DeviceStatus)>> {
     conn.query_row(
         &format!(
             "SELECT {CALLER_USER_COLUMNS}, d.id AS device_id, d.last_seen, d.status, d.synced_at
@@ -518,18 +518,18 @@ pub fn caller_by_token(
 }
 
 /// Records that the device finished a pull at `now`: the start of its next offline gap.
-pub fn mark_synced(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
+pub fn mark_synced(conn: &Connection, device_id: &str, now: i64) -> crate::sql::Result<()> {
     conn.execute("UPDATE devices SET synced_at = ?2 WHERE id = ?1", params![device_id, now])?;
     Ok(())
 }
 
-pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
+pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> crate::sql::Result<()> {
     conn.execute("UPDATE devices SET last_seen = ?2 WHERE id = ?1", params![device_id, now])?;
     Ok(())
 }
 
 /// Logs a device out: forgets its token.
-pub fn clear_token(conn: &Connection, device_id: &str) -> rusqlite::Result<()> {
+pub fn clear_token(conn: &Connection, device_id: &str) -> crate::sql::Result<()> {
     conn.execute("UPDATE devices SET token_hash = NULL WHERE id = ?1", [device_id])?;
     Ok(())
 }

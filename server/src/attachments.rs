@@ -13,10 +13,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::sql::{params, Connection, OptionalExtension, Transaction};
 use ohassist_core::doc::Document;
 use ohassist_core::model::{GeoPoint, RecordKind, Visit};
 use ohassist_core::sync::wire::{self, UploadStatus};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
 use crate::db::DbError;
@@ -52,8 +52,8 @@ pub enum AttachmentError {
     Db(#[from] DbError),
 }
 
-impl From<rusqlite::Error> for AttachmentError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for AttachmentError {
+    fn from(e: crate::sql::Error) -> Self {
         AttachmentError::Db(e.into())
     }
 }
@@ -161,7 +161,7 @@ pub fn visit_in_scope(conn: &Connection, org_unit: &str, id: &str) -> Result<Vis
 }
 
 /// The size and media type of a complete attachment, if the server holds it.
-pub fn stored(conn: &Connection, sha: &str) -> rusqlite::Result<Option<(u64, String)>> {
+pub fn stored(conn: &Connection, sha: &str) -> crate::sql::Result<Option<(u64, String)>> {
     conn.query_row("SELECT size, media_type FROM attachments WHERE sha256 = ?1 AND complete = 1", [sha], |r| {
         Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
     })
@@ -169,7 +169,7 @@ pub fn stored(conn: &Connection, sha: &str) -> rusqlite::Result<Option<(u64, Str
 }
 
 /// Bytes of completed files linked to `visit_id`, other than `except`.
-pub fn visit_bytes(conn: &Connection, visit_id: &str, except: &str) -> rusqlite::Result<u64> {
+pub fn visit_bytes(conn: &Connection, visit_id: &str, except: &str) -> crate::sql::Result<u64> {
     conn.query_row(
         "SELECT coalesce(sum(a.size), 0) FROM attachment_visits v JOIN attachments a ON a.sha256 = v.sha256
          WHERE v.visit_id = ?1 AND v.sha256 <> ?2 AND a.complete = 1",
@@ -197,11 +197,11 @@ pub fn may_read(conn: &Connection, org_unit: &str, sha: &str, visit: Option<(&st
 }
 
 /// True when `sha` was uploaded for some visit whose county is in `org_unit`.
-pub fn linked_in_scope(conn: &Connection, org_unit: &str, sha: &str) -> rusqlite::Result<bool> {
+pub fn linked_in_scope(conn: &Connection, org_unit: &str, sha: &str) -> crate::sql::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.county_code FROM attachment_visits v JOIN documents d ON d.id = v.visit_id WHERE v.sha256 = ?1",
     )?;
-    let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let counties: Vec<String> = stmt.query_map([sha], |r| r.get(0))?.collect::<crate::sql::Result<_>>()?;
     for c in counties {
         if scope::covers(conn, org_unit, &c)? {
             return Ok(true);
@@ -296,7 +296,7 @@ pub fn record_complete(
     media_type: &str,
     visit_id: &str,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO attachments (sha256, size, media_type, complete, created_at) VALUES (?1, ?2, ?3, 1, ?4)
@@ -308,8 +308,11 @@ pub fn record_complete(
 }
 
 /// Links an already complete file to one more visit.
-pub fn link(conn: &Connection, sha: &str, visit_id: &str) -> rusqlite::Result<()> {
-    conn.execute("INSERT OR IGNORE INTO attachment_visits (sha256, visit_id) VALUES (?1, ?2)", params![sha, visit_id])?;
+pub fn link(conn: &Connection, sha: &str, visit_id: &str) -> crate::sql::Result<()> {
+    conn.execute(
+        "INSERT INTO attachment_visits (sha256, visit_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![sha, visit_id],
+    )?;
     Ok(())
 }
 
@@ -462,10 +465,22 @@ pub struct VisitFlags {
     pub clock_skew_s: Option<i64>,
     /// The receipt minus the device's previous sync (`None`: no earlier sync known).
     pub sync_gap_s: Option<i64>,
+    /// Days between the capture's date (CST) and the visit's date ([`capture_days_off`]).
+    pub capture_days_off: Option<i64>,
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
+}
+
+/// Whole days between a capture time's date in China Standard Time and a visit's date
+/// (`YYYY-MM-DD`); `None` when either does not parse. Stored with the row as
+/// `capture_days_off`, so the clock flag is plain SQL on both engines.
+pub fn capture_days_off(captured_at: &str, visit_date: &str) -> Option<i64> {
+    let at = time::OffsetDateTime::parse(captured_at, &time::format_description::well_known::Rfc3339).ok()?;
+    let cst = at.to_offset(time::macros::offset!(+8)).date();
+    let date = time::Date::parse(visit_date, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    Some((cst - date).whole_days().abs())
 }
 
 /// Computes a visit's flag measures as its row is written at `now` for a device that last
@@ -478,7 +493,7 @@ pub fn visit_flags(
     v: &Visit,
     synced_at: Option<i64>,
     now: i64,
-) -> rusqlite::Result<VisitFlags> {
+) -> crate::sql::Result<VisitFlags> {
     let Some(fix) = &v.location else { return Ok(VisitFlags::default()) };
     let here = GeoPoint { latitude: fix.latitude, longitude: fix.longitude };
     let registered: Option<(Option<f64>, Option<f64>)> = tx
@@ -506,6 +521,7 @@ pub fn visit_flags(
         far_from_enterprise_m: far,
         clock_skew_s: skew,
         sync_gap_s: gap,
+        capture_days_off: capture_days_off(&fix.captured_at, &v.visit_date),
     })
 }
 
@@ -515,7 +531,7 @@ pub fn refresh_enterprise_distances(
     tx: &Transaction<'_>,
     credit_code: &str,
     location: Option<GeoPoint>,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let mut stmt = tx.prepare_cached(
         "SELECT id, latitude, longitude FROM visits WHERE enterprise_id = ?1 AND latitude IS NOT NULL",
     )?;
@@ -543,7 +559,7 @@ pub struct FlaggedVisit {
     pub sync_gap_s: Option<i64>,
     /// Its distance is above the threshold.
     pub far: bool,
-    /// Its device clock looks wrong: see [`CLOCK_FLAG_SQL`].
+    /// Its device clock looks wrong: see [`clock_flag_sql`].
     pub skewed: bool,
     /// Days between the capture time (China Standard Time) and the visit's own date.
     pub capture_days_off: Option<i64>,
@@ -554,20 +570,24 @@ pub struct FlaggedVisit {
 
 /// Days between a visit's capture time, as a date in China Standard Time, and its own
 /// `visit_date` (SQL over a `visits` row aliased `v`).
-pub const CAPTURE_DAYS_OFF_SQL: &str =
-    "CAST(round(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date))) AS INTEGER)";
+pub const CAPTURE_DAYS_OFF_SQL: &str = "v.capture_days_off";
 
-/// The clock flag of a visit row `v` (parameter `:max_skew`: the margin in seconds): the
+/// The clock flag of a visit row `v` (a parameter: the margin in seconds): the
 /// device's capture time falls more than a day from the visit's own date, or outside the
 /// device's sync gap widened by the margin, [previous sync − margin, receipt + margin]: ahead
 /// of the receipt (a clock running fast) or before the device last synced (a clock running
 /// slow: what it captured since then cannot be older). A capture days before its receipt is
 /// normal when the device was offline that long (a trip), so the receipt alone is no flag.
 /// Without an earlier sync of the device only the receipt bounds it.
-pub const CLOCK_FLAG_SQL: &str = "(abs(julianday(date(v.captured_at, '+8 hours')) - julianday(v.visit_date)) > 1
-      OR v.clock_skew_s < -:max_skew OR v.clock_skew_s > v.sync_gap_s + :max_skew)";
+/// `margin` is the parameter holding the margin; the flag is 1 or 0.
+pub fn clock_flag_sql(margin: &str) -> String {
+    format!(
+        "(CASE WHEN v.capture_days_off > 1 OR v.clock_skew_s < -{margin} OR v.clock_skew_s > v.sync_gap_s + {margin}
+         THEN 1 ELSE 0 END)"
+    )
+}
 
-/// Why a flagged capture time looks wrong, in both languages ([`CLOCK_FLAG_SQL`]'s three
+/// Why a flagged capture time looks wrong, in both languages ([`clock_flag_sql`]'s three
 /// cases, the first that applies), or `None` when it does not.
 pub fn clock_reason(
     days_off: Option<i64>,
@@ -601,23 +621,21 @@ pub fn flagged_visits(
     org_unit: &str,
     year: i32,
     cfg: &Config,
-) -> rusqlite::Result<Vec<FlaggedVisit>> {
+) -> crate::sql::Result<Vec<FlaggedVisit>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT v.id, v.enterprise_id, coalesce(e.name, ''), v.county_code, v.visit_date,
-                v.far_from_enterprise_m, v.clock_skew_s, coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL},
+                v.far_from_enterprise_m, v.clock_skew_s, {flag}, {CAPTURE_DAYS_OFF_SQL},
                 v.sync_gap_s
          FROM visits v LEFT JOIN enterprises e ON e.credit_code = v.enterprise_id
-         WHERE {} AND v.visit_date >= :from AND v.visit_date < :to
-           AND v.deleted = 0 AND (v.far_from_enterprise_m > :max_distance OR coalesce({CLOCK_FLAG_SQL}, 0))
+         WHERE {} AND v.visit_date >= ?2 AND v.visit_date < ?3
+           AND v.deleted = 0 AND (v.far_from_enterprise_m > ?4 OR {flag} = 1)
          ORDER BY v.county_code, v.visit_date DESC, v.id",
-        scope::sql("v.county_code", ":prefix")
+        scope::sql("v.county_code", "?1"),
+        flag = clock_flag_sql("?5")
     ))?;
     let (from, to) = (format!("{year}-"), format!("{}-", year + 1));
     let rows = stmt.query_map(
-        rusqlite::named_params! {
-            ":prefix": scope::prefix(org_unit), ":from": from, ":to": to,
-            ":max_distance": cfg.max_visit_distance_m, ":max_skew": cfg.max_clock_skew_s,
-        },
+        params![scope::prefix(org_unit), from, to, cfg.max_visit_distance_m, cfg.max_clock_skew_s],
         |r| {
             let far_m: Option<f64> = r.get(5)?;
             Ok(FlaggedVisit {
@@ -650,10 +668,10 @@ pub fn flagged_visits(
 }
 
 /// The clock flag of one visit and its capture's distance in days from the visit date.
-pub fn clock_flag(conn: &Connection, visit_id: &str, cfg: &Config) -> rusqlite::Result<(bool, Option<i64>)> {
+pub fn clock_flag(conn: &Connection, visit_id: &str, cfg: &Config) -> crate::sql::Result<(bool, Option<i64>)> {
     conn.query_row(
-        &format!("SELECT coalesce({CLOCK_FLAG_SQL}, 0), {CAPTURE_DAYS_OFF_SQL} FROM visits v WHERE v.id = :id"),
-        rusqlite::named_params! { ":id": visit_id, ":max_skew": cfg.max_clock_skew_s },
+        &format!("SELECT {}, {CAPTURE_DAYS_OFF_SQL} FROM visits v WHERE v.id = ?1", clock_flag_sql("?2")),
+        params![visit_id, cfg.max_clock_skew_s],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()

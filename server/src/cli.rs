@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use crate::accounts::{self, NewUser, Role};
 use crate::attachments;
 use crate::clients;
-use crate::db::{now, Db};
+use crate::db::{now, Db, Location};
 use crate::scope;
 use crate::serve::{serve, ServeOptions};
 
@@ -23,6 +23,10 @@ pub struct Cli {
     /// Data directory; the database is `<data>/ohassist.db`.
     #[arg(long, global = true, default_value = "./data", env = "OHASSIST_DATA")]
     pub data: PathBuf,
+    /// The records in PostgreSQL instead of the SQLite file (`postgres://user@host/db`);
+    /// attachments stay in the data directory.
+    #[arg(long, global = true, env = "OHASSIST_DATABASE")]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -233,13 +237,26 @@ fn init_logging(default: &str) {
 pub fn run(cli: Cli) -> ExitCode {
     // The demo's own lines (accounts, readiness) would drown in a log line per request.
     init_logging(if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" });
+    let location = match Location::of(cli.database.as_deref(), &cli.data) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("错误 / error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let postgres = matches!(location, Location::Postgres(_));
     let result = match cli.command {
-        Command::Serve(args) => run_serve(&cli.data, args),
+        Command::Demo(_) | Command::Backup { .. } | Command::Restore { .. } if postgres => Err(
+            "demo、backup 与 restore 只用于 SQLite 数据目录；PostgreSQL 请用 pg_dump / pg_restore（见 docs/deployment.md） \
+             / demo, backup and restore work on an SQLite data directory; for PostgreSQL use pg_dump and pg_restore (docs/deployment.md)"
+                .into(),
+        ),
+        Command::Serve(args) => run_serve(&cli.data, &location, args),
         Command::Demo(args) => run_demo(&cli.data, args),
-        Command::User(cmd) => run_user(&cli.data, cmd),
-        Command::Device(cmd) => run_device(&cli.data, cmd),
-        Command::Client(cmd) => run_client(&cli.data, cmd),
-        Command::Attachments(AttachmentsCommand::Check) => match check_attachments(&cli.data) {
+        Command::User(cmd) => run_user(&cli.data, &location, cmd),
+        Command::Device(cmd) => run_device(&cli.data, &location, cmd),
+        Command::Client(cmd) => run_client(&cli.data, &location, cmd),
+        Command::Attachments(AttachmentsCommand::Check) => match check_attachments(&cli.data, &location) {
             Ok(report) if report.ok() => Ok(()),
             Ok(report) => {
                 eprintln!(
@@ -252,7 +269,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Backup { to } => run_backup(&cli.data, &to),
-        Command::Upstream(cmd) => run_upstream(&cli.data, cmd),
+        Command::Upstream(cmd) => run_upstream(&cli.data, &location, cmd),
         Command::Restore { from, force, verify_only } => run_restore(&cli.data, &from, force, verify_only),
         Command::Attachments(AttachmentsCommand::Gc { partial_older_than_days }) => {
             let cfg = attachments::Config::new(&cli.data);
@@ -276,7 +293,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
-fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
+fn run_serve(data: &Path, location: &Location, args: ServeArgs) -> CliResult {
     if !scope::is_division_code(&args.org_unit) {
         return Err("--org-unit must be a 6-digit administrative division code".into());
     }
@@ -284,6 +301,7 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
     runtime.block_on(serve(ServeOptions {
         listen: args.listen,
         data: data.to_path_buf(),
+        database: location.clone(),
         tls: args.tls_cert.zip(args.tls_key),
         org_unit: args.org_unit,
         max_attachment_bytes: args.max_attachment_bytes,
@@ -296,8 +314,8 @@ fn run_serve(data: &Path, args: ServeArgs) -> CliResult {
     }))
 }
 
-fn run_upstream(data: &Path, cmd: UpstreamCommand) -> CliResult {
-    let db = Db::open_dir(data)?;
+fn run_upstream(data: &Path, location: &Location, cmd: UpstreamCommand) -> CliResult {
+    let db = Db::open_at(location, data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cmd {
         UpstreamCommand::Login { url, username, password_stdin, allow_http } => {
@@ -374,6 +392,7 @@ fn run_demo(data: &Path, args: DemoArgs) -> CliResult {
     let opts = ServeOptions {
         listen: args.listen,
         data: data.to_path_buf(),
+        database: Location::Sqlite(data.join(crate::db::DB_FILE)),
         tls: None,
         org_unit: crate::demo::CITY.to_string(),
         max_attachment_bytes: ohassist_core::sync::wire::DEFAULT_MAX_ATTACHMENT_BYTES,
@@ -436,8 +455,11 @@ fn run_restore(data: &Path, from: &Path, force: bool, verify_only: bool) -> CliR
 }
 
 /// `ohassist attachments check`: prints one line per missing or corrupt file and a summary.
-pub fn check_attachments(data: &Path) -> Result<attachments::CheckReport, Box<dyn std::error::Error>> {
-    let db = Db::open_dir(data)?;
+pub fn check_attachments(
+    data: &Path,
+    location: &Location,
+) -> Result<attachments::CheckReport, Box<dyn std::error::Error>> {
+    let db = Db::open_at(location, data)?;
     let conn = db.blocking_writer();
     let report = attachments::check(&conn, &attachments::Config::new(data))?;
     for sha in &report.missing {
@@ -467,8 +489,8 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Box<dyn std::error:
     Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
 }
 
-fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
-    let db = Db::open_dir(data)?;
+fn run_user(data: &Path, location: &Location, cmd: UserCommand) -> CliResult {
+    let db = Db::open_at(location, data)?;
     let mut conn = db.blocking_writer();
     match cmd {
         UserCommand::Add { username, display_name, role, org_unit, password_stdin } => {
@@ -516,8 +538,8 @@ fn run_user(data: &Path, cmd: UserCommand) -> CliResult {
     Ok(())
 }
 
-fn run_client(data: &Path, cmd: ClientCommand) -> CliResult {
-    let db = Db::open_dir(data)?;
+fn run_client(data: &Path, location: &Location, cmd: ClientCommand) -> CliResult {
+    let db = Db::open_at(location, data)?;
     let conn = db.blocking_writer();
     match cmd {
         ClientCommand::Add { name, org_unit } => {
@@ -543,8 +565,8 @@ fn run_client(data: &Path, cmd: ClientCommand) -> CliResult {
     Ok(())
 }
 
-fn run_device(data: &Path, cmd: DeviceCommand) -> CliResult {
-    let db = Db::open_dir(data)?;
+fn run_device(data: &Path, location: &Location, cmd: DeviceCommand) -> CliResult {
+    let db = Db::open_at(location, data)?;
     let conn = db.blocking_writer();
     match cmd {
         DeviceCommand::List => {

@@ -4,7 +4,7 @@
 //! there as a role that may not, see `api::extract`). Only the token's SHA-256 is stored;
 //! the token is shown once, when the client is created. Nothing here knows HTTP.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::accounts;
@@ -33,7 +33,7 @@ pub enum ClientError {
     #[error("no such API client")]
     NoSuchClient,
     #[error(transparent)]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::sql::Error),
 }
 
 /// Creates a client; returns it and its token (shown once).
@@ -72,7 +72,7 @@ pub fn create(
 
 const COLUMNS: &str = "id, name, role, org_unit, created_by, created_at, revoked_at";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiClient> {
+fn row(r: &crate::sql::Row<'_>) -> crate::sql::Result<ApiClient> {
     Ok(ApiClient {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -85,7 +85,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiClient> {
 }
 
 /// Clients whose unit lies inside `org_unit`, newest first.
-pub fn list(conn: &Connection, org_unit: &str) -> rusqlite::Result<Vec<ApiClient>> {
+pub fn list(conn: &Connection, org_unit: &str) -> crate::sql::Result<Vec<ApiClient>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM api_clients WHERE substr(org_unit, 1, length(?1)) = ?1 ORDER BY created_at DESC, id"
     ))?;
@@ -104,7 +104,7 @@ pub fn revoke(conn: &Connection, id: &str, now: i64) -> Result<(), ClientError> 
 }
 
 /// The live (not revoked) client a token hash belongs to.
-pub fn by_token_hash(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<ApiClient>> {
+pub fn by_token_hash(conn: &Connection, token_hash: &str) -> crate::sql::Result<Option<ApiClient>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM api_clients WHERE token_hash = ?1 AND revoked_at IS NULL"),
         [token_hash],

@@ -1,15 +1,19 @@
-//! The county database: its schema, the one writer connection and the pool of readers.
+//! The county database: its schema, the one writer connection and the pool of readers, on
+//! SQLite (the embedded default: a file in the data directory) or PostgreSQL
+//! (`--database postgres://…`), behind the one connection type of [`crate::sql`].
 //!
-//! All SQLite work runs on tokio's blocking threads through [`Db::with_writer`] and
+//! All database work runs on tokio's blocking threads through [`Db::with_writer`] and
 //! [`Db::with_reader`] (which the HTTP layer wraps for its handlers). Writes are serialised
-//! behind one mutex, which also makes the change feed's `seq` values become visible in
-//! order (a reader never sees seq 7 before seq 6).
+//! behind one mutex in a process, which also makes the change feed's `seq` values become
+//! visible in order (a reader never sees seq 7 before seq 6); across processes on
+//! PostgreSQL the feed's lock does the same (`sql/pg.rs`, ADR 0008).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ohassist_core::sqlite::{self, Schema};
-use rusqlite::Connection;
+
+use crate::sql::{self, Connection, PgUrl};
 
 /// What the database itself can fail with, apart from the work it runs: a statement, the
 /// opening of a reader, or the blocking task the work ran on (a panic). A domain error
@@ -17,11 +21,19 @@ use rusqlite::Connection;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Sql(#[from] sql::Error),
     #[error("opening a reader: {0}")]
     Open(#[from] ohassist_core::Error),
     #[error("the database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Schema(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sql(e.into())
+    }
 }
 
 pub const SCHEMA: Schema = Schema {
@@ -40,8 +52,13 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/010_api_clients.sql"),
         include_str!("../migrations/011_relay.sql"),
         include_str!("../migrations/012_changes_by_doc_device.sql"),
+        include_str!("../migrations/013_capture_days_off.sql"),
     ],
 };
+
+/// The same schema on PostgreSQL: numbered steps of its own (a new deployment starts at
+/// SQLite's latest; `ohassist migrate --to` copies an SQLite one across).
+pub const PG_STEPS: &[&str] = &[include_str!("../migrations/postgres/001_init.sql")];
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "ohassist.db";
@@ -49,13 +66,43 @@ pub const DB_FILE: &str = "ohassist.db";
 /// Readers kept open between requests; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Where the records are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The SQLite file (`<data>/ohassist.db`).
+    Sqlite(PathBuf),
+    Postgres(PgUrl),
+}
+
+impl Location {
+    /// `--database`: a `postgres://` URL, or none for the SQLite file in `data_dir`.
+    pub fn of(database: Option<&str>, data_dir: &Path) -> Result<Location, String> {
+        match database {
+            None => Ok(Location::Sqlite(data_dir.join(DB_FILE))),
+            Some(s) => PgUrl::parse(s).map(Location::Postgres).ok_or_else(|| {
+                format!("--database: {s:?} is not a postgres:// URL (without it, the SQLite file in the data directory is used)")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    path: PathBuf,
+    location: Location,
+    data_dir: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -73,22 +120,49 @@ impl Db {
         Db::open(&data_dir.join(DB_FILE))
     }
 
+    /// Opens the SQLite database at `path`; its directory is the data directory.
     pub fn open(path: &Path) -> ohassist_core::Result<Db> {
-        let mut writer = sqlite::open(path, &SCHEMA)?;
+        let writer = sqlite::open(path, &SCHEMA)?;
         // The one writer merges every push: a 64 MiB page cache keeps the hot documents,
         // indexes and feed pages in memory instead of SQLite's default 2 MiB.
         writer.pragma_update(None, "cache_size", -65_536)?;
         // Checkpoint the WAL every ~40 MiB instead of every ~4 MiB: a burst of pushes does
         // not pay a checkpoint every few transactions (readers stay consistent either way).
         writer.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        let mut writer = Connection::from(writer);
         // A database upgraded from version 1 has enterprises but no computed status yet.
-        crate::reports::status::backfill(&mut writer)?;
-        Ok(Db {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-            }),
+        crate::reports::status::backfill(&mut writer).map_err(|e| match e {
+            crate::reports::status::StatusError::Record(e) => e,
+            e => ohassist_core::Error::CorruptDatabase(e.to_string()),
+        })?;
+        let data_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Db::with(Location::Sqlite(path.to_path_buf()), data_dir, writer))
+    }
+
+    /// Opens `location` with `data_dir` for the files beside the records (attachments).
+    pub fn open_at(location: &Location, data_dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| DbError::Open(e.into()))?;
+        match location {
+            Location::Sqlite(path) => Ok(Db::open(path)?),
+            Location::Postgres(url) => {
+                let mut writer = Connection::postgres(url, true)?;
+                migrate_postgres(&writer)?;
+                crate::reports::status::backfill(&mut writer).map_err(|e| DbError::Schema(e.to_string()))?;
+                Ok(Db::with(location.clone(), data_dir.to_path_buf(), writer))
+            }
+        }
+    }
+
+    fn with(location: Location, data_dir: PathBuf, writer: Connection) -> Db {
+        Db {
+            inner: Arc::new(Inner { location, data_dir, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+        }
+    }
+
+    fn open_reader(&self) -> Result<Connection, DbError> {
+        Ok(match &self.inner.location {
+            Location::Sqlite(path) => Connection::from(sqlite::open_reader(path)?),
+            Location::Postgres(url) => Connection::postgres(url, false)?,
         })
     }
 
@@ -113,15 +187,15 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = lock(&inner.readers).pop();
+            let pooled = lock(&db.inner.readers).pop();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => sqlite::open_reader(&inner.path).map_err(|e| E::from(e.into()))?,
+                None => db.open_reader().map_err(E::from)?,
             };
             let result = f(&mut conn);
-            let mut readers = lock(&inner.readers);
+            let mut readers = lock(&db.inner.readers);
             if readers.len() < MAX_IDLE_READERS {
                 readers.push(conn);
             }
@@ -131,15 +205,70 @@ impl Db {
         .map_err(|e| E::from(e.into()))?
     }
 
-    /// The database file; the data directory is its parent.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where the records are.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    /// The data directory: attachments and the server's other files, beside the database.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// The SQLite file, when the records are in one (the backup copies it).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.inner.location {
+            Location::Sqlite(p) => Some(p),
+            Location::Postgres(_) => None,
+        }
     }
 
     /// The writer, for the command-line tools that run without a tokio runtime.
     pub fn blocking_writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.inner.writer)
     }
+}
+
+/// Brings a PostgreSQL database to [`PG_STEPS`], one transaction per step, under a lock so
+/// that two processes starting at once migrate it once. A database of a newer ohassist, or
+/// one holding other tables and not ours, is refused untouched.
+fn migrate_postgres(conn: &Connection) -> Result<(), DbError> {
+    const MIGRATE_LOCK: i64 = 0x6f68_6d67; // "ohmg"
+    conn.execute("SELECT pg_advisory_lock(?1)", [MIGRATE_LOCK])?;
+    let result = (|| -> Result<(), DbError> {
+        let ours: bool = conn.query_row("SELECT to_regclass('ohassist_schema') IS NOT NULL", [], |r| r.get(0))?;
+        if !ours {
+            let tables: i64 = conn.query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+                [],
+                |r| r.get(0),
+            )?;
+            if tables > 0 {
+                return Err(DbError::Schema(format!(
+                    "this PostgreSQL database holds {tables} tables but no ohassist schema: not an ohassist database, left untouched"
+                )));
+            }
+            conn.execute_batch(
+                "CREATE TABLE ohassist_schema (version BIGINT NOT NULL); INSERT INTO ohassist_schema VALUES (0)",
+            )?;
+        }
+        let version: i64 = conn.query_row("SELECT version FROM ohassist_schema", [], |r| r.get(0))?;
+        if version > PG_STEPS.len() as i64 {
+            return Err(DbError::Schema(format!(
+                "the database is at schema version {version}, newer than this ohassist ({}): upgrade ohassist",
+                PG_STEPS.len()
+            )));
+        }
+        for (i, step) in PG_STEPS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            tx.execute("UPDATE ohassist_schema SET version = ?1", [(i + 1) as i64])?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.execute("SELECT pg_advisory_unlock(?1)", [MIGRATE_LOCK])?;
+    result
 }
 
 /// Seconds since the Unix epoch.
@@ -150,6 +279,7 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn upgrading_each_frozen_version_equals_a_fresh_database() {

@@ -292,7 +292,7 @@ async fn review(state: &AppState, supervisor: &Account) -> DemoResult<(usize, us
         .with_reader(|conn| -> Result<_, crate::db::DbError> {
             let mut stmt = conn
                 .prepare("SELECT id FROM visits WHERE review_state = 'submitted' AND has_conflicts = 0 ORDER BY id")?;
-            let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            let ids = stmt.query_map([], |r| r.get(0))?.collect::<crate::sql::Result<Vec<String>>>()?;
             Ok(ids)
         })
         .await?;

@@ -8,9 +8,9 @@
 //! yielded again, later, in its new state. Feed positions become visible in order (one
 //! writer), so a cursor never skips a change committed after it was handed out.
 
+use crate::sql::{params, Connection};
 use ohassist_core::doc::{to_json, Document};
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
-use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -58,8 +58,8 @@ pub enum CursorError {
     Db(#[from] DbError),
 }
 
-impl From<rusqlite::Error> for CursorError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for CursorError {
+    fn from(e: crate::sql::Error) -> Self {
         CursorError::Db(e.into())
     }
 }
@@ -101,7 +101,7 @@ pub fn page(
             params![cursor as i64, scope::prefix(org_unit), kind.map(|k| k.as_str()), (limit + 1) as i64],
             |r| Ok((r.get("id")?, r.get("kind")?, r.get("has_conflicts")?, r.get("updated_at")?, r.get("last")?)),
         )?;
-        mapped.collect::<rusqlite::Result<_>>()?
+        mapped.collect::<crate::sql::Result<_>>()?
     };
     let more = rows.len() > limit;
     let mut records = Vec::with_capacity(limit.min(rows.len()));

@@ -43,6 +43,7 @@ pub mod relay;
 pub mod reports;
 pub mod scope;
 pub mod serve;
+pub mod sql;
 pub mod units;
 pub mod web;
 

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sql::{params, Connection, OptionalExtension};
 use rand::Rng;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::accounts::{self, Caller, User};
 use crate::db::{Db, DbError};
@@ -40,8 +40,8 @@ pub enum LoginError {
     Db(#[from] DbError),
 }
 
-impl From<rusqlite::Error> for LoginError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for LoginError {
+    fn from(e: crate::sql::Error) -> Self {
         LoginError::Db(e.into())
     }
 }
@@ -164,7 +164,7 @@ pub fn random_token() -> String {
 }
 
 /// Creates a console session for `user_id`; returns the cookie's secret.
-pub fn create_session(conn: &Connection, user_id: &str, now: i64) -> rusqlite::Result<String> {
+pub fn create_session(conn: &Connection, user_id: &str, now: i64) -> crate::sql::Result<String> {
     let secret = random_token();
     conn.execute(
         "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -174,7 +174,7 @@ pub fn create_session(conn: &Connection, user_id: &str, now: i64) -> rusqlite::R
 }
 
 /// Ends the session of `secret` (logout).
-pub fn revoke_session(conn: &Connection, secret: &str, now: i64) -> rusqlite::Result<()> {
+pub fn revoke_session(conn: &Connection, secret: &str, now: i64) -> crate::sql::Result<()> {
     conn.execute(
         "UPDATE web_sessions SET revoked_at = coalesce(revoked_at, ?2) WHERE id_hash = ?1",
         params![accounts::token_hash(secret), now],
@@ -183,7 +183,7 @@ pub fn revoke_session(conn: &Connection, secret: &str, now: i64) -> rusqlite::Re
 }
 
 /// Revokes every session of a user (after a password reset).
-pub fn revoke_user_sessions(conn: &Connection, user_id: &str, now: i64) -> rusqlite::Result<()> {
+pub fn revoke_user_sessions(conn: &Connection, user_id: &str, now: i64) -> crate::sql::Result<()> {
     conn.execute(
         "UPDATE web_sessions SET revoked_at = coalesce(revoked_at, ?2) WHERE user_id = ?1",
         params![user_id, now],
@@ -193,7 +193,7 @@ pub fn revoke_user_sessions(conn: &Connection, user_id: &str, now: i64) -> rusql
 
 /// The caller of a live session (not revoked, not expired, its user not disabled) and the
 /// session's CSRF token, by the cookie's secret. The caller's device is the console's.
-pub fn session_caller(conn: &Connection, secret: &str, now: i64) -> rusqlite::Result<Option<(Caller, String)>> {
+pub fn session_caller(conn: &Connection, secret: &str, now: i64) -> crate::sql::Result<Option<(Caller, String)>> {
     conn.query_row(
         &format!(
             "SELECT {}, s.csrf_token FROM web_sessions s JOIN users u ON u.id = s.user_id

@@ -29,12 +29,12 @@ pub use transfer::{transfer_enterprise, Transferred};
 
 use std::collections::HashMap;
 
+use crate::sql::{params, Connection, OptionalExtension, Transaction};
 use automerge::Change;
 use ohassist_core::doc::{self, Document};
 use ohassist_core::limits::Refusal;
 use ohassist_core::model::RecordKind;
 use ohassist_core::sync::wire::{WireChange, WireDocument};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::accounts::Caller;
 use crate::db::DbError;
@@ -100,11 +100,11 @@ impl Refused {
 #[derive(Debug)]
 pub enum DocError {
     Refused(Refused),
-    Db(rusqlite::Error),
+    Db(crate::sql::Error),
 }
 
-impl From<rusqlite::Error> for DocError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for DocError {
+    fn from(e: crate::sql::Error) -> Self {
         DocError::Db(e)
     }
 }
@@ -152,15 +152,24 @@ pub enum RecordsError {
     Db(#[from] DbError),
 }
 
-impl From<rusqlite::Error> for RecordsError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::reports::status::StatusError> for RecordsError {
+    fn from(e: crate::reports::status::StatusError) -> Self {
+        match e {
+            crate::reports::status::StatusError::Sql(e) => e.into(),
+            crate::reports::status::StatusError::Record(e) => RecordsError::Document(e),
+        }
+    }
+}
+
+impl From<crate::sql::Error> for RecordsError {
+    fn from(e: crate::sql::Error) -> Self {
         RecordsError::Db(e.into())
     }
 }
 
 /// The documents this device had refused that a transfer took in since: the device is told
 /// on its pull, so it pushes them again at once (and hears them acknowledged).
-pub fn settled_for(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<String>> {
+pub fn settled_for(conn: &Connection, device_id: &str) -> crate::sql::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT doc_id FROM refused_uploads WHERE device_id = ?1 AND settled = 1 ORDER BY doc_id LIMIT ?2",
     )?;
@@ -171,7 +180,7 @@ pub fn settled_for(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<S
 /// Who wrote each change of a document, by change hash, as the server recorded it (the
 /// account and device of the token, not the message the phone wrote in the change; for a
 /// change a relay pushed, the original author it named).
-pub fn recorded_authors(conn: &Connection, doc_id: &str) -> rusqlite::Result<HashMap<String, doc::Author>> {
+pub fn recorded_authors(conn: &Connection, doc_id: &str) -> crate::sql::Result<HashMap<String, doc::Author>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.hash, coalesce(o.user_id, c.user_id), coalesce(o.device_id, c.device_id)
          FROM changes c LEFT JOIN change_origins o ON o.hash = c.hash
@@ -239,8 +248,8 @@ where
     F: FnOnce(&mut Document) -> Result<Option<Change>, E>,
     E: From<RecordsError>,
 {
-    let db = |e: rusqlite::Error| E::from(RecordsError::from(e));
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+    let db = |e: crate::sql::Error| E::from(RecordsError::from(e));
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate).map_err(db)?;
     let hash = apply_server_edit_in(&tx, caller, kind, doc_id, now, edit)?;
     tx.commit().map_err(db)?;
     Ok(hash)
@@ -346,9 +355,8 @@ impl FirstSyncToken {
     }
 }
 
-fn kind_of(s: &str) -> rusqlite::Result<RecordKind> {
-    RecordKind::parse(s)
-        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, s.to_string(), rusqlite::types::Type::Text))
+fn kind_of(s: &str) -> crate::sql::Result<RecordKind> {
+    RecordKind::parse(s).ok_or_else(|| crate::sql::Error::Other(format!("a stored record of unknown kind {s:?}")))
 }
 
 /// A page of a first sync: whole saved documents in scope, county by county and by id within
@@ -370,7 +378,7 @@ pub fn first_sync_page(
     device_id: &str,
     token: Option<FirstSyncToken>,
     budget: usize,
-) -> rusqlite::Result<Page> {
+) -> crate::sql::Result<Page> {
     let tx = conn.transaction()?;
     let token = match token {
         Some(t) => t,
@@ -393,7 +401,7 @@ pub fn first_sync_page(
             scope::sql("d.code", "?2")
         ))?
         .query_map(params![token.county, scope::prefix(org_unit)], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let mut stmt = tx.prepare_cached(
         "SELECT d.id, d.kind, d.bytes FROM documents d
          WHERE d.county_code = ?1 AND d.id > ?2
@@ -452,7 +460,7 @@ pub fn changes_page(
     device_id: &str,
     cursor: u64,
     budget: usize,
-) -> rusqlite::Result<Page> {
+) -> crate::sql::Result<Page> {
     let tx = conn.transaction()?;
     // Rows the caller will not get are scanned without their bytes.
     // A `whole` row (a record moved into a county) is answered with the whole document.

@@ -25,12 +25,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sql::{params, Connection, OptionalExtension};
 use ohassist_core::doc::Document;
 use ohassist_core::limits;
 use ohassist_core::model::RecordKind;
 use ohassist_core::sync::client::{CancelToken, Client, SyncConfig, SyncError};
 use ohassist_core::sync::wire::{self, ChangeAuthor, LoginRequest, PullRequest, PushRequest, WireChange};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::accounts::{Caller, Role};
 use crate::db::{now, Db, DbError};
@@ -90,8 +90,8 @@ impl From<RecordsError> for RelayError {
     }
 }
 
-impl From<rusqlite::Error> for RelayError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for RelayError {
+    fn from(e: crate::sql::Error) -> Self {
         RelayError::Db(e.into())
     }
 }
@@ -149,7 +149,7 @@ pub fn down_caller(link: &Link) -> Caller {
 }
 
 /// The stored link, if this server has one.
-pub fn link(conn: &Connection) -> rusqlite::Result<Option<Link>> {
+pub fn link(conn: &Connection) -> crate::sql::Result<Option<Link>> {
     conn.query_row(
         "SELECT url, username, device_id, token, org_unit, up_cursor, down_cursor, down_page_token
          FROM upstream WHERE id = 1",
@@ -172,7 +172,7 @@ pub fn link(conn: &Connection) -> rusqlite::Result<Option<Link>> {
 
 /// The device id this server logs in to the upstream with: kept once chosen, so a new login
 /// (a rotated token) stays the same device there.
-pub fn device_id_for_login(conn: &Connection) -> rusqlite::Result<String> {
+pub fn device_id_for_login(conn: &Connection) -> crate::sql::Result<String> {
     Ok(link(conn)?
         .map(|l| l.device_id)
         .unwrap_or_else(|| format!("relay-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])))
@@ -187,7 +187,7 @@ pub fn save_login(
     device_id: &str,
     token: &str,
     org_unit: &str,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let same = link(conn)?.is_some_and(|l| l.url == url);
     conn.execute(
         "INSERT INTO upstream (id, url, username, device_id, token, org_unit) VALUES (1, ?1, ?2, ?3, ?4, ?5)
@@ -217,7 +217,7 @@ pub struct UpBatch {
 /// The author of a feed row as the upstream should record it: the original author of a
 /// change relayed here, else the account and device that pushed it. `None`: nobody a relay
 /// may name (a lower relay's own change, an unknown user): the change is this relay's own.
-fn author_of(r: &rusqlite::Row<'_>, hash: &str) -> rusqlite::Result<Option<ChangeAuthor>> {
+fn author_of(r: &crate::sql::Row<'_>, hash: &str) -> crate::sql::Result<Option<ChangeAuthor>> {
     let user_id: String = r.get("a_user")?;
     let username: Option<String> = r.get("a_username")?;
     let display: Option<String> = r.get("a_display")?;
@@ -244,7 +244,7 @@ const AUTHOR_COLUMNS: &str = "coalesce(o.user_id, c.user_id) AS a_user, coalesce
 
 /// Who wrote each change `hashes` names, as this server recorded them, for a relay's pull
 /// (`PullResponse::authors`): those it can name (see [`author_of`]).
-pub fn authors_of(conn: &Connection, hashes: &[String]) -> rusqlite::Result<Vec<ChangeAuthor>> {
+pub fn authors_of(conn: &Connection, hashes: &[String]) -> crate::sql::Result<Vec<ChangeAuthor>> {
     if hashes.is_empty() {
         return Ok(Vec::new());
     }
@@ -263,7 +263,7 @@ pub fn authors_of(conn: &Connection, hashes: &[String]) -> rusqlite::Result<Vec<
 }
 
 /// The rows of the local feed after `after` that the upstream may lack, up to the batch bounds.
-pub fn up_batch(conn: &Connection, after: u64) -> rusqlite::Result<UpBatch> {
+pub fn up_batch(conn: &Connection, after: u64) -> crate::sql::Result<UpBatch> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT c.seq, c.hash, c.doc_id, c.kind, c.whole OR c.device_id = ?2 AS skip,
                 CASE WHEN c.whole OR c.device_id = ?2 THEN NULL ELSE c.bytes END AS bytes, {AUTHOR_COLUMNS}
@@ -283,7 +283,7 @@ pub fn up_batch(conn: &Connection, after: u64) -> rusqlite::Result<UpBatch> {
             let bytes: Vec<u8> = r.get("bytes")?;
             let Some(kind) = RecordKind::parse(&r.get::<_, String>("kind")?) else { continue };
             size += bytes.len();
-            batch.authors.extend(author_of(r, &hash)?);
+            batch.authors.extend(author_of(&r, &hash)?);
             batch.changes.push(WireChange { doc_id: r.get("doc_id")?, kind, bytes });
         }
         batch.last_seq = r.get::<_, i64>("seq")? as u64;
@@ -293,7 +293,7 @@ pub fn up_batch(conn: &Connection, after: u64) -> rusqlite::Result<UpBatch> {
 
 /// Every change of documents `ids` this server holds and did not get from the upstream: a
 /// document the upstream refused and has since settled, pushed again whole.
-pub fn settled_batch(conn: &Connection, ids: &[String]) -> rusqlite::Result<UpBatch> {
+pub fn settled_batch(conn: &Connection, ids: &[String]) -> crate::sql::Result<UpBatch> {
     let mut batch = UpBatch::default();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT c.hash, c.doc_id, c.kind, c.bytes, {AUTHOR_COLUMNS}
@@ -305,7 +305,7 @@ pub fn settled_batch(conn: &Connection, ids: &[String]) -> rusqlite::Result<UpBa
         while let Some(r) = rows.next()? {
             let hash: String = r.get("hash")?;
             let Some(kind) = RecordKind::parse(&r.get::<_, String>("kind")?) else { continue };
-            batch.authors.extend(author_of(r, &hash)?);
+            batch.authors.extend(author_of(&r, &hash)?);
             batch.changes.push(WireChange { doc_id: r.get("doc_id")?, kind, bytes: r.get("bytes")? });
         }
         if batch.changes.len() >= UP_BATCH_CHANGES {
@@ -323,7 +323,7 @@ pub fn record_pushed(
     answer: &wire::PushResponse,
     pushed_docs: &[String],
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let tx = conn.transaction()?;
     let refused: std::collections::HashSet<&str> = answer.refused.iter().map(|r| r.doc_id.as_str()).collect();
     for doc in pushed_docs.iter().filter(|d| !refused.contains(d.as_str())) {
@@ -337,7 +337,7 @@ pub fn record_pushed(
         )?;
     }
     tx.execute(
-        "UPDATE upstream SET up_cursor = max(up_cursor, coalesce(?1, up_cursor)), last_up_at = ?2,
+        "UPDATE upstream SET up_cursor = CASE WHEN ?1 > up_cursor THEN ?1 ELSE up_cursor END, last_up_at = ?2,
              pushed = pushed + ?3, refused = refused + ?4 WHERE id = 1",
         params![last_seq.map(|s| s as i64), now, answer.new as i64, answer.refused.len() as i64],
     )?;
@@ -405,7 +405,7 @@ fn retry_waiting(conn: &mut Connection, caller: &Caller, now: i64) -> Result<u64
              WHERE device_id = ?1 AND code = 'unknown_enterprise' AND kept = 1 AND settled = 0",
         )?
         .query_map([UPSTREAM_DEVICE], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let waiting: Vec<WireChange> = kept
         .into_iter()
         .filter_map(|(doc_id, kind, bytes)| {
@@ -428,7 +428,7 @@ fn retry_waiting(conn: &mut Connection, caller: &Caller, now: i64) -> Result<u64
 }
 
 /// Records a failed round in words (Chinese, English).
-pub fn record_error(conn: &Connection, zh: &str, en: &str, now: i64) -> rusqlite::Result<()> {
+pub fn record_error(conn: &Connection, zh: &str, en: &str, now: i64) -> crate::sql::Result<()> {
     conn.execute(
         "UPDATE upstream SET last_error_at = ?1, last_error_zh = ?2, last_error_en = ?3 WHERE id = 1",
         params![now, zh, en],
@@ -436,7 +436,7 @@ pub fn record_error(conn: &Connection, zh: &str, en: &str, now: i64) -> rusqlite
     Ok(())
 }
 
-fn clear_error(conn: &Connection) -> rusqlite::Result<()> {
+fn clear_error(conn: &Connection) -> crate::sql::Result<()> {
     conn.execute(
         "UPDATE upstream SET last_error_at = NULL, last_error_zh = NULL, last_error_en = NULL WHERE id = 1",
         [],
@@ -446,7 +446,7 @@ fn clear_error(conn: &Connection) -> rusqlite::Result<()> {
 
 /// The upstream's `cursor_ahead`: it was restored from a backup. Everything is pushed again
 /// and pulled from 0, as a phone does.
-fn start_over(conn: &Connection) -> rusqlite::Result<()> {
+fn start_over(conn: &Connection) -> crate::sql::Result<()> {
     conn.execute("UPDATE upstream SET up_cursor = 0, down_cursor = 0, down_page_token = NULL WHERE id = 1", [])?;
     Ok(())
 }
@@ -477,7 +477,7 @@ pub struct LinkStatus {
     pub last_error_en: Option<String>,
 }
 
-pub fn status(conn: &Connection) -> rusqlite::Result<LinkStatus> {
+pub fn status(conn: &Connection) -> crate::sql::Result<LinkStatus> {
     let Some(found) = conn
         .query_row(
             "SELECT url, username, device_id, token IS NOT NULL, last_up_at, last_down_at, up_cursor, waiting_down,
@@ -524,7 +524,7 @@ pub fn status(conn: &Connection) -> rusqlite::Result<LinkStatus> {
     s.refused = conn
         .prepare("SELECT doc_id, reason_zh, reason_en FROM upstream_refused ORDER BY at DESC LIMIT 50")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     s.refused_now = conn.query_row("SELECT count(*) FROM upstream_refused", [], |r| r.get::<_, i64>(0))? as u64;
     Ok(s)
 }
@@ -546,7 +546,7 @@ pub const SILENT_AFTER_SECS: i64 = 3600;
 
 /// The relay accounts inside `org_unit`, each flagged silent when it finished no pull for
 /// [`SILENT_AFTER_SECS`] (or never).
-pub fn relay_accounts(conn: &Connection, org_unit: &str, now: i64) -> rusqlite::Result<Vec<RelayAccount>> {
+pub fn relay_accounts(conn: &Connection, org_unit: &str, now: i64) -> crate::sql::Result<Vec<RelayAccount>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT u.username, u.display_name, u.org_unit, max(d.synced_at)
          FROM users u LEFT JOIN devices d ON d.user_id = u.id AND d.revoked_at IS NULL

@@ -7,7 +7,7 @@
 //! The rule is written once, as SQL over the `units` table ([`sql`]); [`covers`] asks the
 //! same SQL for one code when the prefix alone does not decide it.
 
-use rusqlite::{params, Connection};
+use crate::sql::{params, Connection};
 
 /// The whole country: the default org unit of the first admin.
 pub const COUNTRY: &str = "000000";
@@ -55,7 +55,7 @@ pub fn covers_hosted(org_unit: &str, code: &str, host: Option<&str>) -> bool {
 }
 
 /// True when `code` (a county, zone, city or province) lies inside `org_unit`, by [`sql`].
-pub fn covers(conn: &Connection, org_unit: &str, code: &str) -> rusqlite::Result<bool> {
+pub fn covers(conn: &Connection, org_unit: &str, code: &str) -> crate::sql::Result<bool> {
     if !is_division_code(org_unit) || !is_division_code(code) {
         return Ok(false);
     }
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_county_covers_the_zones_it_hosts_and_a_zone_only_itself() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(
             "CREATE TABLE units (code TEXT PRIMARY KEY, name TEXT, zone INTEGER, host TEXT);
              INSERT INTO units VALUES ('210171', '浑南高新区', 1, '210102'), ('210172', '市属开发区', 1, NULL),

@@ -15,6 +15,8 @@ use crate::{app, AppState};
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub data: PathBuf,
+    /// Where the records are: the SQLite file in `data`, or PostgreSQL.
+    pub database: crate::db::Location,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub org_unit: String,
     /// Per-file attachment limit in bytes.
@@ -59,7 +61,7 @@ impl ServeOptions {
 const TLS_DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn serve(opts: ServeOptions) -> Result<(), Box<dyn std::error::Error>> {
-    let db = Db::open_dir(&opts.data)?;
+    let db = Db::open_at(&opts.database, &opts.data)?;
     ensure_first_admin(&db, &opts.org_unit).await?;
     let state = opts.state(db);
     if let Some(url) = &opts.upstream {

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::scope;
@@ -99,13 +99,13 @@ pub struct Units {
 }
 
 impl Units {
-    pub fn load(conn: &Connection) -> rusqlite::Result<Units> {
+    pub fn load(conn: &Connection) -> crate::sql::Result<Units> {
         let mut stmt = conn.prepare_cached("SELECT code, name, zone, host, target FROM units")?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(UnitRow { code: r.get(0)?, name: r.get(1)?, zone: r.get(2)?, host: r.get(3)?, target: r.get(4)? })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<crate::sql::Result<Vec<_>>>()?;
         Ok(Units { rows: rows.into_iter().map(|r| (r.code.clone(), r)).collect() })
     }
 
@@ -269,7 +269,7 @@ pub enum UnitError {
     #[error("no such zone")]
     NoSuchZone,
     #[error(transparent)]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::sql::Error),
 }
 
 impl UnitError {
@@ -383,7 +383,7 @@ pub fn set_target(conn: &Connection, zone: &str, target: Option<u32>, now: i64) 
 }
 
 /// A zone's host county, if it has one.
-pub fn host_of(conn: &Connection, zone: &str) -> rusqlite::Result<Option<String>> {
+pub fn host_of(conn: &Connection, zone: &str) -> crate::sql::Result<Option<String>> {
     Ok(conn.query_row("SELECT host FROM units WHERE code = ?1", [zone], |r| r.get(0)).optional()?.flatten())
 }
 

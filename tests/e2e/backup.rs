@@ -45,13 +45,13 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn visit_ids(conn: &rusqlite::Connection) -> BTreeSet<String> {
+fn visit_ids(conn: &ohassist_server::sql::Connection) -> BTreeSet<String> {
     let mut stmt = conn.prepare("SELECT id FROM documents WHERE kind = 'visit'").unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
 }
 
 /// The hashes of the feed's changes at positions up to `upto`, in feed order.
-fn feed(conn: &rusqlite::Connection, upto: i64) -> Vec<String> {
+fn feed(conn: &ohassist_server::sql::Connection, upto: i64) -> Vec<String> {
     let mut stmt = conn.prepare("SELECT hash FROM changes WHERE seq <= ?1 ORDER BY seq").unwrap();
     stmt.query_map([upto], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
 }
@@ -196,7 +196,8 @@ fn a_backup_taken_while_twenty_phones_push_restores_whole_and_phones_converge_af
         }
         // The restored feed is the live feed up to the backup's point, change for change, in
         // its order, at positions past every one the live server gave.
-        let live = rusqlite::Connection::open(live_dir.join("ohassist.db")).unwrap();
+        let live =
+            ohassist_server::sql::Connection::from(rusqlite::Connection::open(live_dir.join("ohassist.db")).unwrap());
         assert_eq!(feed(&db, i64::MAX), feed(&live, feed_seq as i64));
         let live_end: i64 = live.query_row("SELECT max(seq) FROM changes", [], |r| r.get(0)).unwrap();
         let first: i64 = db.query_row("SELECT min(seq) FROM changes", [], |r| r.get(0)).unwrap();

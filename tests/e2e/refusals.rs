@@ -21,11 +21,11 @@ fn named(i: usize, county: &str, name: &str) -> ohassist_core::model::Enterprise
     e
 }
 
-fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+fn count(db: &ohassist_server::sql::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
-fn county_of(db: &rusqlite::Connection, id: &str) -> Option<String> {
+fn county_of(db: &ohassist_server::sql::Connection, id: &str) -> Option<String> {
     db.query_row("SELECT county_code FROM documents WHERE id = ?1", [id], |r| r.get(0)).ok()
 }
 
@@ -223,7 +223,8 @@ fn a_visit_refused_for_its_fields_is_held_shown_and_discarded_only_with_an_expor
     assert!(county_of(&db, &bad).is_none());
     // Readable and editable while held.
     a.store.edit_visit(&bad, |v| v.notes = "现场记录（补充）".into()).unwrap();
-    let attempts = |db: &rusqlite::Connection| count(db, "SELECT coalesce(sum(attempts), 0) FROM refused_uploads");
+    let attempts =
+        |db: &ohassist_server::sql::Connection| count(db, "SELECT coalesce(sum(attempts), 0) FROM refused_uploads");
     let before = attempts(&db);
     let report = a.sync();
     assert_eq!((report.newly_held, report.held_records), (0, 1), "still refused, still held");

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod console;
+pub mod pg;
 pub mod proxy;
 pub mod seed;
 
@@ -29,12 +30,16 @@ pub fn server_binary() -> PathBuf {
     let bin = target.join(if release { "release/ohassist" } else { "debug/ohassist" });
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let mut args = vec!["build", "-p", "ohassist-server", "--bin", "ohassist"];
-        if release {
-            args.push("--release");
-        }
+        // Debug: the build `cargo test --workspace` made, so a no-op after it. Building the
+        // server package alone would unify its dependencies' features differently and
+        // rebuild most of them (minutes on a fresh machine).
+        let args: &[&str] = if release {
+            &["build", "-p", "ohassist-server", "--bin", "ohassist", "--release"]
+        } else {
+            &["test", "--workspace", "--no-run", "--locked"]
+        };
         let status = Command::new(env!("CARGO"))
-            .args(&args)
+            .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
@@ -107,10 +112,10 @@ impl Server {
         add_user(&self.data, username, role, org_unit, password)
     }
 
-    /// A read-only look at the server's database file.
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(self.data.join("ohassist.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap()
+    /// A look at the server's database: its SQLite file read-only, or its PostgreSQL
+    /// database when the suite runs there ([`pg::on_postgres`]).
+    pub fn db(&self) -> ohassist_server::sql::Connection {
+        server_db(&self.data)
     }
 }
 
@@ -122,7 +127,11 @@ impl Drop for Server {
 
 /// Starts `ohassist <args>` (logging warnings only); its standard output arrives line by line.
 pub fn spawn_with_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(server_binary())
+    let mut cmd = Command::new(server_binary());
+    if let Some(at) = args.iter().position(|a| *a == "--data") {
+        on_engine(&mut cmd, Path::new(args[at + 1]));
+    }
+    let mut child = cmd
         .args(args)
         .env("OHASSIST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -139,8 +148,29 @@ pub fn spawn_with_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     (child, rx)
 }
 
+/// The database of the server on `data`, as [`Server::db`].
+pub fn server_db(data: &Path) -> ohassist_server::sql::Connection {
+    if pg::on_postgres() {
+        let url = pg::cluster().database_of(data);
+        return ohassist_server::sql::Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false)
+            .unwrap();
+    }
+    ohassist_server::sql::Connection::from(
+        rusqlite::Connection::open_with_flags(data.join("ohassist.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap(),
+    )
+}
+
+/// Points `cmd` at the PostgreSQL database of `data` when the suite runs there.
+fn on_engine<'c>(cmd: &'c mut Command, data: &Path) -> &'c mut Command {
+    if pg::on_postgres() {
+        cmd.env("OHASSIST_DATABASE", pg::cluster().database_of(data));
+    }
+    cmd
+}
+
 pub fn cli(data: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(server_binary())
+    let mut child = on_engine(&mut Command::new(server_binary()), data)
         .arg("--data")
         .arg(data)
         .args(args)

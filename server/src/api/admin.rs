@@ -235,7 +235,7 @@ async fn set_status(
 /// Sets a device's status if it belongs to a user inside `unit`; any other device is answered
 /// as unknown (no probing). Shared by this API and the console's devices page.
 pub fn set_device_status_in_unit(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     unit: &str,
     device_id: &str,
     status: DeviceStatus,

@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use std::future::Future;
 
-use rusqlite::Connection;
+use crate::sql::Connection;
 
 use crate::db::Db;
 use error::{ApiError, ApiResult};
@@ -78,7 +78,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Db) -> AppState {
         // The data directory is the database's.
-        let data_dir = db.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let data_dir = db.data_dir().to_path_buf();
         AppState {
             db,
             login_limiter: Arc::new(crate::login::LoginLimiter::default()),

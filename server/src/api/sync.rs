@@ -260,7 +260,7 @@ impl PullPlan {
 /// position given before, `backup::restored_feed_base`) or by another server. Pulling after it
 /// could skip what this server holds, so it is refused, and the phone pushes everything again
 /// and pulls from 0 (docs/sync-protocol.md).
-fn refuse_cursor_not_given(conn: &rusqlite::Connection, cursor: u64) -> ApiResult<()> {
+fn refuse_cursor_not_given(conn: &crate::sql::Connection, cursor: u64) -> ApiResult<()> {
     let given = conn.prepare_cached("SELECT 1 FROM changes WHERE seq = ?1")?.exists([cursor as i64])?;
     if given {
         return Ok(());

@@ -19,13 +19,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::sql::{Connection, OptionalExtension, Transaction};
 use automerge::{Change, ChangeHash};
 use ohassist_core::doc::{self, Document};
 use ohassist_core::limits::{self, Limits, Refusal};
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
 use ohassist_core::sync::wire::{self, ChangeAuthor, WireChange};
 use ohassist_core::validate;
-use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use super::refused::{accepted_now, record_refusal};
 use super::rows::{self, Row};
@@ -376,7 +376,7 @@ pub struct Applied {
 /// kept in `refused_uploads` for the console. A database error applies nothing.
 pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, RecordsError> {
     let Decoded { incoming, mut prepared, mut refused, origins } = decoded;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate)?;
     let mut acknowledged = Vec::with_capacity(incoming.len());
     let mut seen = HashSet::new();
     // Documents in order of first appearance, each with its new changes; enterprises before
@@ -449,7 +449,7 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
 }
 
 /// Records who wrote the new changes `hashes` of a relay's push (those it named).
-fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> rusqlite::Result<()> {
+fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> crate::sql::Result<()> {
     if origins.is_empty() {
         return Ok(());
     }
@@ -459,7 +459,7 @@ fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) ->
     )?;
     for hash in hashes {
         if let Some(o) = origins.get(hash) {
-            insert.execute(rusqlite::params![
+            insert.execute(crate::sql::params![
                 hash,
                 o.user_id,
                 o.username,

@@ -2,7 +2,7 @@
 //! why, and the changes themselves within bounds (so nothing is lost if the phone is lost
 //! before the reason is settled); a transfer applies them (`super::transfer`).
 
-use rusqlite::{params, Connection, Transaction};
+use crate::sql::{params, Connection, Transaction};
 
 use super::Refused;
 use crate::accounts::Caller;
@@ -19,7 +19,7 @@ pub const MAX_REFUSED_DEVICE_BYTES: i64 = 32 * 1024 * 1024;
 /// Keeps what was refused, for the console: who, which device, when, why, and the changes
 /// themselves within the bounds (so nothing is lost if the phone is lost before the reason
 /// is settled).
-pub(super) fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) -> rusqlite::Result<()> {
+pub(super) fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused, now: i64) -> crate::sql::Result<()> {
     let size: usize = r.changes.iter().map(Vec::len).sum();
     let device_total: i64 = tx
         .prepare_cached(
@@ -54,15 +54,15 @@ pub(super) fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused,
         r.enterprise,
     ])?;
     tx.prepare_cached(
-        "DELETE FROM refused_uploads WHERE device_id = ?1 AND rowid NOT IN
-            (SELECT rowid FROM refused_uploads WHERE device_id = ?1 ORDER BY last_at DESC LIMIT ?2)",
+        "DELETE FROM refused_uploads WHERE device_id = ?1 AND doc_id NOT IN
+            (SELECT doc_id FROM refused_uploads WHERE device_id = ?1 ORDER BY last_at DESC LIMIT ?2)",
     )?
     .execute(params![caller.device_id, MAX_REFUSED_PER_DEVICE])?;
     Ok(())
 }
 
 /// The document from this device was accepted: it is no longer refused.
-pub(super) fn accepted_now(tx: &Transaction<'_>, doc_id: &str, device_id: &str) -> rusqlite::Result<()> {
+pub(super) fn accepted_now(tx: &Transaction<'_>, doc_id: &str, device_id: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("DELETE FROM refused_uploads WHERE doc_id = ?1 AND device_id = ?2")?
         .execute([doc_id, device_id])?;
     Ok(())
@@ -112,7 +112,7 @@ pub struct RefusedUpload {
 }
 
 /// The refused uploads of users of `org_unit` (and below), newest first.
-pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> rusqlite::Result<Vec<RefusedUpload>> {
+pub fn refused_uploads(conn: &Connection, org_unit: &str, limit: usize) -> crate::sql::Result<Vec<RefusedUpload>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT r.doc_id, r.kind, r.label, u.display_name AS user_name, r.device_id,
                 coalesce(nullif(d.name, ''), r.device_id) AS device_name, r.code, r.reason_zh, r.reason_en,

@@ -3,9 +3,9 @@
 //! then the changes as pushed). A moved enterprise takes its visits along. Everything runs
 //! in the push's transaction.
 
+use crate::sql::{params, OptionalExtension, Transaction};
 use automerge::{Change, ChangeHash};
 use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
-use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::accounts::Caller;
 
@@ -29,7 +29,7 @@ pub(super) struct Write<'a> {
 /// Writes the document, its row and its feed entries; returns the credit codes of the
 /// enterprises whose computed status it feeds (a visit may have moved from one enterprise
 /// to another).
-pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> rusqlite::Result<Vec<String>> {
+pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> crate::sql::Result<Vec<String>> {
     let Write { doc_id, kind, heads, saved, has_conflicts, row, county, old_county, genesis, raw } = w;
     let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     tx.prepare_cached(
@@ -99,11 +99,11 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
 /// An enterprise moved to another county: its visits follow it (their scope is the
 /// enterprise's county), and each is fed whole so that the receiving county's phones get
 /// every change made before the move, not only the later ones.
-fn move_visits(tx: &Transaction<'_>, credit_code: &str, county: &str, now: i64) -> rusqlite::Result<()> {
+fn move_visits(tx: &Transaction<'_>, credit_code: &str, county: &str, now: i64) -> crate::sql::Result<()> {
     let ids: Vec<String> = tx
         .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?
         .query_map([credit_code], |r| r.get("id"))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     for id in ids {
         tx.execute("UPDATE documents SET county_code = ?2, updated_at = ?3 WHERE id = ?1", params![id, county, now])?;
         tx.execute("UPDATE visits SET county_code = ?2 WHERE id = ?1", params![id, county])?;
@@ -113,7 +113,7 @@ fn move_visits(tx: &Transaction<'_>, credit_code: &str, county: &str, now: i64) 
 }
 
 /// Puts a marker in the feed that a pull answers with the whole document as it is then.
-fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) -> rusqlite::Result<()> {
+fn feed_whole(tx: &Transaction<'_>, doc_id: &str, kind: RecordKind, now: i64) -> crate::sql::Result<()> {
     feed_moved(tx, doc_id, kind, "", &[], now)
 }
 
@@ -126,7 +126,7 @@ fn feed_moved(
     old: &str,
     snapshot: &[u8],
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at, whole, also_county)
          VALUES (?1, ?2, ?3, ?4, '', '', ?5, 1, ?6)",
@@ -148,13 +148,23 @@ pub(super) enum Row {
     Visit(Box<Visit>),
 }
 
-fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: bool) -> rusqlite::Result<()> {
+fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: bool) -> crate::sql::Result<()> {
     let years = serde_json::to_string(&e.years()).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
+        "INSERT INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
             city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts,
             latitude, longitude)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (credit_code) DO UPDATE SET
+             name = excluded.name, county_code = excluded.county_code,
+             county_name = excluded.county_name, industry = excluded.industry,
+             size = excluded.size, years = excluded.years,
+             city_level_target = excluded.city_level_target,
+             special_governance = excluded.special_governance,
+             has_occupational_disease = excluded.has_occupational_disease,
+             in_surveillance_scope = excluded.in_surveillance_scope,
+             deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
+             latitude = excluded.latitude, longitude = excluded.longitude",
     )?
     .execute(params![
             e.credit_code,
@@ -186,7 +196,7 @@ fn write_visit_row(
     has_conflicts: bool,
     synced_at: Option<i64>,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::sql::Result<()> {
     let flags = crate::attachments::visit_flags(tx, id, v, synced_at, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
@@ -196,10 +206,22 @@ fn write_visit_row(
             .any(|s| !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience))
     };
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+        "INSERT INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
             has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
-            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s, capture_days_off)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+         ON CONFLICT (id) DO UPDATE SET
+             enterprise_id = excluded.enterprise_id, county_code = excluded.county_code,
+             visit_date = excluded.visit_date, review_state = excluded.review_state,
+             inspectors = excluded.inspectors, deleted = excluded.deleted,
+             has_conflicts = excluded.has_conflicts, declaration = excluded.declaration,
+             detection = excluded.detection, health_examination = excluded.health_examination,
+             principal_trained = excluded.principal_trained,
+             managers_trained = excluded.managers_trained,
+             workers_trained = excluded.workers_trained, latitude = excluded.latitude,
+             longitude = excluded.longitude, captured_at = excluded.captured_at,
+             far_from_enterprise_m = excluded.far_from_enterprise_m,
+             clock_skew_s = excluded.clock_skew_s, sync_gap_s = excluded.sync_gap_s, capture_days_off = excluded.capture_days_off",
     )?
     .execute(params![
             id,
@@ -221,7 +243,8 @@ fn write_visit_row(
             flags.captured_at,
             flags.far_from_enterprise_m,
             flags.clock_skew_s,
-            flags.sync_gap_s
+            flags.sync_gap_s,
+            flags.capture_days_off
     ])?;
     Ok(())
 }

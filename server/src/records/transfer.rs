@@ -7,10 +7,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::sql::{params, Connection, OptionalExtension, Transaction};
 use ohassist_core::doc::{Author, Document};
 use ohassist_core::limits;
 use ohassist_core::model::{Enterprise, RecordKind};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{
     apply_server_edit_in, apply_to_document, limits as push_limits, DocError, Incoming, RecordsError, WEB_DEVICE,
@@ -51,7 +51,7 @@ pub fn transfer_enterprise(
             en: "the chosen county is outside your unit".into(),
         });
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate)?;
     let current: Option<String> = tx
         .query_row("SELECT county_code FROM documents WHERE id = ?1 AND kind = 'enterprise'", [credit_code], |r| {
             r.get("county_code")
@@ -132,7 +132,7 @@ fn apply_kept(
         .query_map([id], |r| {
             Ok((r.get("doc_id")?, r.get("kind")?, r.get("user_id")?, r.get("device_id")?, r.get("changes")?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let limits = push_limits();
     for (doc_id, kind, user_id, device_id, kept) in rows {
         let Some(kind) = RecordKind::parse(&kind) else { continue };

@@ -2,7 +2,7 @@
 //! 30 July, the completion summary (Table 2) by 15 November (Liaoning's plan); a province
 //! may set other days (`province_deadlines`). Days left count in China Standard Time.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use time::{Date, Month};
 
@@ -80,7 +80,7 @@ pub fn today_cst() -> Date {
     (time::OffsetDateTime::now_utc() + time::Duration::hours(8)).date()
 }
 
-pub fn of_province(conn: &Connection, province: &str) -> rusqlite::Result<Deadlines> {
+pub fn of_province(conn: &Connection, province: &str) -> crate::sql::Result<Deadlines> {
     let row: Option<(String, String)> = conn
         .query_row("SELECT list_due, summary_due FROM province_deadlines WHERE province = ?1", [province], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -89,7 +89,7 @@ pub fn of_province(conn: &Connection, province: &str) -> rusqlite::Result<Deadli
     Ok(row.and_then(|(l, s)| Deadlines::parse(&l, &s).ok()).unwrap_or_default())
 }
 
-pub fn set(conn: &Connection, province: &str, d: &Deadlines) -> rusqlite::Result<()> {
+pub fn set(conn: &Connection, province: &str, d: &Deadlines) -> crate::sql::Result<()> {
     conn.execute(
         "INSERT INTO province_deadlines (province, list_due, summary_due) VALUES (?1, ?2, ?3)
          ON CONFLICT (province) DO UPDATE SET list_due = ?2, summary_due = ?3",

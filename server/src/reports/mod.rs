@@ -11,9 +11,9 @@ pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::sql::{params, Connection};
 use ohassist_core::model::{Industry, Label, SixOnes};
 use ohassist_core::status::{table2 as core_table2, Table1Status, Table2Row};
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::scope;
@@ -173,7 +173,7 @@ impl StatusFilter {
     }
 }
 
-fn status_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StatusRow> {
+fn status_row(r: &crate::sql::Row<'_>) -> crate::sql::Result<StatusRow> {
     let industry: Option<String> = r.get(4)?;
     let missing: String = r.get(14)?;
     let codes: Vec<String> = serde_json::from_str(&missing).unwrap_or_default();
@@ -226,7 +226,7 @@ fn name_rows(units: &Units, rows: &mut [StatusRow]) {
 
 /// Every enterprise on the `year` list inside `org_unit`: the counties by code, then the
 /// development zones, each by name.
-pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
+pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> crate::sql::Result<Vec<StatusRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STATUS_COLUMNS} FROM enterprise_status
          WHERE year = ?1 AND {}
@@ -234,7 +234,7 @@ pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Re
         scope::sql("county_code", "?2")
     ))?;
     let mut rows =
-        stmt.query_map(params![year, scope::prefix(org_unit)], status_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        stmt.query_map(params![year, scope::prefix(org_unit)], status_row)?.collect::<crate::sql::Result<Vec<_>>>()?;
     name_rows(&Units::load(conn)?, &mut rows);
     // Stable: codes and names keep their order within counties and within zones.
     rows.sort_by_key(|r| r.zone);
@@ -242,7 +242,7 @@ pub fn status_rows(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Re
 }
 
 /// The latest year with an assistance list inside `org_unit`, else with a visit, if any.
-pub fn latest_year(conn: &Connection, org_unit: &str) -> rusqlite::Result<Option<i32>> {
+pub fn latest_year(conn: &Connection, org_unit: &str) -> crate::sql::Result<Option<i32>> {
     let prefix = scope::prefix(org_unit);
     let listed: Option<i32> = conn.query_row(
         &format!("SELECT max(year) FROM enterprise_status WHERE {}", scope::sql("county_code", "?1")),
@@ -264,12 +264,12 @@ pub fn latest_year(conn: &Connection, org_unit: &str) -> rusqlite::Result<Option
 }
 
 /// The status rows of one enterprise, every year of its list, oldest first.
-pub fn status_of(conn: &Connection, credit_code: &str) -> rusqlite::Result<Vec<(i32, StatusRow)>> {
+pub fn status_of(conn: &Connection, credit_code: &str) -> crate::sql::Result<Vec<(i32, StatusRow)>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {STATUS_COLUMNS}, year FROM enterprise_status WHERE credit_code = ?1 ORDER BY year"
     ))?;
     let mut rows: Vec<(i32, StatusRow)> =
-        stmt.query_map([credit_code], |r| Ok((r.get(16)?, status_row(r)?)))?.collect::<rusqlite::Result<_>>()?;
+        stmt.query_map([credit_code], |r| Ok((r.get(16)?, status_row(r)?)))?.collect::<crate::sql::Result<_>>()?;
     let units = Units::load(conn)?;
     for (_, r) in &mut rows {
         name_rows(&units, std::slice::from_mut(r));
@@ -278,7 +278,7 @@ pub fn status_of(conn: &Connection, credit_code: &str) -> rusqlite::Result<Vec<(
 }
 
 /// The enterprise list: status rows matching `filter`.
-pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -> rusqlite::Result<Vec<StatusRow>> {
+pub fn list(conn: &Connection, org_unit: &str, year: i32, filter: &ListFilter) -> crate::sql::Result<Vec<StatusRow>> {
     let query = filter.query.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_lowercase);
     Ok(status_rows(conn, org_unit, year)?
         .into_iter()
@@ -305,11 +305,11 @@ pub struct Attention {
 }
 
 /// Enterprises inside `org_unit` with conflicts or visits waiting for review.
-pub fn attention(conn: &Connection, org_unit: &str) -> rusqlite::Result<HashMap<String, Attention>> {
+pub fn attention(conn: &Connection, org_unit: &str) -> crate::sql::Result<HashMap<String, Attention>> {
     let prefix = scope::prefix(org_unit);
     let mut out: HashMap<String, Attention> = HashMap::new();
     let mut visits = conn.prepare_cached(&format!(
-        "SELECT enterprise_id, sum(review_state = 'submitted'), max(has_conflicts) FROM visits
+        "SELECT enterprise_id, sum(CASE WHEN review_state = 'submitted' THEN 1 ELSE 0 END), max(has_conflicts) FROM visits
          WHERE {} AND deleted = 0 AND (review_state = 'submitted' OR has_conflicts = 1)
          GROUP BY enterprise_id",
         scope::sql("county_code", "?1")
@@ -331,12 +331,12 @@ pub fn attention(conn: &Connection, org_unit: &str) -> rusqlite::Result<HashMap<
 }
 
 /// Table 1 (its rows in order; 序号 is the position + 1).
-pub fn table1(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Vec<StatusRow>> {
+pub fn table1(conn: &Connection, org_unit: &str, year: i32) -> crate::sql::Result<Vec<StatusRow>> {
     status_rows(conn, org_unit, year)
 }
 
 /// Table 2: one row per county and the 合计 row, by `status::table2`.
-pub fn table2(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<(Vec<Table2Row>, Table2Row)> {
+pub fn table2(conn: &Connection, org_unit: &str, year: i32) -> crate::sql::Result<(Vec<Table2Row>, Table2Row)> {
     let rows = status_rows(conn, org_unit, year)?;
     Ok(table2_of(&rows))
 }
@@ -470,7 +470,7 @@ pub struct Dashboard {
     pub total: CountyProgress,
 }
 
-pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Result<Dashboard> {
+pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> crate::sql::Result<Dashboard> {
     let rows = status_rows(conn, org_unit, year)?;
     let (t2, t2_total) = table2_of(&rows);
     let target = rate_target(year);
@@ -568,7 +568,7 @@ pub fn dashboard(conn: &Connection, org_unit: &str, year: i32) -> rusqlite::Resu
 }
 
 /// The name a table is issued under (`沈阳市`): see [`Units::title_name`].
-pub fn unit_name(conn: &Connection, org_unit: &str) -> rusqlite::Result<String> {
+pub fn unit_name(conn: &Connection, org_unit: &str) -> crate::sql::Result<String> {
     Ok(Units::load(conn)?.title_name(org_unit))
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
+use crate::sql::{params, Connection};
 use serde::Serialize;
 
 use super::rate;
@@ -40,10 +40,10 @@ pub struct Monthly {
     pub total: MonthRow,
 }
 
-pub fn monthly(conn: &Connection, org_unit: &str, year: i32, month: u32) -> rusqlite::Result<Monthly> {
+pub fn monthly(conn: &Connection, org_unit: &str, year: i32, month: u32) -> crate::sql::Result<Monthly> {
     let prefix = scope::prefix(org_unit);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT county_code, count(*), sum(visits > 0), sum(visits), sum(items_completed), sum(declared),
+        "SELECT county_code, count(*), sum(CASE WHEN visits > 0 THEN 1 ELSE 0 END), sum(visits), sum(items_completed), sum(declared),
                 sum(detection_done), sum(health_examination_done), sum(trained)
          FROM enterprise_monthly WHERE year = ?1 AND month = ?2 AND {}
          GROUP BY county_code ORDER BY county_code",
@@ -66,11 +66,11 @@ pub fn monthly(conn: &Connection, org_unit: &str, year: i32, month: u32) -> rusq
                 ..Default::default()
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     if !rows.is_empty() {
         // The record's own county name for a code nobody named.
         let mut q = conn.prepare_cached(&format!(
-            "SELECT county_code, county_name FROM enterprise_status WHERE year = ?1 AND {} GROUP BY county_code",
+            "SELECT county_code, max(county_name) FROM enterprise_status WHERE year = ?1 AND {} GROUP BY county_code",
             scope::sql("county_code", "?2")
         ))?;
         for r in q.query_map(params![year, prefix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {

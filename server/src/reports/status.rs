@@ -9,17 +9,27 @@ use ohassist_core::model::{Enterprise, RecordKind, Visit};
 use ohassist_core::status::{missing_six_ones, table1_status, Table1Status};
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::sql::{params, Connection, OptionalExtension};
+
+/// What refreshing status rows can fail with: the database, or a stored record that does
+/// not read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Sql(#[from] crate::sql::Error),
+    #[error(transparent)]
+    Record(#[from] ohassist_core::Error),
+}
 
 /// Recomputes the status rows of `credit_code` from its enterprise document and the
 /// documents of its visits. Call inside the transaction that changed them.
-pub fn refresh(conn: &Connection, credit_code: &str) -> ohassist_core::Result<()> {
+pub fn refresh(conn: &Connection, credit_code: &str) -> Result<(), StatusError> {
     refresh_with(conn, credit_code, &HashMap::new())
 }
 
 /// [`refresh`], taking the visits in `fresh` (id → merged record) from memory instead of
 /// loading their documents again: a push of 250 visits of one enterprise loads none.
-pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> ohassist_core::Result<()> {
+pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> Result<(), StatusError> {
     conn.prepare_cached("DELETE FROM enterprise_status WHERE credit_code = ?1")?.execute([credit_code])?;
     conn.prepare_cached("DELETE FROM enterprise_monthly WHERE credit_code = ?1")?.execute([credit_code])?;
     let stored: Option<(Vec<u8>, String)> = conn
@@ -35,7 +45,7 @@ pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String
     let ids: Vec<String> = conn
         .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1")?
         .query_map([credit_code], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let mut visits = Vec::with_capacity(ids.len());
     let mut load = conn.prepare_cached("SELECT bytes, heads FROM documents WHERE id = ?1")?;
     for id in ids {
@@ -87,12 +97,24 @@ fn read_cached<T: Clone + serde::de::DeserializeOwned>(
 
 /// Writes the status rows of one enterprise from its records (already deleted rows aside).
 /// Also used by the benchmark, which builds records without documents.
-pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> rusqlite::Result<()> {
+pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> crate::sql::Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO enterprise_status (credit_code, year, name, county_code, county_name, industry,
+        "INSERT INTO enterprise_status (credit_code, year, name, county_code, county_name, industry,
             declared, detection_done, health_examination_done, principal_trained, managers_trained, workers_trained,
             special_governance, special_governance_completed, city_level_target, missing, visit_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT (credit_code, year) DO UPDATE SET
+             name = excluded.name, county_code = excluded.county_code,
+             county_name = excluded.county_name, industry = excluded.industry,
+             declared = excluded.declared, detection_done = excluded.detection_done,
+             health_examination_done = excluded.health_examination_done,
+             principal_trained = excluded.principal_trained,
+             managers_trained = excluded.managers_trained,
+             workers_trained = excluded.workers_trained,
+             special_governance = excluded.special_governance,
+             special_governance_completed = excluded.special_governance_completed,
+             city_level_target = excluded.city_level_target, missing = excluded.missing,
+             visit_count = excluded.visit_count",
     )?;
     for year in e.years() {
         let s: Table1Status = table1_status(e, visits, year);
@@ -124,11 +146,17 @@ pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> rusqli
 
 /// The 月调度 rows of one enterprise for `year`: each month's visits, the six-ones items
 /// first covered that month, and the status counting the visits up to the month's end.
-fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) -> rusqlite::Result<()> {
+fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) -> crate::sql::Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO enterprise_monthly (credit_code, year, month, county_code, visits, items_completed,
+        "INSERT INTO enterprise_monthly (credit_code, year, month, county_code, visits, items_completed,
             declared, detection_done, health_examination_done, trained)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (credit_code, year, month) DO UPDATE SET
+             county_code = excluded.county_code, visits = excluded.visits,
+             items_completed = excluded.items_completed, declared = excluded.declared,
+             detection_done = excluded.detection_done,
+             health_examination_done = excluded.health_examination_done,
+             trained = excluded.trained",
     )?;
     let live: Vec<&Visit> = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).collect();
     let month_of = |v: &Visit| v.visit_date.get(5..7).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
@@ -157,8 +185,8 @@ fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) 
 
 /// Computes the rows of every enterprise on a list that has none yet (a database upgraded
 /// from schema version 1). Cheap when there is nothing to do.
-pub fn backfill(conn: &mut Connection) -> ohassist_core::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+pub fn backfill(conn: &mut Connection) -> Result<(), StatusError> {
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate)?;
     let codes: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT credit_code FROM enterprises e WHERE deleted = 0 AND years <> '[]'
@@ -166,7 +194,7 @@ pub fn backfill(conn: &mut Connection) -> ohassist_core::Result<()> {
                   OR NOT EXISTS (SELECT 1 FROM enterprise_monthly m WHERE m.credit_code = e.credit_code))",
         )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
+        rows.collect::<crate::sql::Result<_>>()?
     };
     for code in codes {
         refresh(&tx, &code)?;

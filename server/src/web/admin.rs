@@ -5,6 +5,7 @@
 //! then every enterprise is written by the server as a document change (deterministic
 //! genesis plus one change), in one transaction, into the feed phones pull.
 
+use crate::sql::{Connection, OptionalExtension};
 use axum::extract::{Multipart, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -14,7 +15,6 @@ use minijinja::context;
 use ohassist_core::doc::{to_json, Author, Document};
 use ohassist_core::model::{County, Enterprise, Industry, Label, RecordKind};
 use ohassist_core::validate;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
 use super::pages::{base, CsrfForm};
@@ -488,7 +488,7 @@ fn near(a: &str, b: &str) -> bool {
 
 /// Possible duplicates of clean rows: a credit code the server already holds, or a
 /// near-identical name in the same county (on the server or elsewhere in the file).
-pub fn duplicates(conn: &Connection, rows: &[ImportRow]) -> rusqlite::Result<Vec<Duplicate>> {
+pub fn duplicates(conn: &Connection, rows: &[ImportRow]) -> crate::sql::Result<Vec<Duplicate>> {
     let mut out = Vec::new();
     let mut by_code = conn.prepare_cached("SELECT name FROM enterprises WHERE credit_code = ?1")?;
     let mut in_county = conn.prepare_cached("SELECT credit_code, name FROM enterprises WHERE county_code = ?1")?;
@@ -514,7 +514,7 @@ pub fn duplicates(conn: &Connection, rows: &[ImportRow]) -> rusqlite::Result<Vec
         let n = normalised_name(&e.name);
         let similar: Vec<(String, String)> = in_county
             .query_map([&e.county.code], |x| Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
+            .collect::<crate::sql::Result<Vec<_>>>()?
             .into_iter()
             .filter(|(_, name)| near(&normalised_name(name), &n))
             .collect();
@@ -547,7 +547,7 @@ pub fn apply_import(
     year: i32,
     now: i64,
 ) -> Result<usize, ApiError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate)?;
     let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
     let mut written = 0;
     for r in rows {

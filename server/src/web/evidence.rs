@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::sql::{Connection, OptionalExtension};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,6 @@ use axum::routing::get;
 use axum::Router;
 use ohassist_core::doc::Document;
 use ohassist_core::model::{field_label, FieldLabel, Label, RecordKind, Visit};
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::session::{Lang, Session};

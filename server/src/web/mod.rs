@@ -89,8 +89,8 @@ impl From<ApiError> for WebError {
     }
 }
 
-impl From<rusqlite::Error> for WebError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::sql::Error> for WebError {
+    fn from(e: crate::sql::Error) -> Self {
         WebError::Api(e.into())
     }
 }

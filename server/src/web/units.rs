@@ -4,6 +4,7 @@
 //! in one action (each enterprise and each of its visits rewritten by the server as a
 //! document change, in one transaction).
 
+use crate::sql::Connection;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -11,7 +12,6 @@ use axum::{Form, Router};
 use minijinja::context;
 use ohassist_core::doc::{to_json, Author, Document};
 use ohassist_core::model::{Enterprise, RecordKind, Visit};
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use super::admin::require_admin;
@@ -50,7 +50,7 @@ fn outside() -> WebError {
 
 /// The cities whose counties and zones the page lists: the caller's own city, or every
 /// city of the caller's province that has enterprises or units.
-fn cities(conn: &Connection, units: &Units, org_unit: &str) -> rusqlite::Result<Vec<String>> {
+fn cities(conn: &Connection, units: &Units, org_unit: &str) -> crate::sql::Result<Vec<String>> {
     Ok(match units::level(org_unit) {
         Level::City | Level::County => vec![units::city_of(org_unit)],
         _ => {
@@ -60,7 +60,7 @@ fn cities(conn: &Connection, units: &Units, org_unit: &str) -> rusqlite::Result<
                  UNION SELECT DISTINCT substr(code, 1, 4) || '00' FROM units WHERE substr(code, 1, length(?1)) = ?1",
             )?;
             let mut out: Vec<String> =
-                stmt.query_map([scope::prefix(org_unit)], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                stmt.query_map([scope::prefix(org_unit)], |r| r.get(0))?.collect::<crate::sql::Result<_>>()?;
             out.retain(|c| units.exists(c) || scope::within(org_unit, c));
             out.sort();
             out
@@ -222,17 +222,17 @@ pub fn move_to_zone(
         return Err(ApiError::NotFound);
     }
     let zone_name = units.name_or_code(zone);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(crate::sql::TransactionBehavior::Immediate)?;
     let codes: Vec<String> = tx
         .prepare("SELECT credit_code FROM enterprises WHERE county_code = ?1 AND county_name = ?2 AND deleted = 0")?
         .query_map([from, units::OTHER], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let author = Author { user: caller.user_id.clone(), device: records::WEB_DEVICE.to_string() };
     for code in &codes {
         let visits: Vec<String> = tx
             .prepare_cached("SELECT id FROM visits WHERE enterprise_id = ?1 AND county_code = ?2")?
             .query_map([code.as_str(), from], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::sql::Result<_>>()?;
         records::apply_server_edit_in(
             &tx,
             caller,

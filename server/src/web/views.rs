@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::sql::{Connection, OptionalExtension};
 use ohassist_core::doc::{Conflict, Document, HistoryEntry};
 use ohassist_core::model::{field_label, Enterprise, FieldLabel, Industry, RecordKind, SixOnes, Visit};
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::WebError;
@@ -51,7 +51,7 @@ pub async fn unit_and_year(db: &Db, p: &Params, org_unit: &str) -> Result<(Strin
 
 /// The year asked for, else the latest programme year with an assistance list in `unit`,
 /// else this year: a console opened in January shows last year's finished work.
-pub fn year_or_latest(conn: &Connection, unit: &str, year: Option<i32>) -> rusqlite::Result<i32> {
+pub fn year_or_latest(conn: &Connection, unit: &str, year: Option<i32>) -> crate::sql::Result<i32> {
     Ok(match year {
         Some(y) => y,
         None => reports::latest_year(conn, unit)?.unwrap_or_else(this_year),
@@ -230,7 +230,7 @@ pub fn enterprise(conn: &Connection, org_unit: &str, code: &str) -> Result<Enter
                 deleted: r.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::sql::Result<Vec<_>>>()?;
     let unit_label = crate::units::Units::load(conn)?.row_label(&enterprise.county.code, &enterprise.county.name);
     Ok(EnterpriseView { enterprise, unit_label, has_conflicts: doc.has_conflicts(), status, visits })
 }
@@ -327,19 +327,19 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn load(conn: &Connection) -> rusqlite::Result<Names> {
+    pub fn load(conn: &Connection) -> crate::sql::Result<Names> {
         // Original authors of relayed changes (users of a lower server) by the name it reported.
         let users = conn
             .prepare_cached(
-                "SELECT user_id, display_name FROM change_origins GROUP BY user_id
+                "SELECT user_id, max(display_name) FROM change_origins GROUP BY user_id
                  UNION ALL SELECT id, display_name FROM users",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::sql::Result<_>>()?;
         let devices = conn
             .prepare_cached("SELECT id, name FROM devices WHERE name <> ''")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::sql::Result<_>>()?;
         Ok(Names { users, devices })
     }
 
@@ -425,7 +425,7 @@ fn conflict_views(
 
 /// The name of a record for people: the enterprise's name, or a visit's date and enterprise.
 fn record_name(conn: &Connection, doc: &Document) -> Result<String, ApiError> {
-    let enterprise_name = |code: &str| -> rusqlite::Result<String> {
+    let enterprise_name = |code: &str| -> crate::sql::Result<String> {
         Ok(conn
             .query_row("SELECT name FROM enterprises WHERE credit_code = ?1", [code], |r| r.get(0))
             .optional()?
@@ -480,10 +480,10 @@ pub fn conflicts(conn: &Connection, org_unit: &str) -> Result<Vec<ConflictView>,
         scope::sql("county_code", "?1")
     ))?;
     let docs: Vec<(String, String, Vec<u8>)> = stmt
-        .query_map(rusqlite::params![scope::prefix(org_unit), CONFLICT_QUEUE_LIMIT as i64], |r| {
+        .query_map(crate::sql::params![scope::prefix(org_unit), CONFLICT_QUEUE_LIMIT as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let names = Names::load(conn)?;
     let mut out = Vec::new();
     for (id, kind, bytes) in docs {

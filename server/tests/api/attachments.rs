@@ -366,7 +366,7 @@ async fn the_check_command_finds_corrupt_and_missing_files() {
         assert!(f.upload(&t, &v, bytes).await.complete);
     }
     let data = f.dir.path();
-    let report = ohassist_server::cli::check_attachments(data).unwrap();
+    let report = ohassist_server::cli::check_attachments(data, &sqlite_at(data)).unwrap();
     assert!(report.ok() && report.checked == 3);
     let ohassist = || std::process::Command::new(env!("CARGO_BIN_EXE_ohassist"));
     let ok = ohassist().arg("--data").arg(data).args(["attachments", "check"]).output().unwrap();
@@ -378,7 +378,7 @@ async fn the_check_command_finds_corrupt_and_missing_files() {
     bytes[1500] ^= 1;
     std::fs::write(&path_a, bytes).unwrap();
     std::fs::remove_file(f.attachments_dir().join(&sha(&b)[..2]).join(sha(&b))).unwrap();
-    let report = ohassist_server::cli::check_attachments(data).unwrap();
+    let report = ohassist_server::cli::check_attachments(data, &sqlite_at(data)).unwrap();
     assert_eq!(report.corrupt, vec![sha(&a)]);
     assert_eq!(report.missing, vec![sha(&b)]);
     let bad = ohassist().arg("--data").arg(data).args(["attachments", "check"]).output().unwrap();
@@ -532,7 +532,10 @@ async fn gc_removes_only_stale_partial_uploads() {
     assert_eq!(removed, vec!["0".repeat(64), sha(&stale)]);
     assert!(!stale_path.exists() && !legacy.exists());
     assert!(partial_file(&f, &sha(&fresh)).exists());
-    assert!(ohassist_server::cli::check_attachments(f.dir.path()).unwrap().ok(), "complete files untouched");
+    assert!(
+        ohassist_server::cli::check_attachments(f.dir.path(), &sqlite_at(f.dir.path())).unwrap().ok(),
+        "complete files untouched"
+    );
     assert_eq!(status_of(&f.upload_status(&t, &sha(&stale), &v).await).offset, 0);
     assert_eq!(status_of(&f.upload_status(&t, &sha(&fresh), &v).await).offset, 1000);
 }
@@ -650,4 +653,8 @@ async fn a_range_on_an_empty_file_is_not_satisfiable() {
         .await
         .assert_error(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable");
     assert_eq!(f.download(&heping, &h, Some(&v), None).await.status, StatusCode::OK);
+}
+
+fn sqlite_at(data: &std::path::Path) -> ohassist_server::db::Location {
+    ohassist_server::db::Location::of(None, data).unwrap()
 }

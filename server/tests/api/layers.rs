@@ -44,3 +44,27 @@ fn no_file_outside_api_and_web_knows_http_status_codes_or_their_errors() {
     }
     assert!(found.is_empty(), "HTTP outside api/ and web/:\n{}", found.join("\n"));
 }
+
+/// The storage contract (ADR 0008): outside `server/src/sql/`, only the SQLite-only work
+/// (`db.rs` opening the file, `backup.rs`) and unit tests name rusqlite; every other module
+/// speaks `sql::Connection`, so it runs on PostgreSQL too.
+#[test]
+fn only_the_storage_contract_and_the_sqlite_only_work_name_rusqlite() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    assert!(files.iter().any(|p| p.ends_with("sql/mod.rs")), "sql/mod.rs not found under {}", src.display());
+    let allowed = |p: &Path| p.starts_with(src.join("sql")) || p.ends_with("db.rs") || p.ends_with("backup.rs");
+    let mut found = Vec::new();
+    for path in files.iter().filter(|p| !allowed(p)) {
+        let text = std::fs::read_to_string(path).unwrap();
+        // Unit tests may build an SQLite connection to hand to the contract.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            if line.contains("rusqlite") {
+                found.push(format!("{}:{}", path.strip_prefix(&src).unwrap().display(), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "rusqlite outside the storage contract:\n{}", found.join("\n"));
+}

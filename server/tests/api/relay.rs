@@ -127,7 +127,9 @@ async fn the_upstream_records_the_relay_and_the_original_author_and_checks_autho
         "and the original author beside it"
     );
     let authors = {
-        let conn = ohassist_core::sqlite::open_reader(&f.dir.path().join("ohassist.db")).unwrap();
+        let conn = ohassist_server::sql::Connection::from(
+            ohassist_core::sqlite::open_reader(&f.dir.path().join("ohassist.db")).unwrap(),
+        );
         ohassist_server::records::recorded_authors(&conn, &v.doc_id).unwrap()
     };
     assert_eq!(authors[&hash_of(&v)].device, "phone-9", "the console shows the original author");

@@ -1,0 +1,230 @@
+//! The PostgreSQL side of the contract, over tokio-postgres.
+//!
+//! The domain is synchronous (it runs on tokio's blocking threads, as SQLite's calls must),
+//! so each call here drives its future to completion on the calling thread, while the
+//! connections' socket tasks run on a small runtime of their own: the same blocking calls
+//! work from a handler's blocking task and from a command-line tool without a runtime.
+//!
+//! **The feed's positions.** `changes.seq` is a sequence, and two server processes can
+//! write at once. A pull reads the feed past a cursor, so a change that took position 7 and
+//! committed after position 8 was read would be skipped for good. Every transaction of a
+//! writer connection therefore takes one transaction-scoped advisory lock at `BEGIN`
+//! ([`FEED_LOCK`]), and the `changes` table's insert trigger takes it too and only then
+//! draws the position (migration `postgres/001_init.sql`): positions are handed out in the
+//! order the transactions commit, across processes (ADR 0008).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+use futures_util::StreamExt;
+use tokio_postgres::{NoTls, Statement};
+
+use super::value::PgParam;
+use super::{Error, Result, ToValue};
+
+/// The advisory lock that orders the change feed (any constant; "ohfd").
+pub const FEED_LOCK: i64 = 0x6f68_6664;
+
+/// A `postgres://` (or `postgresql://`) connection URL, as given with `--database`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// `None` unless `s` names a PostgreSQL database.
+    pub fn parse(s: &str) -> Option<PgUrl> {
+        (s.starts_with("postgres://") || s.starts_with("postgresql://")).then(|| PgUrl(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shown without its password.
+impl fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        match (s.find("://"), s.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &s[scheme + 3..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                write!(f, "{}{}{}", &s[..scheme + 3], user, &s[at..])
+            }
+            _ => f.write_str(s),
+        }
+    }
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgUrl({self})")
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ohassist-postgres")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL runtime starts")
+    })
+}
+
+/// Runs `f` to completion here. From a thread of an async runtime (a handler that forgot
+/// its blocking task) it steps out of the runtime first rather than stall a worker.
+fn wait<F: Future>(f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime().block_on(f))
+        }
+        _ => runtime().block_on(f),
+    }
+}
+
+pub struct Client {
+    client: tokio_postgres::Client,
+    writer: bool,
+    /// Prepared statements by their SQLite text, as `prepare_cached` keeps them.
+    cache: RefCell<HashMap<String, Statement>>,
+}
+
+impl Client {
+    pub fn connect(url: &PgUrl, writer: bool) -> Result<Client> {
+        let (client, connection) = wait(tokio_postgres::connect(url.as_str(), NoTls))?;
+        runtime().spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        let client = Client { client, writer, cache: RefCell::new(HashMap::new()) };
+        // Integers and text behave as on SQLite: UTC, UTF-8, no surprises from the server's
+        // settings.
+        client.batch("SET TIME ZONE 'UTC'; SET client_encoding = 'UTF8'")?;
+        Ok(client)
+    }
+
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        Ok(wait(self.client.batch_execute(sql))?)
+    }
+
+    pub fn begin(&self) -> Result<()> {
+        if self.writer {
+            self.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({FEED_LOCK})"))
+        } else {
+            // A reader's transaction is one snapshot, as an SQLite read transaction is.
+            self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        }
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.cache.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = wait(self.client.prepare(&translate(sql)))?;
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() > 512 {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub fn execute(&self, statement: &Statement, values: &[&dyn ToValue]) -> Result<usize> {
+        let params = values.iter().map(|v| PgParam(*v));
+        let n = wait(self.client.execute_raw(statement, params))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    pub fn query(&self, statement: &Statement, values: &[&dyn ToValue]) -> Result<RowStream> {
+        let params = values.iter().map(|v| PgParam(*v));
+        let stream = wait(self.client.query_raw(statement, params))?;
+        Ok(RowStream(Box::pin(stream)))
+    }
+}
+
+/// A query's rows as PostgreSQL sends them, read one at a time.
+pub struct RowStream(Pin<Box<tokio_postgres::RowStream>>);
+
+impl RowStream {
+    pub fn next(&mut self) -> Result<Option<tokio_postgres::Row>> {
+        wait(self.0.next()).transpose().map_err(Error::from)
+    }
+}
+
+/// SQLite's parameters (`?1`, `?`) as PostgreSQL's (`$1`), outside quoted text and
+/// identifiers. Everything else in the shared dialect is the same text on both engines.
+pub fn translate(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut next_bare = 0;
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '-' && chars.peek() == Some(&'-') => {
+                // A comment runs to the end of the line.
+                out.push(c);
+                for c in chars.by_ref() {
+                    out.push(c);
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            None if c == '?' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    next_bare += 1;
+                    digits = next_bare.to_string();
+                }
+                out.push('$');
+                out.push_str(&digits);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_become_dollars_outside_quotes_and_comments() {
+        assert_eq!(translate("SELECT a FROM t WHERE b = ?1 AND c = ?12"), "SELECT a FROM t WHERE b = $1 AND c = $12");
+        assert_eq!(translate("VALUES (?, ?, ?)"), "VALUES ($1, $2, $3)");
+        assert_eq!(translate("SELECT '?1', \"a?\" FROM t WHERE x = ?2"), "SELECT '?1', \"a?\" FROM t WHERE x = $2");
+        assert_eq!(translate("SELECT 1 -- why?\nFROM t WHERE x = ?1"), "SELECT 1 -- why?\nFROM t WHERE x = $1");
+        assert_eq!(translate("SELECT 'it''s ?' WHERE ?1"), "SELECT 'it''s ?' WHERE $1");
+    }
+
+    #[test]
+    fn a_url_shows_without_its_password() {
+        let url = PgUrl::parse("postgres://ohassist:s3cret@db.example:5432/county").unwrap();
+        assert_eq!(url.to_string(), "postgres://ohassist@db.example:5432/county");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(PgUrl::parse("/var/lib/ohassist").is_none());
+        assert_eq!(PgUrl::parse("postgresql://localhost/x").unwrap().to_string(), "postgresql://localhost/x");
+    }
+}

@@ -1,0 +1,127 @@
+//! Values, transactions and errors read the same on both engines.
+
+use ohassist_server::sql::{params, OptionalExtension};
+
+use crate::{fresh, ENGINES};
+
+#[test]
+fn values_come_back_as_they_went_in() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let conn = f.db.blocking_writer();
+        conn.execute(
+            "INSERT INTO units (code, name, zone, host, target, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params!["350102", "鼓楼区 ‘引号’ ?1", true, None::<String>, Some(12u32), i64::MAX],
+        )
+        .unwrap();
+        let (name, zone, host, target, at): (String, bool, Option<String>, Option<u32>, i64) = conn
+            .query_row("SELECT name, zone, host, target, updated_at FROM units WHERE code = ?1", ["350102"], |r| {
+                Ok((r.get("name")?, r.get(1)?, r.get("host")?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (name.as_str(), zone, host, target, at),
+            ("鼓楼区 ‘引号’ ?1", true, None, Some(12), i64::MAX),
+            "{engine:?}"
+        );
+
+        conn.execute(
+            "INSERT INTO attachments (sha256, size, media_type, complete, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params!["a".repeat(64), 5u64, "image/jpeg", 1, 7],
+        )
+        .unwrap();
+        let sum: i64 = conn.query_row("SELECT sum(size) + count(*) FROM attachments", [], |r| r.get(0)).unwrap();
+        assert_eq!(sum, 6, "{engine:?}: a sum reads as an integer");
+        let exists: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM attachments WHERE size > ?1)", [4], |r| r.get(0)).unwrap();
+        assert!(exists, "{engine:?}");
+        let none: Option<String> =
+            conn.query_row("SELECT name FROM units WHERE code = ?1", ["000000"], |r| r.get(0)).optional().unwrap();
+        assert_eq!(none, None, "{engine:?}");
+        let wrong = conn.query_row("SELECT name FROM units", [], |r| r.get::<_, i64>(0)).unwrap_err();
+        assert!(wrong.to_string().contains("name") || wrong.to_string().contains('0'), "{engine:?}: {wrong}");
+    }
+}
+
+#[test]
+fn blobs_and_real_numbers_round_trip() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let conn = f.db.blocking_writer();
+        let bytes: Vec<u8> = (0..=255).collect();
+        conn.execute(
+            "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
+             VALUES (?1, 'visit', ?2, '[]', '350102', 0, 1)",
+            params!["v1", bytes],
+        )
+        .unwrap();
+        let back: Vec<u8> = conn.query_row("SELECT bytes FROM documents WHERE id = ?1", ["v1"], |r| r.get(0)).unwrap();
+        assert_eq!(back, bytes, "{engine:?}");
+        conn.execute(
+            "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
+             VALUES ('E1', 'enterprise', ?1, '[]', '350102', 0, 1)",
+            [vec![0u8]],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO enterprises (credit_code, name, county_code, county_name, years, city_level_target,
+                 special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts, latitude)
+             VALUES ('E1', '甲', '350102', '鼓楼区', '[]', 0, 0, 0, 0, 0, 0, ?1)",
+            [26.0745_f64],
+        )
+        .unwrap();
+        let lat: f64 = conn.query_row("SELECT latitude FROM enterprises", [], |r| r.get(0)).unwrap();
+        assert_eq!(lat, 26.0745, "{engine:?}");
+    }
+}
+
+#[test]
+fn a_dropped_transaction_and_a_rolled_back_savepoint_leave_nothing() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let mut conn = f.db.blocking_writer();
+        let insert = |c: &ohassist_server::sql::Connection, code: &str| {
+            c.execute("INSERT INTO units (code, name, updated_at) VALUES (?1, 'x', 0)", [code]).unwrap();
+        };
+        {
+            let tx = conn.transaction().unwrap();
+            insert(&tx, "350101");
+        }
+        {
+            let tx = conn.transaction().unwrap();
+            insert(&tx, "350102");
+            tx.execute_batch("SAVEPOINT document").unwrap();
+            insert(&tx, "350103");
+            tx.execute_batch("ROLLBACK TO document; RELEASE document").unwrap();
+            tx.commit().unwrap();
+        }
+        let codes: Vec<String> = conn
+            .prepare("SELECT code FROM units ORDER BY code")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(codes, ["350102"], "{engine:?}");
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_a_unique_violation_and_usernames_ignore_case() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let conn = f.db.blocking_writer();
+        let add = |id: &str, name: &str| {
+            conn.execute(
+                "INSERT INTO users (id, username, display_name, role, org_unit, password_hash, created_at)
+                 VALUES (?1, ?2, '张', 'inspector', '350102', 'h', 0)",
+                [id, name],
+            )
+        };
+        add("u1", "Zhang").unwrap();
+        let err = add("u2", "zhang").unwrap_err();
+        assert!(err.is_unique_violation(), "{engine:?}: {err}");
+        let id: String = conn.query_row("SELECT id FROM users WHERE username = ?1", ["ZHANG"], |r| r.get(0)).unwrap();
+        assert_eq!(id, "u1", "{engine:?}");
+    }
+}
