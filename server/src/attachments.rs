@@ -582,7 +582,7 @@ pub const CAPTURE_DAYS_OFF_SQL: &str = "v.capture_days_off";
 /// `margin` is the parameter holding the margin; the flag is 1 or 0.
 pub fn clock_flag_sql(margin: &str) -> String {
     format!(
-        "(CASE WHEN v.capture_days_off > 1 OR v.clock_skew_s < -{margin} OR v.clock_skew_s > v.sync_gap_s + {margin}
+        "(CASE WHEN v.capture_days_off > 1 OR v.clock_skew_s + {margin} < 0 OR v.clock_skew_s > v.sync_gap_s + {margin}
          THEN 1 ELSE 0 END)"
     )
 }

@@ -93,7 +93,7 @@ pub fn page(
             "SELECT d.id, d.kind, d.has_conflicts, d.updated_at, m.last
              FROM (SELECT doc_id, max(seq) AS last FROM changes WHERE seq > ?1 GROUP BY doc_id) m
              JOIN documents d ON d.id = m.doc_id
-             WHERE substr(d.county_code, 1, length(?2)) = ?2 AND (?3 IS NULL OR d.kind = ?3)
+             WHERE substr(d.county_code, 1, length(?2)) = ?2 AND (CAST(?3 AS TEXT) IS NULL OR d.kind = ?3)
              ORDER BY m.last
              LIMIT ?4",
         )?;

@@ -467,8 +467,8 @@ pub fn changes_page(
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT c.seq, c.doc_id, c.kind,
                 CASE WHEN c.device_id <> ?3 AND {}
-                     THEN CASE WHEN c.whole THEN d.bytes ELSE c.bytes END
-                     WHEN c.whole AND c.also_county <> '' AND {}
+                     THEN CASE WHEN c.whole = 1 THEN d.bytes ELSE c.bytes END
+                     WHEN c.whole = 1 AND c.also_county <> '' AND {}
                      THEN c.bytes END,
                 c.whole, c.hash
          FROM changes c JOIN documents d ON d.id = c.doc_id

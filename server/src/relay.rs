@@ -265,8 +265,8 @@ pub fn authors_of(conn: &Connection, hashes: &[String]) -> crate::sql::Result<Ve
 /// The rows of the local feed after `after` that the upstream may lack, up to the batch bounds.
 pub fn up_batch(conn: &Connection, after: u64) -> crate::sql::Result<UpBatch> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT c.seq, c.hash, c.doc_id, c.kind, c.whole OR c.device_id = ?2 AS skip,
-                CASE WHEN c.whole OR c.device_id = ?2 THEN NULL ELSE c.bytes END AS bytes, {AUTHOR_COLUMNS}
+        "SELECT c.seq, c.hash, c.doc_id, c.kind, (c.whole = 1 OR c.device_id = ?2) AS skip,
+                CASE WHEN c.whole = 1 OR c.device_id = ?2 THEN NULL ELSE c.bytes END AS bytes, {AUTHOR_COLUMNS}
          FROM changes c LEFT JOIN change_origins o ON o.hash = c.hash LEFT JOIN users u ON u.id = c.user_id
          WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?3"
     ))?;

@@ -3,6 +3,7 @@
 
 mod engine;
 mod feed;
+mod processes;
 mod schema;
 
 use ohassist_server::db::{Db, Location};

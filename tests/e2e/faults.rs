@@ -122,7 +122,9 @@ fn a_server_killed_mid_push_keeps_every_acknowledged_change() {
             let mut delay = 37u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 delay = (delay * 7919) % 400 + 80;
-                std::thread::sleep(Duration::from_millis(delay));
+                // On PostgreSQL a restart connects and checks the schema, and a push makes a
+                // round trip per statement: give each life of the server three times as long.
+                std::thread::sleep(Duration::from_millis(if pg::on_postgres() { delay * 3 } else { delay }));
                 let mut guard = server.lock().unwrap();
                 if let Some(mut s) = guard.take() {
                     s.kill();

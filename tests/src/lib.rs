@@ -38,11 +38,28 @@ pub fn server_binary() -> PathBuf {
         } else {
             &["test", "--workspace", "--no-run", "--locked"]
         };
-        let status = Command::new(env!("CARGO"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
+        let mut cargo = Command::new(env!("CARGO"));
+        // The variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, …) would
+        // differ from the outer build's, and build scripts that watch them (ring's) would run
+        // again and rebuild their crates and everything above them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_the_test = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&name.as_ref());
+            if set_for_the_test {
+                cargo.env_remove(name.as_ref());
+            }
+        }
+        let status = cargo.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo runs");
         assert!(status.success(), "building the server failed");
     });
     bin

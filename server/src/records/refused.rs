@@ -35,7 +35,7 @@ pub(super) fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused,
                                       last_at, changes, kept, county_code, enterprise_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (doc_id, device_id) DO UPDATE SET user_id = ?3, label = ?5, code = ?6, reason_zh = ?7,
-             reason_en = ?8, last_at = ?9, attempts = attempts + 1, changes = ?10, kept = ?11, county_code = ?12,
+             reason_en = ?8, last_at = ?9, attempts = refused_uploads.attempts + 1, changes = ?10, kept = ?11, county_code = ?12,
              enterprise_id = ?13",
     )?
     .execute(params![

@@ -32,7 +32,7 @@ pub enum Engine {
 pub enum Error {
     #[error(transparent)]
     Sqlite(rusqlite::Error),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("the query returned no rows")]
     QueryReturnedNoRows,
@@ -40,6 +40,16 @@ pub enum Error {
     FromValue { column: String, found: &'static str, wanted: &'static str },
     #[error("{0}")]
     Other(String),
+}
+
+/// The server's message and where, not only "db error".
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            format!("{} ({}){}", d.message(), d.code().code(), d.detail().map(|x| format!(": {x}")).unwrap_or_default())
+        }
+        None => e.to_string(),
+    }
 }
 
 impl From<rusqlite::Error> for Error {
