@@ -53,6 +53,13 @@ pub enum Command {
     /// Attachment files (photos, signatures, documents).
     #[command(subcommand)]
     Attachments(AttachmentsCommand),
+    /// Copy the county's SQLite database into an empty PostgreSQL database, the server
+    /// stopped (迁移, docs/deployment.md); phones keep syncing without starting over.
+    Migrate {
+        /// The PostgreSQL database: `postgres://user@host/db`, empty.
+        #[arg(long)]
+        to: String,
+    },
     /// Copy the database and the attachment files into a new directory while the server
     /// runs (备份, docs/deployment.md).
     Backup {
@@ -251,6 +258,10 @@ pub fn run(cli: Cli) -> ExitCode {
              / demo, backup and restore work on an SQLite data directory; for PostgreSQL use pg_dump and pg_restore (docs/deployment.md)"
                 .into(),
         ),
+        Command::Migrate { .. } if postgres => {
+            Err("migrate 从数据目录的 SQLite 文件复制，不要同时给 --database / migrate copies the data directory's SQLite file: leave --database out".into())
+        }
+        Command::Migrate { to } => run_migrate(&cli.data, &to),
         Command::Serve(args) => run_serve(&cli.data, &location, args),
         Command::Demo(args) => run_demo(&cli.data, args),
         Command::User(cmd) => run_user(&cli.data, &location, cmd),
@@ -312,6 +323,20 @@ fn run_serve(data: &Path, location: &Location, args: ServeArgs) -> CliResult {
         upstream_interval: std::time::Duration::from_secs_f64(args.upstream_interval.clamp(0.05, 86_400.0)),
         pull_page_bytes: args.pull_page_bytes,
     }))
+}
+
+fn run_migrate(data: &Path, to: &str) -> CliResult {
+    let url = crate::sql::PgUrl::parse(to).ok_or("--to 须为 postgres:// 地址 / --to must be a postgres:// URL")?;
+    let report = crate::migrate::migrate(data, &url)?;
+    for (table, rows) in &report.rows {
+        println!("{table:<20} {rows:>9}");
+    }
+    println!(
+        "已迁移并核对 / copied and checked: {} 份记录 / documents, {} 条修改 / changes (feed up to {}) -> {url}",
+        report.documents, report.changes, report.last_seq
+    );
+    println!("今后启动请加 / from now on start with: ohassist --database {url} --data {} serve", data.display());
+    Ok(())
 }
 
 fn run_upstream(data: &Path, location: &Location, cmd: UpstreamCommand) -> CliResult {

@@ -38,6 +38,7 @@ pub mod db;
 pub mod demo;
 pub mod export;
 pub mod login;
+pub mod migrate;
 pub mod records;
 pub mod relay;
 pub mod reports;

@@ -3,6 +3,7 @@
 
 mod engine;
 mod feed;
+mod migrate;
 mod processes;
 mod schema;
 

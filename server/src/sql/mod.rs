@@ -18,7 +18,7 @@ mod value;
 use std::fmt;
 
 pub use pg::PgUrl;
-pub use value::{FromValue, ToValue, Value, ValueRef};
+pub use value::{FromValue, OwnedValue, ToValue, Value, ValueRef};
 
 /// The engine behind a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -144,6 +144,40 @@ impl ToValue for Value<'_> {
     }
 }
 
+/// Any column's value, owned: what a copy between engines carries (`ohassist migrate`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl ToValue for OwnedValue {
+    fn to_value(&self) -> Value<'_> {
+        match self {
+            OwnedValue::Null => Value::Null,
+            OwnedValue::Integer(i) => Value::Integer(*i),
+            OwnedValue::Real(f) => Value::Real(*f),
+            OwnedValue::Text(t) => Value::Text(t),
+            OwnedValue::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl FromValue for OwnedValue {
+    fn from_value(v: ValueRef<'_>) -> Result<Self, &'static str> {
+        Ok(match v {
+            Value::Null => OwnedValue::Null,
+            Value::Integer(i) => OwnedValue::Integer(i),
+            Value::Real(f) => OwnedValue::Real(f),
+            Value::Text(t) => OwnedValue::Text(t.to_string()),
+            Value::Blob(b) => OwnedValue::Blob(b.to_vec()),
+        })
+    }
+}
+
 /// A Rust value a column can be read as. The error is the kind of value found.
 pub trait FromValue: Sized {
     fn from_value(v: ValueRef<'_>) -> Result<Self, &'static str>;
