@@ -53,6 +53,7 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/011_relay.sql"),
         include_str!("../migrations/012_changes_by_doc_device.sql"),
         include_str!("../migrations/013_capture_days_off.sql"),
+        include_str!("../migrations/014_relay_renewal_and_kept_authors.sql"),
     ],
 };
 

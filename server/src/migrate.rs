@@ -29,6 +29,7 @@ pub const TABLES: &[&str] = &[
     "attachments",
     "attachment_visits",
     "refused_uploads",
+    "refused_origins",
     "units",
     "province_deadlines",
     "upstream",

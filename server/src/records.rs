@@ -25,7 +25,7 @@ pub use push::{
 pub use refused::{
     decode_changes_kept, refused_uploads, RefusedUpload, MAX_REFUSED_DEVICE_BYTES, MAX_REFUSED_DOC_BYTES,
 };
-pub use transfer::{transfer_enterprise, Transferred};
+pub use transfer::{kept_origins, transfer_enterprise, Transferred};
 
 use std::collections::HashMap;
 

@@ -59,6 +59,10 @@ pub struct Link {
     pub up_cursor: u64,
     pub down_cursor: u64,
     pub down_page_token: Option<String>,
+    /// When the token expires, as the upstream said (`None`: not known: renewed next round).
+    pub token_expires_at: Option<i64>,
+    /// The token offered at a renewal whose answer never came: the upstream may hold it.
+    pub next_token: Option<String>,
 }
 
 /// Why a relay round failed, in words for the admin (Chinese first).
@@ -151,7 +155,8 @@ pub fn down_caller(link: &Link) -> Caller {
 /// The stored link, if this server has one.
 pub fn link(conn: &Connection) -> crate::sql::Result<Option<Link>> {
     conn.query_row(
-        "SELECT url, username, device_id, token, org_unit, up_cursor, down_cursor, down_page_token
+        "SELECT url, username, device_id, token, org_unit, up_cursor, down_cursor, down_page_token, token_expires_at,
+                next_token
          FROM upstream WHERE id = 1",
         [],
         |r| {
@@ -164,6 +169,8 @@ pub fn link(conn: &Connection) -> crate::sql::Result<Option<Link>> {
                 up_cursor: r.get::<_, i64>("up_cursor")? as u64,
                 down_cursor: r.get::<_, i64>("down_cursor")? as u64,
                 down_page_token: r.get("down_page_token")?,
+                token_expires_at: r.get("token_expires_at")?,
+                next_token: r.get("next_token")?,
             })
         },
     )
@@ -192,7 +199,7 @@ pub fn save_login(
     conn.execute(
         "INSERT INTO upstream (id, url, username, device_id, token, org_unit) VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET url = ?1, username = ?2, device_id = ?3, token = ?4, org_unit = ?5,
-             last_error_at = NULL, last_error_zh = NULL, last_error_en = NULL",
+             last_error_at = NULL, last_error_zh = NULL, last_error_en = NULL, token_expires_at = NULL, next_token = NULL",
         params![url, username, device_id, token, org_unit],
     )?;
     if !same {
@@ -260,6 +267,26 @@ pub fn authors_of(conn: &Connection, hashes: &[String]) -> crate::sql::Result<Ve
         }
     }
     Ok(out)
+}
+
+/// Who wrote what a pull page for a relay carries: the changes `hashes` names and, on a first
+/// sync's page, every change of its whole `documents` (each named once).
+pub fn page_authors(conn: &Connection, hashes: &[String], documents: &[&str]) -> crate::sql::Result<Vec<ChangeAuthor>> {
+    if documents.is_empty() {
+        return authors_of(conn, hashes);
+    }
+    let mut seen: std::collections::HashSet<String> = hashes.iter().cloned().collect();
+    let mut all = hashes.to_vec();
+    let mut stmt = conn.prepare_cached("SELECT hash FROM changes WHERE doc_id = ?1 AND whole = 0")?;
+    for id in documents {
+        for hash in stmt.query_map([id], |r| r.get::<_, String>(0))? {
+            let hash = hash?;
+            if seen.insert(hash.clone()) {
+                all.push(hash);
+            }
+        }
+    }
+    authors_of(conn, &all)
 }
 
 /// The rows of the local feed after `after` that the upstream may lack, up to the batch bounds.
@@ -406,6 +433,11 @@ fn retry_waiting(conn: &mut Connection, caller: &Caller, now: i64) -> Result<u64
         )?
         .query_map([UPSTREAM_DEVICE], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<crate::sql::Result<_>>()?;
+    // Their original authors, kept beside them when they were refused.
+    let mut origins = records::Origins::new();
+    for (doc_id, _, _) in &kept {
+        origins.extend(records::kept_origins(conn, UPSTREAM_DEVICE, doc_id)?);
+    }
     let waiting: Vec<WireChange> = kept
         .into_iter()
         .filter_map(|(doc_id, kind, bytes)| {
@@ -421,7 +453,8 @@ fn retry_waiting(conn: &mut Connection, caller: &Caller, now: i64) -> Result<u64
     // Their enterprise must be on the server now, or they wait for the next page.
     let mut new = 0;
     for chunk in waiting.chunks(wire::MAX_PUSH_CHANGES) {
-        let decoded = records::decode_changes(chunk.to_vec(), caller)?;
+        let mut decoded = records::decode_changes(chunk.to_vec(), caller)?;
+        decoded.origins = origins.clone();
         new += records::apply_push(conn, caller, decoded, now)?.new as u64;
     }
     Ok(new)
@@ -621,6 +654,7 @@ pub async fn login(db: &Db, url: &str, username: &str, password: &str, allow_htt
     let (u, name) = (url.clone(), username.to_string());
     db.with_writer(move |conn| {
         save_login(conn, &u, &name, &device_id, &answer.token, &answer.org_unit)?;
+        save_renewed(conn, &answer.token, Some(answer.expires_at))?;
         Ok::<_, RelayError>(())
     })
     .await?;
@@ -657,8 +691,8 @@ pub async fn round(db: &Db) -> Result<Round, RelayError> {
 
 async fn round_inner(db: &Db) -> Result<Round, RelayError> {
     let current = db.with_reader(|conn| link(conn)?.ok_or(RelayError::NotConfigured)).await?;
-    let token = current.token.clone().ok_or(RelayError::Unauthorized)?;
     let client = client(&current.url)?;
+    let token = fresh_token(db, &client, &current, now()).await?;
     let cancel = CancelToken::new();
     let mut round = Round::default();
     // Up.
@@ -686,10 +720,15 @@ async fn round_inner(db: &Db) -> Result<Round, RelayError> {
         let mut page = client.pull_page(&token, &request, &cancel).await?;
         settled.extend(page.settled.iter().cloned());
         // Who wrote what came down, recorded beside it: an upstream's bad list names nobody.
-        let origins = records::origins_of(std::mem::take(&mut page.authors), &caller).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the upstream's authors were left out");
-            records::Origins::new()
-        });
+        // (A first sync's page of whole documents may name more than a push holds: read in parts.)
+        let mut origins = records::Origins::new();
+        let authors = std::mem::take(&mut page.authors);
+        for part in authors.chunks(wire::MAX_PUSH_CHANGES) {
+            match records::origins_of(part.to_vec(), &caller) {
+                Ok(o) => origins.extend(o),
+                Err(e) => tracing::warn!(error = %e, "some of the upstream's authors were left out"),
+            }
+        }
         let more = page.more;
         let writer = caller.clone();
         let applied = {
@@ -739,6 +778,90 @@ async fn round_inner(db: &Db) -> Result<Round, RelayError> {
         round.pushed += sent.0;
     }
     Ok(round)
+}
+
+/// Renew the token at the upstream when less than this is left of it (a third of its 90 days):
+/// a server that cannot reach its upstream for a while still renews in time.
+pub const RENEW_BEFORE_SECS: i64 = 30 * 24 * 3600;
+/// An upstream that cannot renew tokens (older than renewal) is asked again after this.
+const RENEW_RETRY_SECS: i64 = 24 * 3600;
+
+/// The token to relay with: the stored one, renewed first when it expires within
+/// [`RENEW_BEFORE_SECS`] (or its expiry is not known). The new token is chosen here and stored
+/// as `next_token` before the upstream is asked; if its answer is lost after it took the new
+/// token, the old one is refused at the next renewal and the new one, asked again, is taken.
+async fn fresh_token(db: &Db, client: &Client, link: &Link, now: i64) -> Result<String, RelayError> {
+    let token = link.token.clone().ok_or(RelayError::Unauthorized)?;
+    if link.token_expires_at.is_some_and(|at| at - now > RENEW_BEFORE_SECS) && link.next_token.is_none() {
+        return Ok(token);
+    }
+    let next = link.next_token.clone().unwrap_or_else(|| {
+        use rand::Rng;
+        hex::encode(rand::rng().random::<[u8; 32]>())
+    });
+    let offered = next.clone();
+    db.with_writer(move |conn| {
+        conn.execute("UPDATE upstream SET next_token = ?1 WHERE id = 1", [&offered])?;
+        Ok::<_, RelayError>(())
+    })
+    .await?;
+    let answer = match client.renew_token(&token, &next).await {
+        // The upstream already took the new token (the answer to an earlier renewal was lost).
+        Err(SyncError::Unauthorized) => client.renew_token(&next, &next).await,
+        other => other,
+    };
+    match answer {
+        Ok(renewed) if renewed.token == next => {
+            tracing::info!(expires_at = renewed.expires_at, "the upstream renewed this server's token");
+            db.with_writer(move |conn| Ok::<_, RelayError>(save_renewed(conn, &next, Some(renewed.expires_at))?))
+                .await?;
+            Ok(renewed.token)
+        }
+        Ok(_) => Err(RelayError::Config("the upstream answered the renewal with another token".into())),
+        // An upstream older than renewal: relay on with the token it gave, and ask again in a
+        // day (the expiry is then a guess: the admin logs in again when the token runs out).
+        Err(SyncError::Refused { status: 404 | 405, .. }) => {
+            tracing::warn!("the upstream cannot renew tokens: log in again before the token expires");
+            let (keep, retry_at) = (token.clone(), now + RENEW_BEFORE_SECS + RENEW_RETRY_SECS);
+            db.with_writer(move |conn| {
+                conn.execute(
+                    "UPDATE upstream SET next_token = NULL, token_expires_at = ?1 WHERE id = 1 AND token = ?2",
+                    params![retry_at, keep],
+                )?;
+                Ok::<_, RelayError>(())
+            })
+            .await?;
+            Ok(token)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores a token the upstream gave or took, with its expiry; no renewal in flight.
+pub fn save_renewed(conn: &Connection, token: &str, expires_at: Option<i64>) -> crate::sql::Result<()> {
+    conn.execute(
+        "UPDATE upstream SET token = ?1, token_expires_at = ?2, next_token = NULL WHERE id = 1",
+        params![token, expires_at],
+    )?;
+    Ok(())
+}
+
+/// The server side of a renewal (`POST /api/v1/login/renew`): the caller's device now has the
+/// token of hash `token_hash` for another [`crate::accounts::TOKEN_LIFETIME_SECS`], its old token
+/// forgotten. Returns the new expiry.
+pub fn renew_device_token(
+    conn: &Connection,
+    user_id: &str,
+    device_id: &str,
+    token_hash: &str,
+    now: i64,
+) -> crate::sql::Result<i64> {
+    let expires_at = now + crate::accounts::TOKEN_LIFETIME_SECS;
+    conn.execute(
+        "UPDATE devices SET token_hash = ?3, expires_at = ?4, last_seen = ?5 WHERE id = ?1 AND user_id = ?2",
+        params![device_id, user_id, token_hash, expires_at, now],
+    )?;
+    Ok(expires_at)
 }
 
 /// Pushes one batch and records the answer; returns (new, refused).

@@ -427,6 +427,18 @@ impl Client {
             .map_err(|e| SyncError::Config(format!("the server's login answer could not be read: {e}")))
     }
 
+    /// Replaces the relay account's `token` with `new_token` (`POST /api/v1/login/renew`).
+    pub async fn renew_token(&self, token: &str, new_token: &str) -> Result<LoginResponse, SyncError> {
+        let body = serde_json::to_vec(&wire::RenewRequest { token: new_token.to_string() }).expect("serialises");
+        let (status, bytes) =
+            self.send("/api/v1/login/renew", body, "application/json", Some(token), &CancelToken::new()).await?;
+        if !status.is_success() {
+            return Err(Self::refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::Config(format!("the server's renewal answer could not be read: {e}")))
+    }
+
     /// One push: what the server acknowledged and refused.
     pub async fn push_changes(
         &self,

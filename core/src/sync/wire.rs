@@ -219,6 +219,19 @@ pub struct LoginResponse {
     pub expires_at: i64,
 }
 
+/// `POST /api/v1/login/renew` (JSON, with the current bearer token): a relay account (a lower
+/// server) replaces its token before it expires, without its password. The caller chooses the
+/// new token and keeps it before it asks, so that an answer lost on the way leaves it holding
+/// the token the server now knows. The answer is a [`LoginResponse`] with that token and its
+/// new expiry; the old token stops working at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenewRequest {
+    /// 64 lowercase hex digits (32 random bytes).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9a-f]{64}$"))]
+    pub token: String,
+}
+
 /// Every error answer, in JSON, whatever the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

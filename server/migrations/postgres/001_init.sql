@@ -1,5 +1,5 @@
 -- The county database on PostgreSQL: the same tables, columns and indexes as SQLite's after
--- its step 012 (`server/migrations/0*.sql`), in PostgreSQL's types. Flags stay integers 0/1
+-- its step 014 (`server/migrations/0*.sql`), in PostgreSQL's types. Flags stay integers 0/1
 -- and times Unix seconds, so the domain's SQL reads the same on both (ADR 0008).
 -- `tests/contract` checks that every table and column here is one SQLite has, and back.
 
@@ -261,7 +261,9 @@ CREATE TABLE upstream (
     pushed          BIGINT NOT NULL DEFAULT 0,
     pulled          BIGINT NOT NULL DEFAULT 0,
     refused         BIGINT NOT NULL DEFAULT 0,
-    waiting_down    BIGINT NOT NULL DEFAULT 0
+    waiting_down    BIGINT NOT NULL DEFAULT 0,
+    token_expires_at BIGINT,
+    next_token      TEXT
 );
 CREATE TABLE upstream_refused (
     doc_id    TEXT PRIMARY KEY,
@@ -272,3 +274,16 @@ CREATE TABLE upstream_refused (
     at        BIGINT NOT NULL
 );
 
+
+CREATE TABLE refused_origins (
+    device_id     TEXT NOT NULL,
+    doc_id        TEXT NOT NULL,
+    hash          TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    username      TEXT NOT NULL,
+    display_name  TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    origin_device TEXT NOT NULL,
+    PRIMARY KEY (device_id, hash)
+);
+CREATE INDEX refused_origins_by_doc ON refused_origins (doc_id, device_id);

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use ohassist_core::sync::wire::{LoginRequest, LoginResponse};
+use ohassist_core::sync::wire::{LoginRequest, LoginResponse, RenewRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +20,7 @@ use ohassist_core::sync::wire::ErrorBody;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(renew))
         .routes(routes!(logout))
         // A login body is a few hundred bytes: refuse more before reading it.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BODY))
@@ -105,6 +106,50 @@ async fn login(
         display_name: user.display_name,
         role: user.role.as_str().to_string(),
         org_unit: user.org_unit,
+        expires_at,
+    }))
+}
+
+/// Renews a relay account's token (a lower server's, `ohassist serve --upstream`) before it
+/// expires, without its password: the token the caller chose replaces the one it sent, for
+/// another 90 days, and the old one stops working. A phone logs in again instead.
+#[utoipa::path(post, path = "/api/v1/login/renew", tag = "auth", operation_id = "renewToken",
+    security(("bearer" = [])),
+    request_body = RenewRequest,
+    responses(
+        (status = 200, description = "Renewed: the token sent in the body, and its expiry", body = LoginResponse),
+        (status = 401, description = "No live token (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "Not a relay account (`forbidden`)", body = ErrorBody),
+        (status = 422, description = "A `token` that is not 64 lowercase hex digits (`invalid_input`)", body = ErrorBody),
+    ))]
+async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<RenewRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    if caller.role != accounts::Role::Relay {
+        return Err(ApiError::Forbidden);
+    }
+    if req.token.len() != 64 || !req.token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ApiError::InvalidInput {
+            field: "token",
+            reason_zh: "新令牌须为 64 位小写十六进制".into(),
+            reason_en: "the new token must be 64 lowercase hex digits".into(),
+        });
+    }
+    let hash = accounts::token_hash(&req.token);
+    let (user_id, device) = (caller.user_id.clone(), caller.device_id.clone());
+    let expires_at = state
+        .db
+        .write(move |conn| Ok(crate::relay::renew_device_token(conn, &user_id, &device, &hash, now())?))
+        .await?;
+    tracing::info!(user = %caller.user_id, device = %caller.device_id, "token renewed");
+    Ok(Json(LoginResponse {
+        token: req.token,
+        user_id: caller.user_id,
+        display_name: caller.display_name,
+        role: caller.role.as_str().to_string(),
+        org_unit: caller.org_unit,
         expires_at,
     }))
 }

@@ -215,7 +215,12 @@ impl PullPlan {
                     records::changes_page(conn, &org_unit, &device, cursor, budget)?
                 };
                 // A lower server hears who wrote each change, to name them on its console too.
-                let authors = if relay { crate::relay::authors_of(conn, &page.hashes)? } else { Vec::new() };
+                let authors = if relay {
+                    let documents: Vec<&str> = page.documents.iter().map(|d| d.doc_id.as_str()).collect();
+                    crate::relay::page_authors(conn, &page.hashes, &documents)?
+                } else {
+                    Vec::new()
+                };
                 Ok((page, records::settled_for(conn, &device)?, authors))
             })
             .await?;

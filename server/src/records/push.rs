@@ -433,6 +433,7 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
             }
             Err(DocError::Refused(r)) => {
                 tx.execute_batch("ROLLBACK TO document; RELEASE document")?;
+                super::transfer::keep_origins(&tx, &caller.device_id, &origins, &doc_id, &hashes)?;
                 refused.push(r);
             }
             Err(DocError::Db(e)) => return Err(e.into()),
@@ -444,12 +445,15 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     for r in &refused {
         record_refusal(&tx, caller, r, now)?;
     }
+    if !origins.is_empty() {
+        super::transfer::prune_kept_origins(&tx, &caller.device_id)?;
+    }
     tx.commit()?;
     Ok(Applied { acknowledged, new, refused })
 }
 
 /// Records who wrote the new changes `hashes` of a relay's push (those it named).
-fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> crate::sql::Result<()> {
+pub(super) fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> crate::sql::Result<()> {
     if origins.is_empty() {
         return Ok(());
     }

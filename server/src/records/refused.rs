@@ -65,6 +65,8 @@ pub(super) fn record_refusal(tx: &Transaction<'_>, caller: &Caller, r: &Refused,
 pub(super) fn accepted_now(tx: &Transaction<'_>, doc_id: &str, device_id: &str) -> crate::sql::Result<()> {
     tx.prepare_cached("DELETE FROM refused_uploads WHERE doc_id = ?1 AND device_id = ?2")?
         .execute([doc_id, device_id])?;
+    tx.prepare_cached("DELETE FROM refused_origins WHERE doc_id = ?1 AND device_id = ?2")?
+        .execute([doc_id, device_id])?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use ohassist_core::doc::{Author, Document};
 use ohassist_core::limits;
 use ohassist_core::model::{Enterprise, RecordKind};
 
+use super::push::{record_origins, Origin, Origins};
 use super::{
     apply_server_edit_in, apply_to_document, limits as push_limits, DocError, Incoming, RecordsError, WEB_DEVICE,
 };
@@ -149,6 +150,9 @@ fn apply_kept(
             last_seen: None,
             synced_at: None,
         };
+        // A relay's kept changes carry their original authors: authority is checked against
+        // them, and they are recorded in `change_origins` as the relay's push would have.
+        let origins = kept_origins(tx, &device_id, &doc_id)?;
         let mut incoming = Vec::new();
         let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
         for b in bytes {
@@ -158,14 +162,20 @@ fn apply_kept(
                 incoming.push(Incoming { doc_id: doc_id.clone(), kind, hash, bytes: b, change });
             }
         }
+        let hashes: Vec<String> = incoming.iter().map(|c| c.hash.clone()).collect();
         tx.execute_batch("SAVEPOINT kept")?;
         let outcome = if incoming.is_empty() {
             Ok((Vec::new(), None))
         } else {
-            apply_to_document(tx, &author, &Default::default(), &doc_id, kind, incoming, None, now, &limits)
+            apply_to_document(tx, &author, &origins, &doc_id, kind, incoming, None, now, &limits)
         };
         match outcome {
             Ok((codes, _)) => {
+                record_origins(tx, &origins, &hashes)?;
+                tx.execute(
+                    "DELETE FROM refused_origins WHERE doc_id = ?1 AND device_id = ?2",
+                    params![doc_id, device_id],
+                )?;
                 tx.execute_batch("RELEASE kept")?;
                 // Out of the queue; the device hears it on its next pull and pushes it again.
                 tx.execute(
@@ -188,4 +198,66 @@ fn apply_kept(
         }
     }
     Ok(())
+}
+
+/// Keeps the original authors of a relay's changes `hashes` of `doc_id` that were refused
+/// (pushed by the relay's device `device_id`), for a transfer that applies them later.
+pub(super) fn keep_origins(
+    tx: &Transaction<'_>,
+    device_id: &str,
+    origins: &Origins,
+    doc_id: &str,
+    hashes: &[String],
+) -> crate::sql::Result<()> {
+    if origins.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO refused_origins (device_id, doc_id, hash, user_id, username, display_name, role, origin_device)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (device_id, hash) DO NOTHING",
+    )?;
+    for hash in hashes {
+        if let Some(o) = origins.get(hash) {
+            insert.execute(params![
+                device_id,
+                doc_id,
+                hash,
+                o.user_id,
+                o.username,
+                o.display_name,
+                o.role.as_str(),
+                o.device_id
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets the kept authors of `device_id`'s refused documents whose changes are no longer kept.
+pub(super) fn prune_kept_origins(tx: &Transaction<'_>, device_id: &str) -> crate::sql::Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM refused_origins WHERE device_id = ?1 AND NOT EXISTS (SELECT 1 FROM refused_uploads r
+             WHERE r.device_id = ?1 AND r.doc_id = refused_origins.doc_id AND r.kept = 1 AND r.settled = 0)",
+    )?
+    .execute([device_id])?;
+    Ok(())
+}
+
+/// The kept original authors of `device_id`'s refused changes of `doc_id`, by hash.
+pub fn kept_origins(tx: &Connection, device_id: &str, doc_id: &str) -> crate::sql::Result<Origins> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT hash, user_id, username, display_name, role, origin_device FROM refused_origins
+         WHERE doc_id = ?1 AND device_id = ?2",
+    )?;
+    let rows = stmt.query_map(params![doc_id, device_id], |r| {
+        let role: String = r.get(4)?;
+        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, role, r.get(5)?))
+    })?;
+    let mut out = Origins::new();
+    for row in rows {
+        let (hash, user_id, username, display_name, role, device_id) = row?;
+        let Some(role) = Role::parse(&role) else { continue };
+        out.insert(hash, Origin { user_id, username, display_name, role, device_id });
+    }
+    Ok(out)
 }
