@@ -527,7 +527,7 @@ fn the_full_fault_run_county_city_province_with_cuts_and_kills_converges() {
     let faults = |seed| Faults {
         cut_request: 0.25,
         cut_response: 0.25,
-        max_offset: 20_000,
+        max_offset: 1_000,
         seed,
         max_cuts: 4,
         ..Faults::default()
@@ -702,8 +702,8 @@ fn the_full_fault_run_county_city_province_with_cuts_and_kills_converges() {
 }
 
 /// A read-write connection to a stopped server's database, for a test that sets the scene.
-fn writable(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join("ohassist.db")).unwrap()
+fn writable(dir: &Path) -> ohassist_server::sql::Connection {
+    server_db_writable(dir)
 }
 
 fn unix_now() -> i64 {
@@ -777,7 +777,10 @@ fn the_relays_token_renews_itself_before_it_expires_and_the_old_one_stops_workin
     let taken = renew(&city, &t2, &t3);
     assert_eq!(taken.status, 200, "{}", taken.text());
     writable(da.path())
-        .execute("UPDATE upstream SET next_token = ?1, token_expires_at = ?2", rusqlite::params![t3, unix_now() + 3600])
+        .execute(
+            "UPDATE upstream SET next_token = ?1, token_expires_at = ?2",
+            ohassist_server::sql::params![t3, unix_now() + 3600],
+        )
         .unwrap();
     county_a = restart(da.path(), &city.url(), &addr);
     wait_until("the lost renewal to be finished", timeout, || {

@@ -178,6 +178,15 @@ pub fn server_db(data: &Path) -> ohassist_server::sql::Connection {
     )
 }
 
+/// The database of the server on `data`, writable (a test that sets up a state by hand, the
+/// server stopped).
+pub fn server_db_writable(data: &Path) -> ohassist_server::sql::Connection {
+    if pg::on_postgres() {
+        return server_db(data);
+    }
+    ohassist_server::sql::Connection::from(rusqlite::Connection::open(data.join("ohassist.db")).unwrap())
+}
+
 /// Points `cmd` at the PostgreSQL database of `data` when the suite runs there.
 fn on_engine<'c>(cmd: &'c mut Command, data: &Path) -> &'c mut Command {
     if pg::on_postgres() {
