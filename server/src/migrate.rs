@@ -82,7 +82,7 @@ fn listing(conn: &Connection, sql: &str) -> Result<Vec<String>, MigrateError> {
 
 /// Copies the SQLite database of `data_dir` into the empty PostgreSQL database at `to`.
 pub fn migrate(data_dir: &Path, to: &PgUrl) -> Result<MigrateReport, MigrateError> {
-    let source = Db::open_at(&Location::of(None, data_dir).map_err(DbError::Schema)?, data_dir)?;
+    let source = Db::open_dir(data_dir).map_err(DbError::Open)?;
     let source = source.blocking_writer();
     let known: Vec<String> = listing(
         &source,

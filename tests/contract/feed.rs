@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ohassist_server::sql::{params, Connection, Engine, PgUrl, TransactionBehavior};
+use ohassist_server::sql::{params, Connection, Engine, TransactionBehavior};
 
 use crate::{fresh, Fresh, ENGINES};
 
@@ -33,17 +33,6 @@ fn with_document(f: &Fresh) {
         .unwrap();
 }
 
-fn other_connection(f: &Fresh, writer: bool) -> Connection {
-    match &f.url {
-        Some(url) => Connection::postgres(&PgUrl::parse(url).unwrap(), writer).unwrap(),
-        None => {
-            let c = rusqlite::Connection::open(f.dir.path().join("ohassist.db")).unwrap();
-            c.busy_timeout(Duration::from_secs(20)).unwrap();
-            Connection::from(c)
-        }
-    }
-}
-
 /// A second writer waits for the first's transaction, and takes the later position.
 #[test]
 fn a_second_writer_waits_and_takes_the_later_position() {
@@ -57,7 +46,7 @@ fn a_second_writer_waits_and_takes_the_later_position() {
             let tx = a.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
             add_change(&tx, "h-first");
             let done = Arc::new(AtomicBool::new(false));
-            let b = other_connection(&f, second_is_writer);
+            let b = f.other_connection(second_is_writer);
             let flag = done.clone();
             let t = std::thread::spawn(move || {
                 if second_is_writer {
@@ -89,7 +78,7 @@ fn a_reader_following_the_feed_skips_nothing_under_concurrent_writers() {
         const EACH: usize = 40;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
-            let conn = other_connection(&f, false);
+            let conn = f.other_connection(false);
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let (mut cursor, mut seen, mut twice) = (0i64, BTreeSet::new(), 0);
@@ -118,7 +107,7 @@ fn a_reader_following_the_feed_skips_nothing_under_concurrent_writers() {
         };
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let conn = other_connection(&f, true);
+                let conn = f.other_connection(true);
                 std::thread::spawn(move || {
                     for i in 0..EACH {
                         let tx = conn.unchecked_transaction().unwrap();

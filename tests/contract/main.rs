@@ -8,7 +8,7 @@ mod processes;
 mod schema;
 
 use ohassist_server::db::{Db, Location};
-use ohassist_server::sql::{Connection, Engine, PgUrl};
+use ohassist_server::sql::{Connection, Engine};
 
 /// A fresh county database on `engine`, migrated, with its data directory.
 pub struct Fresh {
@@ -31,11 +31,16 @@ pub fn fresh(engine: Engine) -> Fresh {
 }
 
 impl Fresh {
-    /// Another writer connection on the same database, as a second server process has.
-    pub fn second_writer(&self) -> Connection {
+    /// Another connection on the same database, as a second server process has (on SQLite
+    /// it waits for the file's lock rather than failing at once).
+    pub fn other_connection(&self, writer: bool) -> Connection {
         match &self.url {
-            Some(url) => Connection::postgres(&PgUrl::parse(url).unwrap(), true).unwrap(),
-            None => Connection::from(rusqlite::Connection::open(self.dir.path().join("ohassist.db")).unwrap()),
+            Some(url) => ohassist_tests::pg::connect(url, writer),
+            None => {
+                let c = rusqlite::Connection::open(self.dir.path().join("ohassist.db")).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(20)).unwrap();
+                Connection::from(c)
+            }
         }
     }
 }

@@ -43,8 +43,7 @@ fn a_county_moves_to_postgres_and_its_phones_sync_on_incrementally() {
         .unwrap()
         .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
         .unwrap();
-    let db =
-        ohassist_server::sql::Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false).unwrap();
+    let db = ohassist_tests::pg::connect(&url, false);
     let on_postgres: i64 = db.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
     assert_eq!(on_postgres, on_file + 1);
     drop(moved);

@@ -125,8 +125,7 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
         }
     }
 
-    let db =
-        ohassist_server::sql::Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false).unwrap();
+    let db = ohassist_tests::pg::connect(&url, false);
     let feed: Vec<String> = db
         .prepare("SELECT hash FROM changes ORDER BY seq")
         .unwrap()

@@ -59,7 +59,7 @@ fn both_engines_have_the_same_tables_columns_and_indexes() {
 #[test]
 fn a_postgres_database_of_other_tables_or_a_newer_schema_is_refused_untouched() {
     let url = ohassist_tests::pg::cluster().fresh_database();
-    let conn = Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false).unwrap();
+    let conn = ohassist_tests::pg::connect(&url, false);
     conn.execute_batch("CREATE TABLE payroll (id BIGINT)").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let location = ohassist_server::db::Location::of(Some(&url), dir.path()).unwrap();
@@ -75,7 +75,7 @@ fn a_postgres_database_of_other_tables_or_a_newer_schema_is_refused_untouched() 
     let url = ohassist_tests::pg::cluster().fresh_database();
     let location = ohassist_server::db::Location::of(Some(&url), dir.path()).unwrap();
     drop(ohassist_server::db::Db::open_at(&location, dir.path()).unwrap());
-    let conn = Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false).unwrap();
+    let conn = ohassist_tests::pg::connect(&url, false);
     conn.execute_batch("UPDATE ohassist_schema SET version = version + 1").unwrap();
     let err = ohassist_server::db::Db::open_at(&location, dir.path()).err().expect("refused");
     assert!(err.to_string().contains("newer than this ohassist"), "{err}");

@@ -168,9 +168,7 @@ pub fn spawn_with_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
 /// The database of the server on `data`, as [`Server::db`].
 pub fn server_db(data: &Path) -> ohassist_server::sql::Connection {
     if pg::on_postgres() {
-        let url = pg::cluster().database_of(data);
-        return ohassist_server::sql::Connection::postgres(&ohassist_server::sql::PgUrl::parse(&url).unwrap(), false)
-            .unwrap();
+        return pg::connect(&pg::cluster().database_of(data), false);
     }
     ohassist_server::sql::Connection::from(
         rusqlite::Connection::open_with_flags(data.join("ohassist.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

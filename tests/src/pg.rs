@@ -124,8 +124,7 @@ impl Cluster {
     pub fn database(&self, name: &str) -> String {
         let mut made = self.made.lock().unwrap();
         if made.insert(name.to_string()) {
-            let admin =
-                Connection::postgres(&PgUrl::parse(&format!("{}/postgres", self.base)).unwrap(), false).unwrap();
+            let admin = connect(&format!("{}/postgres", self.base), false);
             let exists: bool = admin
                 .query_row("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = ?1)", [name], |r| r.get(0))
                 .unwrap();
@@ -151,6 +150,11 @@ impl Cluster {
         path.hash(&mut h);
         self.database(&format!("data_{:016x}", h.finish()))
     }
+}
+
+/// A connection to the test database at `url`; a writer's transactions take the feed's lock.
+pub fn connect(url: &str, writer: bool) -> Connection {
+    Connection::postgres(&PgUrl::parse(url).expect("a postgres:// URL"), writer).unwrap()
 }
 
 /// The `--database` arguments for a server or command on `data`: none on SQLite.
