@@ -54,12 +54,16 @@ pub const SCHEMA: Schema = Schema {
         include_str!("../migrations/012_changes_by_doc_device.sql"),
         include_str!("../migrations/013_capture_days_off.sql"),
         include_str!("../migrations/014_relay_renewal_and_kept_authors.sql"),
+        include_str!("../migrations/015_login_failures.sql"),
     ],
 };
 
 /// The same schema on PostgreSQL: numbered steps of its own (a new deployment starts at
 /// SQLite's latest; `ohassist migrate --to` copies an SQLite one across).
-pub const PG_STEPS: &[&str] = &[include_str!("../migrations/postgres/001_init.sql")];
+pub const PG_STEPS: &[&str] = &[
+    include_str!("../migrations/postgres/001_init.sql"),
+    include_str!("../migrations/postgres/002_login_failures.sql"),
+];
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "ohassist.db";

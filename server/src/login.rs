@@ -4,10 +4,7 @@
 //! the cookie's secret is kept). No HTTP here: `api::auth` answers a device, `web::pages`
 //! and `web::session` a browser.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use crate::sql::{params, Connection, OptionalExtension};
 use rand::Rng;
@@ -48,13 +45,7 @@ impl From<crate::sql::Error> for LoginError {
 
 /// Checks a username and password. Unknown users cost as long as a wrong password. Returns
 /// the user (enabled); the caller decides whether their role may use what they log in to.
-pub async fn authenticate(
-    db: &Db,
-    limiter: &LoginLimiter,
-    username: &str,
-    password: &str,
-    ip: Option<IpAddr>,
-) -> Result<User, LoginError> {
+pub async fn authenticate(db: &Db, username: &str, password: &str, ip: Option<IpAddr>) -> Result<User, LoginError> {
     if username.chars().count() > MAX_USERNAME_CHARS {
         return Err(LoginError::TooLong {
             field: "username",
@@ -69,11 +60,16 @@ pub async fn authenticate(
             en: format!("a password has at most {MAX_PASSWORD_BYTES} bytes"),
         });
     }
-    limiter
-        .check(username, ip, Instant::now())
-        .map_err(|retry_after_secs| LoginError::RateLimited { retry_after_secs })?;
     let name = username.to_string();
-    let user = db.with_reader(move |conn| -> Result<_, LoginError> { Ok(accounts::find_user(conn, &name)?) }).await?;
+    let (user, limited) = db
+        .with_reader(move |conn| -> Result<_, LoginError> {
+            let limited = limiter::check(conn, &name, ip, now_ms())?;
+            Ok((accounts::find_user(conn, &name)?, limited))
+        })
+        .await?;
+    if let Some(retry_after_secs) = limited {
+        return Err(LoginError::RateLimited { retry_after_secs });
+    }
     // Unknown users are checked against a dummy hash, so they cost as long as a wrong password.
     let hash = user.as_ref().map_or_else(|| accounts::dummy_hash().to_string(), |(_, h)| h.clone());
     let password = password.to_string();
@@ -84,75 +80,86 @@ pub async fn authenticate(
     drop(permit);
     match user {
         Some((user, _)) if ok && !user.disabled => {
-            limiter.clear(username, ip);
+            let name = username.to_string();
+            db.with_writer(move |conn| -> Result<_, LoginError> { Ok(limiter::clear(conn, &name, ip)?) }).await?;
             Ok(user)
         }
         _ => {
-            limiter.record_failure(username, ip, Instant::now());
+            let name = username.to_string();
+            db.with_writer(move |conn| -> Result<_, LoginError> {
+                Ok(limiter::record_failure(conn, &name, ip, now_ms())?)
+            })
+            .await?;
             tracing::info!(ip = ?ip, "failed login");
             Err(LoginError::InvalidCredentials)
         }
     }
 }
 
-/// Most (username, address) keys the limiter keeps.
-pub const MAX_LIMITER_KEYS: usize = 10_000;
-/// Failed attempts allowed per username and address within [`WINDOW`].
-pub const MAX_FAILURES: usize = 5;
-pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Failed attempts allowed per username and address within [`WINDOW_MS`].
+pub const MAX_FAILURES: i64 = 5;
+pub const WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// Failed logins in memory. A restart forgets them, which costs an attacker a restart per
-/// five guesses; keeping them in SQLite would make every failed guess a disk write.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<LimitKey, VecDeque<Instant>>>,
-}
+/// Failed logins, kept in the database (`login_failures`) so that every server process on
+/// it (several behind a proxy on one PostgreSQL) and a restarted one count the same
+/// attempts. A failure costs a write, after ~50 ms of argon2 taken two at a time: a flood of
+/// guesses writes a few dozen small rows a second, and rows older than the window go as new
+/// ones arrive, so the table never holds more than a window's worth.
+pub mod limiter {
+    use super::*;
 
-/// Lower-cased username and client address.
-type LimitKey = (String, Option<IpAddr>);
-
-impl LoginLimiter {
-    fn key(username: &str, ip: Option<IpAddr>) -> LimitKey {
-        (username.to_lowercase(), ip)
+    fn key(username: &str, ip: Option<IpAddr>) -> (String, String) {
+        (username.to_lowercase(), ip.map(|a| a.to_string()).unwrap_or_default())
     }
 
-    /// `Err` with the seconds to wait when the key has used up its attempts.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = map.get_mut(&Self::key(username, ip)) else { return Ok(()) };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
-            times.pop_front();
-        }
-        if times.len() >= MAX_FAILURES {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err((WINDOW - now.duration_since(oldest)).as_secs().max(1));
-        }
+    /// `Some(seconds to wait)` when the key used up its attempts within the window at `now_ms`.
+    pub fn check(
+        conn: &Connection,
+        username: &str,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+    ) -> crate::sql::Result<Option<u64>> {
+        let (name, address) = key(username, ip);
+        // The oldest of the last MAX_FAILURES failures inside the window: the limit lasts
+        // until it leaves the window.
+        let oldest: Option<i64> = conn
+            .query_row(
+                "SELECT at_ms FROM login_failures WHERE username = ?1 AND address = ?2 AND at_ms > ?3
+                 ORDER BY at_ms DESC LIMIT 1 OFFSET ?4",
+                params![name, address, now_ms - WINDOW_MS, MAX_FAILURES - 1],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(oldest.map(|t| ((t + WINDOW_MS - now_ms).max(0) as u64).div_ceil(1000).max(1)))
+    }
+
+    /// Counts a failed attempt, and forgets every failure older than the window.
+    pub fn record_failure(
+        conn: &Connection,
+        username: &str,
+        ip: Option<IpAddr>,
+        now_ms: i64,
+    ) -> crate::sql::Result<()> {
+        let (name, address) = key(username, ip);
+        conn.execute("DELETE FROM login_failures WHERE at_ms <= ?1", params![now_ms - WINDOW_MS])?;
+        conn.execute(
+            "INSERT INTO login_failures (username, address, at_ms) VALUES (?1, ?2, ?3)",
+            params![name, address, now_ms],
+        )?;
         Ok(())
     }
 
-    pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget keys whose failures all expired; past the cap (a flood of distinct names
-        // within the window) forget some others too: the map never holds more than
-        // MAX_LIMITER_KEYS keys of at most 64 characters.
-        if map.len() >= MAX_LIMITER_KEYS {
-            map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
-            while map.len() >= MAX_LIMITER_KEYS {
-                let Some(k) = map.keys().next().cloned() else { break };
-                map.remove(&k);
-            }
-        }
-        let times = map.entry(Self::key(username, ip)).or_default();
-        times.push_back(now);
-        // Only the last MAX_FAILURES matter for the limit.
-        while times.len() > MAX_FAILURES {
-            times.pop_front();
-        }
+    /// A successful login clears the key's failures.
+    pub fn clear(conn: &Connection, username: &str, ip: Option<IpAddr>) -> crate::sql::Result<()> {
+        let (name, address) = key(username, ip);
+        conn.execute("DELETE FROM login_failures WHERE username = ?1 AND address = ?2", params![name, address])?;
+        Ok(())
     }
+}
 
-    pub fn clear(&self, username: &str, ip: Option<IpAddr>) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::key(username, ip));
-    }
+/// Unix milliseconds, the limiter's clock (shared by processes on one database).
+fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
 /// A console session lasts a working day; then the supervisor logs in again.
@@ -218,32 +225,39 @@ pub fn session_caller(conn: &Connection, secret: &str, now: i64) -> crate::sql::
 mod tests {
     use super::*;
 
-    #[test]
-    fn limiter_blocks_after_five_failures_and_forgets_after_the_window() {
-        let limiter = LoginLimiter::default();
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        let t0 = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.check("Zhang", ip, t0).is_ok());
-            limiter.record_failure("Zhang", ip, t0);
-        }
-        assert!(limiter.check("zhang", ip, t0).is_err(), "usernames are case-insensitive");
-        assert!(limiter.check("zhang", Some(IpAddr::from([10, 0, 0, 2])), t0).is_ok(), "per address");
-        assert!(limiter.check("zhang", ip, t0 + WINDOW).is_ok());
+    fn db() -> Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../migrations/015_login_failures.sql")).unwrap();
+        Connection::from(conn)
     }
 
     #[test]
-    fn the_failure_table_is_bounded() {
-        let limiter = LoginLimiter::default();
-        let t0 = Instant::now();
-        for i in 0..(MAX_LIMITER_KEYS * 2) {
-            limiter.record_failure(&format!("user{i}"), None, t0);
+    fn five_failures_block_the_key_until_the_oldest_leaves_the_window() {
+        let conn = db();
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let t0 = 1_800_000_000_000;
+        for k in 0..MAX_FAILURES {
+            assert_eq!(limiter::check(&conn, "Zhang", ip, t0 + k).unwrap(), None);
+            limiter::record_failure(&conn, "Zhang", ip, t0 + k).unwrap();
         }
-        for _ in 0..100 {
-            limiter.record_failure("same", None, t0);
+        assert_eq!(limiter::check(&conn, "zhang", ip, t0 + 10).unwrap(), Some(300), "case-insensitive");
+        assert_eq!(limiter::check(&conn, "zhang", Some(IpAddr::from([10, 0, 0, 2])), t0).unwrap(), None, "per address");
+        assert_eq!(limiter::check(&conn, "zhang", None, t0).unwrap(), None);
+        assert_eq!(limiter::check(&conn, "zhang", ip, t0 + WINDOW_MS - 1_500).unwrap(), Some(2));
+        assert_eq!(limiter::check(&conn, "zhang", ip, t0 + WINDOW_MS).unwrap(), None, "the oldest left the window");
+        limiter::clear(&conn, "ZHANG", ip).unwrap();
+        assert_eq!(limiter::check(&conn, "zhang", ip, t0 + 10).unwrap(), None, "a login clears the key");
+    }
+
+    #[test]
+    fn failures_older_than_the_window_are_deleted_as_new_ones_arrive() {
+        let conn = db();
+        let t0 = 1_800_000_000_000;
+        for i in 0..1_000 {
+            limiter::record_failure(&conn, &format!("user{i}"), None, t0).unwrap();
         }
-        let map = limiter.failures.lock().unwrap();
-        assert!(map.len() <= MAX_LIMITER_KEYS, "{}", map.len());
-        assert!(map.values().all(|t| t.len() <= MAX_FAILURES));
+        limiter::record_failure(&conn, "late", None, t0 + WINDOW_MS).unwrap();
+        let rows: i64 = conn.query_row("SELECT count(*) FROM login_failures", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1, "only the failure inside the window is kept");
     }
 }

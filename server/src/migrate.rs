@@ -34,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "province_deadlines",
     "upstream",
     "upstream_refused",
+    "login_failures",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,10 @@
 //! to ready, from the process start to its ready line; (g) the returning phone's push with
 //! one of its 500 records refused, against all accepted; (j) a county's first year relayed
 //! to an empty city server, against the phone's own push of it; (k) the lag of one edit from a
-//! county phone to the province's Table 2 through two relays, other phones pushing meanwhile.
+//! county phone to the province's Table 2 through two relays, other phones pushing meanwhile;
+//! (l) the storage engines side by side: a county's year pushed by one phone, 20 phones'
+//! ingest and a new phone's first sync, on SQLite, on PostgreSQL with one server process and
+//! with two; (m) `ohassist migrate` of a county's year from SQLite to PostgreSQL.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +57,8 @@ fn main() {
     server.add_user("li", "inspector", COUNTY, PASSWORD);
 
     // `OHASSIST_BENCH_ONLY=ingest` measures (c) alone; `=demo` (f) alone; `=export` the seeded
-    // figures (a), (b), (d), (e), (g); `=province` (h) alone; `=backup` (i) alone; `=relay` (j), (k); `=relay-lag` (k) alone.
+    // figures (a), (b), (d), (e), (g); `=province` (h) alone; `=backup` (i) alone; `=relay` (j), (k); `=relay-lag` (k) alone;
+    // `=engines` (l), `=migrate` (m).
     let only = std::env::var("OHASSIST_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "export" {
         seeded_figures(&server, &mut rows);
@@ -79,6 +83,12 @@ fn main() {
     }
     if only.is_empty() || only == "relay" || only == "relay-lag" {
         relay_lag_figure(&mut rows);
+    }
+    if only.is_empty() || only == "engines" {
+        engines_figure(&mut rows);
+    }
+    if only.is_empty() || only == "migrate" {
+        migrate_figure(&mut rows);
     }
     print_table(rows);
 }
@@ -578,30 +588,9 @@ fn ingest_figure(server: &Server, rows: &mut Vec<(String, String, String)>) {
             p
         })
         .collect();
-    for (i, p) in phones.iter().enumerate() {
-        p.store.create_enterprise(enterprise(20_000 + i, other)).unwrap();
-        for n in 0..250 {
-            let mut v = visit(20_000 + i);
-            v.notes = format!("并发上传 {n}");
-            p.store.create_visit(v).unwrap();
-        }
-    }
     // The bodies are built before the clock starts, and each phone only pushes: what is
     // measured is the server taking in 20 concurrent pushes.
-    let bodies: Vec<(String, Vec<u8>)> = phones
-        .iter()
-        .map(|p| {
-            let changes = p
-                .store
-                .outbox(usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|c| wire::WireChange { doc_id: c.doc_id, kind: c.kind, bytes: c.bytes })
-                .collect();
-            let token = p.store.meta("token").unwrap().unwrap();
-            (token, wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() }))
-        })
-        .collect();
+    let bodies = ingest_bodies(&phones, other, 20_000);
     let url = format!("{}/api/v1/sync/push", server.url());
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -910,5 +899,171 @@ fn province_sync(server: &Server, fresh: bool, rows: &mut Vec<(String, String, S
             "phone ≤ 100 MB, server ≤ 150 MB; server {}",
             if fresh { "started on the kept seed" } else { "after seeding in the same process" }
         ),
+    ));
+}
+
+/// A county's year (2,000 enterprises, 10,000 visits) on one phone's outbox.
+fn county_year_phone(url: &str, user: &str, base: usize) -> Phone {
+    let phone = Phone::new(url);
+    phone.login(user, PASSWORD);
+    for i in 0..2_000 {
+        phone.store.create_enterprise(enterprise(base + i, COUNTY)).unwrap();
+        for _ in 0..5 {
+            phone.store.create_visit(visit(base + i)).unwrap();
+        }
+    }
+    phone
+}
+
+/// The push bodies of phones that each register an enterprise of county `code` and 250
+/// visits of it (the ingest of (c)), with their tokens.
+fn ingest_bodies(phones: &[Phone], code: &str, base: usize) -> Vec<(String, Vec<u8>)> {
+    for (i, p) in phones.iter().enumerate() {
+        p.store.create_enterprise(enterprise(base + i, code)).unwrap();
+        for n in 0..250 {
+            let mut v = visit(base + i);
+            v.notes = format!("并发上传 {n}");
+            p.store.create_visit(v).unwrap();
+        }
+    }
+    phones
+        .iter()
+        .map(|p| {
+            let changes = p
+                .store
+                .outbox(usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|c| wire::WireChange { doc_id: c.doc_id, kind: c.kind, bytes: c.bytes })
+                .collect();
+            let token = p.store.meta("token").unwrap().unwrap();
+            (token, wire::encode(&wire::PushRequest { protocol: wire::PROTOCOL_VERSION, changes, authors: Vec::new() }))
+        })
+        .collect()
+}
+
+/// (l) The engines side by side (issue 14), each from an empty database: one phone pushes a
+/// county's year (12,000 records); then 20 phones of another county push 251 new documents
+/// each at once, spread over the server processes (the clock stops at the last
+/// acknowledgement); then a new phone's first sync of all 17,020 records. On the SQLite file,
+/// on PostgreSQL (the throwaway cluster of `tests/src/pg.rs`, default settings) with one
+/// server process, and with two processes on the one database.
+fn engines_figure(rows: &mut Vec<(String, String, String)>) {
+    let other = "350122";
+    let mut sqlite_ingest = 0.0;
+    for (label, postgres, processes) in
+        [("SQLite", false, 1), ("PostgreSQL, 1 process", true, 1), ("PostgreSQL, 2 processes", true, 2)]
+    {
+        let data = tempfile::tempdir().unwrap();
+        let url = postgres.then(|| ohassist_tests::pg::cluster().fresh_database());
+        let db: Vec<&str> = url.as_deref().map(|u| vec!["--database", u]).unwrap_or_default();
+        let servers: Vec<Server> = (0..processes).map(|_| Server::start_with(data.path(), None, &db)).collect();
+        add_user_on(data.path(), url.as_deref(), "seeder", "inspector", COUNTY, PASSWORD);
+        add_user_on(data.path(), url.as_deref(), "newcomer", "inspector", COUNTY, PASSWORD);
+        for i in 0..20 {
+            add_user_on(data.path(), url.as_deref(), &format!("p{i}"), "inspector", other, PASSWORD);
+        }
+        let seeder = county_year_phone(&servers[0].url(), "seeder", 30_000);
+        let t = Instant::now();
+        let seeded = seeder.sync();
+        let seed = t.elapsed();
+        assert_eq!(seeded.held_records, 0);
+
+        let phones: Vec<Phone> = (0..20)
+            .map(|i| {
+                let p = Phone::new(&servers[i % processes].url());
+                p.login(&format!("p{i}"), PASSWORD);
+                p
+            })
+            .collect();
+        let bodies = ingest_bodies(&phones, other, 40_000);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (i, (token, body)) in bodies.iter().enumerate() {
+                let url = format!("{}/api/v1/sync/push", servers[i % processes].url());
+                s.spawn(move || {
+                    let answer = post(&url, Some(token), SYNC_HEADERS, body.clone());
+                    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+                });
+            }
+        });
+        let ingest = t.elapsed();
+        let ingest_rate = (20 * 251) as f64 / ingest.as_secs_f64();
+
+        // The newcomer's first sync: every record of the county's year. The ingest's county is
+        // not the newcomer's, so the first sync holds the 12,000.
+        let newcomer = Phone::new(&servers[processes - 1].url());
+        newcomer.login("newcomer", PASSWORD);
+        let t = Instant::now();
+        let first = newcomer.sync();
+        let first_sync = t.elapsed();
+        assert_eq!(first.documents_pulled, 12_000, "{first:?}");
+        let memory: Vec<String> = servers.iter().map(|s| format!("{:.0} MB", s.peak_memory() as f64 / 1e6)).collect();
+        if !postgres {
+            sqlite_ingest = ingest_rate;
+        }
+        rows.push((
+            format!("(l) {label}: 20 phones ingest (251 documents each)"),
+            format!("{ingest_rate:.0} documents/s ({} for 5,020 documents)", ms(ingest)),
+            if postgres && processes == 2 {
+                format!("≥ SQLite ({sqlite_ingest:.0}/s): {:.2} ×", ingest_rate / sqlite_ingest)
+            } else {
+                String::new()
+            },
+        ));
+        rows.push((
+            format!("(l) {label}: one phone pushes a county's year"),
+            format!("{} ({:.0} documents/s)", ms(seed), 12_000.0 / seed.as_secs_f64()),
+            String::new(),
+        ));
+        rows.push((
+            format!("(l) {label}: a new phone's first sync, 12,000 records"),
+            format!("{} ({:.0} documents/s)", ms(first_sync), 12_000.0 / first_sync.as_secs_f64()),
+            format!("server peak {}", memory.join(", ")),
+        ));
+    }
+}
+
+/// (m) A county's year (2,000 enterprises, 10,000 visits, as one phone pushed them, and a
+/// second phone that made its first sync) moved from its SQLite file to an empty PostgreSQL
+/// database with `ohassist migrate --to`, which checks rows, every document's heads and the
+/// feed; then the first phone's edit reaches the second by an incremental sync.
+fn migrate_figure(rows: &mut Vec<(String, String, String)>) {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), None);
+    server.add_user("zhang", "inspector", COUNTY, PASSWORD);
+    server.add_user("li", "inspector", COUNTY, PASSWORD);
+    let a = county_year_phone(&server.url(), "zhang", 50_000);
+    a.sync();
+    let b = Phone::new(&server.url());
+    b.login("li", PASSWORD);
+    assert_eq!(b.sync().documents_pulled, 12_000);
+    let addr = server.addr.clone();
+    assert!(server.terminate().success());
+    let file = std::fs::metadata(data.path().join("ohassist.db")).unwrap().len();
+
+    let url = ohassist_tests::pg::cluster().fresh_database();
+    let t = Instant::now();
+    let out = cli(data.path(), &["migrate", "--to", &url], "");
+    let took = t.elapsed();
+    assert!(out.contains("copied and checked: 12000"), "{out}");
+
+    let _moved = Server::start_with(data.path(), Some(&addr), &["--database", &url]);
+    let visit_id: String = ohassist_tests::pg::connect(&url, false)
+        .query_row("SELECT id FROM visits ORDER BY id LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    a.store.edit_visit(&visit_id, |v| v.notes = "迁移后的修改".into()).unwrap();
+    assert_eq!(a.sync().changes_pushed, 1, "a keeps its token and cursor");
+    let after = b.sync();
+    assert_eq!((after.documents_pulled, after.changes_pulled), (0, 1), "incremental: {after:?}");
+    rows.push((
+        "(m) migrate a county's year (12,000 records) SQLite → PostgreSQL".into(),
+        format!(
+            "{} ({:.0} documents/s, SQLite file {:.0} MB), heads and feed checked",
+            ms(took),
+            12_000.0 / took.as_secs_f64(),
+            file as f64 / 1e6
+        ),
+        "phones sync on incrementally".into(),
     ));
 }

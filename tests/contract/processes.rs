@@ -47,25 +47,7 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
     let one = Server::start_with(data.path(), None, &db);
     let mut two = Server::start_with(data.path(), None, &db);
     for name in ["zhang", "li", "wang", "zhao"] {
-        cli(
-            data.path(),
-            &[
-                "--database",
-                &url,
-                "user",
-                "add",
-                "--username",
-                name,
-                "--display-name",
-                name,
-                "--role",
-                "inspector",
-                "--org-unit",
-                COUNTY,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        );
+        add_user_on(data.path(), Some(&url), name, "inspector", COUNTY, PASSWORD);
     }
     let faults = Faults { cut_request: 0.25, cut_response: 0.25, max_offset: 3_000, seed: 11, ..Faults::default() };
     let proxies = [
@@ -147,4 +129,43 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
     // (a conflict the console shows), and it is one of theirs from the last round.
     let last = phones[0].store.get_visit(&shared[0]).unwrap().record.notes;
     assert!((0..4).any(|n| last.ends_with(&format!("第2轮 手机{n}"))), "{last}");
+}
+
+/// The failed-login limit is the database's, not a process's: four wrong passwords at one
+/// process and one at the other use up the five of the window, the right password is then
+/// refused `rate_limited` at both (with `Retry-After`), and a restarted process still counts
+/// them.
+#[test]
+fn failed_logins_count_across_processes_and_restarts() {
+    let url = ohassist_tests::pg::cluster().fresh_database();
+    let data = tempfile::tempdir().unwrap();
+    let db = ["--database", url.as_str()];
+    let one = Server::start_with(data.path(), None, &db);
+    let mut two = Server::start_with(data.path(), None, &db);
+    add_user_on(data.path(), Some(&url), "zhang", "inspector", COUNTY, PASSWORD);
+    let login = |server: &Server, password: &str| {
+        let body =
+            serde_json::json!({"username": "Zhang", "password": password, "device_id": "d1", "device_name": "d1"});
+        let headers = [("content-type", "application/json")];
+        post(&format!("{}/api/v1/login", server.url()), None, &headers, serde_json::to_vec(&body).unwrap())
+    };
+    for n in 0..5 {
+        let at = if n < 4 { &one } else { &two };
+        let answer = login(at, "wrong password");
+        assert_eq!((answer.status, answer.code()), (401, "invalid_credentials".to_string()), "attempt {n}");
+    }
+    for server in [&one, &two] {
+        let answer = login(server, PASSWORD);
+        assert_eq!((answer.status, answer.code()), (429, "rate_limited".to_string()), "{}", answer.text());
+        let wait: u64 = answer.header("retry-after").parse().unwrap();
+        assert!((1..=300).contains(&wait), "Retry-After {wait}");
+    }
+    let addr = two.addr.clone();
+    two.kill();
+    let two = Server::start_with(data.path(), Some(&addr), &db);
+    assert_eq!(login(&two, PASSWORD).status, 429, "a restart forgets no failure");
+    let db = ohassist_tests::pg::connect(&url, false);
+    let kept: i64 =
+        db.query_row("SELECT count(*) FROM login_failures WHERE username = 'zhang'", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, 5, "the five failures, under the lower-cased name");
 }

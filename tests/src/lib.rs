@@ -211,21 +211,31 @@ pub fn cli(data: &Path, args: &[&str], stdin: &str) -> String {
 }
 
 pub fn add_user(data: &Path, username: &str, role: &str, org_unit: &str, password: &str) {
+    add_user_on(data, None, username, role, org_unit, password)
+}
+
+/// [`add_user`] on the PostgreSQL database `database` (`--database`), or as [`add_user`] does.
+pub fn add_user_on(data: &Path, database: Option<&str>, username: &str, role: &str, org_unit: &str, password: &str) {
+    let db: Vec<&str> = database.map(|u| vec!["--database", u]).unwrap_or_default();
     cli(
         data,
         &[
-            "user",
-            "add",
-            "--username",
-            username,
-            "--display-name",
-            username,
-            "--role",
-            role,
-            "--org-unit",
-            org_unit,
-            "--password-stdin",
-        ],
+            db.as_slice(),
+            &[
+                "user",
+                "add",
+                "--username",
+                username,
+                "--display-name",
+                username,
+                "--role",
+                role,
+                "--org-unit",
+                org_unit,
+                "--password-stdin",
+            ],
+        ]
+        .concat(),
         &format!("{password}\n"),
     );
 }

@@ -306,6 +306,7 @@ impl Client {
                     let resp = req.send().await?;
                     let status = resp.status();
                     let bytes = resp.bytes().await?;
+                    settle_connection().await;
                     Ok::<_, reqwest::Error>((status, bytes.to_vec()))
                 } => r,
                 _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -1237,6 +1238,17 @@ pub fn login_blocking(
     device_name: &str,
 ) -> Result<LoginResponse, SyncError> {
     runtime()?.block_on(login(store, config, username, password, device_name))
+}
+
+/// Lets the connection whose answer was just read go back to the pool before the next request
+/// looks for one. hyper returns an HTTP/1 connection to its pool from a task of its own, woken
+/// once the connection is idle; a request made before that task ran finds the pool empty and
+/// opens a second connection (a TCP and TLS handshake: two or three round trips on a slow link).
+/// A task spawned now runs on the I/O worker after that one (it is woken by the connection's own
+/// task, into the worker's next slot), so waiting for it costs microseconds and keeps a sync on
+/// one kept-alive connection.
+async fn settle_connection() {
+    let _ = tokio::spawn(async {}).await;
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, SyncError> {

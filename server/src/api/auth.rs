@@ -75,7 +75,7 @@ async fn login(
         tracing::warn!(device = %device_id, "login from a device marked lost; told to erase");
         return Err(ApiError::DeviceLost);
     }
-    let user = login::authenticate(&state.db, &state.login_limiter, &req.username, &req.password, ip).await?;
+    let user = login::authenticate(&state.db, &req.username, &req.password, ip).await?;
     let lookup_device = device_id.clone();
     let (revoked, bound_to) = state
         .db

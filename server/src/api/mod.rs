@@ -64,7 +64,6 @@ impl DbCalls for Db {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub login_limiter: Arc<crate::login::LoginLimiter>,
     /// The byte budget of a pull page: `wire::PULL_PAGE_BYTES`, smaller in tests.
     pub pull_page_bytes: usize,
     /// Where attachments live and their limits and flag thresholds.
@@ -81,7 +80,6 @@ impl AppState {
         let data_dir = db.data_dir().to_path_buf();
         AppState {
             db,
-            login_limiter: Arc::new(crate::login::LoginLimiter::default()),
             pull_page_bytes: wire::PULL_PAGE_BYTES,
             attachments: Arc::new(crate::attachments::Config::new(&data_dir)),
             upload_lock: Arc::new(tokio::sync::Mutex::new(())),

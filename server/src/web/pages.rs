@@ -119,7 +119,7 @@ async fn login(
     }
     // The password is checked as the API checks it: outside the writer, a few at a time.
     let now = now();
-    let result = match login::authenticate(&state.db, &state.login_limiter, &form.username, &form.password, ip).await {
+    let result = match login::authenticate(&state.db, &form.username, &form.password, ip).await {
         Ok(u) if u.role.uses_console() => {
             state.db.write(move |conn| Ok(login::create_session(conn, &u.id, now)?)).await.map(Ok)
         }
