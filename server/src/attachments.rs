@@ -486,11 +486,13 @@ pub fn capture_days_off(captured_at: &str, visit_date: &str) -> Option<i64> {
 /// Computes a visit's flag measures as its row is written at `now` for a device that last
 /// finished a sync at `synced_at`: the distance to its enterprise's registered location, how
 /// far the device's capture time is from the time the server first received that capture,
-/// and the device's sync gap then (both kept while the capture time is unchanged).
+/// and the device's sync gap then (both kept while the capture time is unchanged; `stored`:
+/// the visit has a row already).
 pub fn visit_flags(
     tx: &Transaction<'_>,
     id: &str,
     v: &Visit,
+    stored: bool,
     synced_at: Option<i64>,
     now: i64,
 ) -> crate::sql::Result<VisitFlags> {
@@ -505,11 +507,14 @@ pub fn visit_flags(
         Some((Some(latitude), Some(longitude))) => Some(here.distance_m(&GeoPoint { latitude, longitude })),
         _ => None,
     };
-    let before: Option<(Option<String>, Option<i64>, Option<i64>)> = tx
-        .query_row("SELECT captured_at, clock_skew_s, sync_gap_s FROM visits WHERE id = ?1", [id], |r| {
+    let before: Option<(Option<String>, Option<i64>, Option<i64>)> = if stored {
+        tx.query_row("SELECT captured_at, clock_skew_s, sync_gap_s FROM visits WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     let (skew, gap) = match before {
         Some((Some(c), skew, gap)) if c == fix.captured_at => (skew, gap),
         _ => (parse_rfc3339(&fix.captured_at).map(|t| now - t), synced_at.map(|s| now - s)),

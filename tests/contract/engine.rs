@@ -125,3 +125,47 @@ fn a_duplicate_key_is_a_unique_violation_and_usernames_ignore_case() {
         assert_eq!(id, "u1", "{engine:?}");
     }
 }
+
+/// Writes sent ahead (`execute_later`, PostgreSQL's pipeline): they land in order with the
+/// statements around them; one that fails makes the next statement (or the commit) fail with
+/// its error, the transaction commits nothing, and the connection is usable afterwards.
+#[test]
+fn writes_sent_ahead_land_in_order_and_a_failed_one_fails_the_transaction() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let mut conn = f.db.blocking_writer();
+        let count = |c: &ohassist_server::sql::Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM units", [], |r| r.get(0)).unwrap()
+        };
+        {
+            let tx = conn.transaction().unwrap();
+            tx.execute_later("SAVEPOINT document", []).unwrap();
+            for n in 0..600 {
+                let code = format!("35{n:04}");
+                tx.execute_later(
+                    "INSERT INTO units (code, name, updated_at) VALUES (?1, '单位', ?2)",
+                    params![code, n],
+                )
+                .unwrap();
+            }
+            tx.execute_later("RELEASE document", []).unwrap();
+            // A read after them sees every one of them.
+            assert_eq!(count(&tx), 600, "{engine:?}");
+            tx.commit().unwrap();
+        }
+        let failed = (|| {
+            let tx = conn.transaction()?;
+            tx.execute_later("INSERT INTO units (code, name, updated_at) VALUES ('359999', 'a', 0)", [])?;
+            // The same key again: a unique violation, seen at the next statement at the latest.
+            tx.execute_later("INSERT INTO units (code, name, updated_at) VALUES ('350001', 'b', 0)", [])?;
+            tx.commit()
+        })();
+        let err = failed.expect_err("the duplicate fails the transaction");
+        assert!(err.is_unique_violation(), "{engine:?}: {err}");
+        assert_eq!(count(&conn), 600, "{engine:?}: nothing of the failed transaction is kept");
+        let tx = conn.transaction().unwrap();
+        tx.execute_later("INSERT INTO units (code, name, updated_at) VALUES ('359998', 'c', 0)", []).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(count(&conn), 601, "{engine:?}: the connection works on");
+    }
+}

@@ -384,12 +384,13 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     let mut groups: Vec<(String, RecordKind, Vec<Incoming>)> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
     {
-        let mut held = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+        let hashes: Vec<&str> = incoming.iter().map(|c| c.hash.as_str()).collect();
+        let held = held_of(&tx, "SELECT hash FROM changes WHERE hash IN", &hashes)?;
         for c in incoming {
             if !seen.insert(c.hash.clone()) {
                 continue;
             }
-            if held.exists([&c.hash])? {
+            if held.contains(&c.hash) {
                 acknowledged.push(c.hash.clone());
                 continue;
             }
@@ -401,6 +402,10 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
         }
     }
     groups.sort_by_key(|g| g.1 != RecordKind::Enterprise);
+    // Which of the push's records the server holds: read once here (this transaction is the
+    // only writer), not once per record.
+    let ids: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
+    let stored = held_of(&tx, "SELECT id FROM documents WHERE id IN", &ids)?;
     let limits = limits();
     let mut new = 0;
     // Status rows are refreshed once per enterprise after every document of the push is in:
@@ -414,13 +419,14 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
         .query_row([&caller.device_id], |r| r.get(0))?;
     for (doc_id, kind, changes) in groups {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
-        let ready = prepared.remove(&doc_id);
+        // A record prepared before the lock is written as it is if it is still new.
+        let ready = prepared.remove(&doc_id).filter(|_| !stored.contains(&doc_id));
         // A savepoint per document: a refused one leaves nothing behind.
-        tx.execute_batch("SAVEPOINT document")?;
+        tx.execute_later("SAVEPOINT document", [])?;
         match apply_to_document(&tx, caller, &origins, &doc_id, kind, changes, ready, now, &limits) {
             Ok((codes, visit)) => {
                 record_origins(&tx, &origins, &hashes)?;
-                tx.execute_batch("RELEASE document")?;
+                tx.execute_later("RELEASE document", [])?;
                 if had_refusals {
                     accepted_now(&tx, &doc_id, &caller.device_id)?;
                 }
@@ -452,6 +458,22 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     Ok(Applied { acknowledged, new, refused })
 }
 
+/// The values of `keys` that `select` (`SELECT column FROM table WHERE column IN`) finds,
+/// a few hundred keys a statement.
+fn held_of(tx: &Transaction<'_>, select: &str, keys: &[&str]) -> crate::sql::Result<HashSet<String>> {
+    let mut found = HashSet::new();
+    for part in keys.chunks(500) {
+        let marks: Vec<String> = (1..=part.len()).map(|i| format!("?{i}")).collect();
+        let values: Vec<&dyn crate::sql::ToValue> = part.iter().map(|k| k as &dyn crate::sql::ToValue).collect();
+        let mut statement = tx.prepare_cached(&format!("{select} ({})", marks.join(", ")))?;
+        let rows = statement.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
+        for key in rows {
+            found.insert(key?);
+        }
+    }
+    Ok(found)
+}
+
 /// Records who wrote the new changes `hashes` of a relay's push (those it named).
 pub(super) fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[String]) -> crate::sql::Result<()> {
     if origins.is_empty() {
@@ -463,7 +485,7 @@ pub(super) fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[
     )?;
     for hash in hashes {
         if let Some(o) = origins.get(hash) {
-            insert.execute(crate::sql::params![
+            insert.execute_later(crate::sql::params![
                 hash,
                 o.user_id,
                 o.username,
@@ -518,9 +540,7 @@ fn apply_steps(
     limits: &Limits,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
     if let Some(checked) = ready {
-        if !tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?.exists([doc_id])? {
-            return write(tx, caller, doc_id, kind, checked, None, None, raw, now);
-        }
+        return write(tx, caller, doc_id, kind, checked, None, None, raw, now);
     }
     let merged = merge(tx, doc_id, kind, changes)?;
     let checked = checked_steps(

@@ -32,12 +32,31 @@ pub(super) struct Write<'a> {
 pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> crate::sql::Result<Vec<String>> {
     let Write { doc_id, kind, heads, saved, has_conflicts, row, county, old_county, genesis, raw } = w;
     let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+    // The reads first, then the writes, which PostgreSQL takes in one pipeline
+    // (`execute_later`): any error of theirs fails the push's transaction.
+    let mut affected: Vec<String> = match row {
+        Row::Enterprise(e) => vec![e.credit_code.clone()],
+        Row::Visit(v) => vec![v.enterprise_id.clone()],
+    };
+    let mut flags = None;
+    if let Row::Visit(v) = row {
+        // A record new to the server has no row yet (`old_county` is the stored document's).
+        let stored = old_county.is_some();
+        if stored {
+            let before: Option<String> = tx
+                .prepare_cached("SELECT enterprise_id FROM visits WHERE id = ?1")?
+                .query_row([doc_id], |r| r.get("enterprise_id"))
+                .optional()?;
+            affected.extend(before.filter(|b| *b != affected[0]));
+        }
+        flags = Some(crate::attachments::visit_flags(tx, doc_id, v, stored, caller.synced_at, now)?);
+    }
     tx.prepare_cached(
         "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
     )?
-    .execute(params![
+    .execute_later(params![
         doc_id,
         kind.as_str(),
         saved,
@@ -46,17 +65,6 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
         has_conflicts,
         now
     ])?;
-    let mut affected: Vec<String> = match row {
-        Row::Enterprise(e) => vec![e.credit_code.clone()],
-        Row::Visit(v) => vec![v.enterprise_id.clone()],
-    };
-    if kind == RecordKind::Visit {
-        let before: Option<String> = tx
-            .prepare_cached("SELECT enterprise_id FROM visits WHERE id = ?1")?
-            .query_row([doc_id], |r| r.get("enterprise_id"))
-            .optional()?;
-        affected.extend(before.filter(|b| *b != affected[0]));
-    }
     match row {
         Row::Enterprise(e) => {
             write_enterprise_row(tx, e, has_conflicts)?;
@@ -64,7 +72,10 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
                 move_visits(tx, doc_id, county, now)?;
             }
         }
-        Row::Visit(v) => write_visit_row(tx, doc_id, v, county, has_conflicts, caller.synced_at, now)?,
+        Row::Visit(v) => {
+            let flags = flags.expect("read above for a visit");
+            write_visit_row(tx, doc_id, v, county, has_conflicts, &flags)?
+        }
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
@@ -74,7 +85,7 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
     // record it never saw receives everything the record's changes depend on.
     if let Some(mut g) = genesis {
         let hash = g.hash().to_string();
-        insert.execute(params![
+        insert.execute_later(params![
             hash,
             doc_id,
             kind.as_str(),
@@ -91,7 +102,7 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
         feed_moved(tx, doc_id, kind, old, saved, now)?;
     }
     for (hash, bytes) in raw {
-        insert.execute(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
+        insert.execute_later(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
     }
     Ok(affected)
 }
@@ -186,18 +197,15 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
     crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
 }
 
-/// The visit's row, in its enterprise's `county`, written at `now` for a device that last
-/// finished a sync at `synced_at`.
+/// The visit's row, in its enterprise's `county`, with the flags of its capture.
 fn write_visit_row(
     tx: &Transaction<'_>,
     id: &str,
     v: &Visit,
     county: &str,
     has_conflicts: bool,
-    synced_at: Option<i64>,
-    now: i64,
+    flags: &crate::attachments::VisitFlags,
 ) -> crate::sql::Result<()> {
-    let flags = crate::attachments::visit_flags(tx, id, v, synced_at, now)?;
     let answer = |item| v.self_inspection.get(item).and_then(|c| c.result).map(|r| r.code());
     let trained = |audience| {
         v.training
@@ -223,7 +231,7 @@ fn write_visit_row(
              far_from_enterprise_m = excluded.far_from_enterprise_m,
              clock_skew_s = excluded.clock_skew_s, sync_gap_s = excluded.sync_gap_s, capture_days_off = excluded.capture_days_off",
     )?
-    .execute(params![
+    .execute_later(params![
             id,
             v.enterprise_id,
             county,

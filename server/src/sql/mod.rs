@@ -206,6 +206,11 @@ impl Connection {
         self.prepare_cached(sql)?.execute(params)
     }
 
+    /// [`Statement::execute_later`] of `sql`.
+    pub fn execute_later<P: Params>(&self, sql: &str, params: P) -> Result<()> {
+        self.prepare_cached(sql)?.execute_later(params)
+    }
+
     /// Statements separated by `;`, without parameters.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
@@ -321,6 +326,18 @@ impl<'c> Statement<'c> {
         }
         let Stmt::Postgres(c, s) = &self.inner else { unreachable!() };
         params.with(|v| c.execute(s, v))
+    }
+
+    /// A write whose row count nobody reads, where any error ends the transaction: SQLite
+    /// runs it now; PostgreSQL sends it now and reads its answer at the next statement on the
+    /// connection, which answers with this one's error if it failed (see `pg.rs`). Not for a
+    /// statement whose error is handled (a unique violation read as "exists").
+    pub fn execute_later<P: Params>(&mut self, params: P) -> Result<()> {
+        if let Some(s) = self.sqlite() {
+            return params.with(|v| Ok(s.execute(rusqlite::params_from_iter(sqlite_params(v))).map(drop)?));
+        }
+        let Stmt::Postgres(c, s) = &self.inner else { unreachable!() };
+        params.with(|v| c.execute_later(s, v))
     }
 
     pub fn query<P: Params>(&mut self, params: P) -> Result<Rows<'_>> {

@@ -166,6 +166,18 @@ impl ToValue for OwnedValue {
     }
 }
 
+impl From<Value<'_>> for OwnedValue {
+    fn from(v: Value<'_>) -> Self {
+        match v {
+            Value::Null => OwnedValue::Null,
+            Value::Integer(i) => OwnedValue::Integer(i),
+            Value::Real(f) => OwnedValue::Real(f),
+            Value::Text(t) => OwnedValue::Text(t.to_string()),
+            Value::Blob(b) => OwnedValue::Blob(b.to_vec()),
+        }
+    }
+}
+
 impl FromValue for OwnedValue {
     fn from_value(v: ValueRef<'_>) -> Result<Self, &'static str> {
         Ok(match v {
