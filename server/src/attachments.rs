@@ -487,22 +487,18 @@ pub fn capture_days_off(captured_at: &str, visit_date: &str) -> Option<i64> {
 /// finished a sync at `synced_at`: the distance to its enterprise's registered location, how
 /// far the device's capture time is from the time the server first received that capture,
 /// and the device's sync gap then (both kept while the capture time is unchanged; `stored`:
-/// the visit has a row already).
+/// the visit has a row already). `registered`: the enterprise's row's location.
 pub fn visit_flags(
     tx: &Transaction<'_>,
     id: &str,
     v: &Visit,
+    registered: Option<(Option<f64>, Option<f64>)>,
     stored: bool,
     synced_at: Option<i64>,
     now: i64,
 ) -> crate::sql::Result<VisitFlags> {
     let Some(fix) = &v.location else { return Ok(VisitFlags::default()) };
     let here = GeoPoint { latitude: fix.latitude, longitude: fix.longitude };
-    let registered: Option<(Option<f64>, Option<f64>)> = tx
-        .query_row("SELECT latitude, longitude FROM enterprises WHERE credit_code = ?1", [&v.enterprise_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
     let far = match registered {
         Some((Some(latitude), Some(longitude))) => Some(here.distance_m(&GeoPoint { latitude, longitude })),
         _ => None,

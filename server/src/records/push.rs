@@ -621,7 +621,7 @@ fn write(
     now: i64,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
     let Checked { row, saved, heads, has_conflicts } = checked;
-    let county = scope_of(tx, caller, doc_id, kind, &row, old_county)?;
+    let Scoped { county, registered } = scope_of(tx, caller, doc_id, kind, &row, old_county)?;
     let affected = rows::store(
         tx,
         caller,
@@ -633,6 +633,7 @@ fn write(
             has_conflicts,
             row: &row,
             county: &county,
+            registered,
             old_county,
             genesis,
             raw,
@@ -777,6 +778,14 @@ fn typed_row(doc_id: &str, kind: RecordKind, json: serde_json::Value) -> Result<
 /// the server (or come in the same push) before its visits, and a visit can reach no figure
 /// of a county its enterprise is not in. A refusal here names the record for the console.
 #[allow(clippy::result_large_err)]
+/// Where a record belongs, from its enterprise's row (read once for both).
+struct Scoped {
+    county: String,
+    /// A visit's enterprise's registered location, for the distance flag.
+    registered: Option<(Option<f64>, Option<f64>)>,
+}
+
+#[allow(clippy::result_large_err)]
 fn scope_of(
     tx: &Transaction<'_>,
     caller: &Caller,
@@ -784,12 +793,16 @@ fn scope_of(
     kind: RecordKind,
     row: &Row,
     old_county: Option<&str>,
-) -> Result<String, DocError> {
+) -> Result<Scoped, DocError> {
+    let mut registered = None;
     let enterprise_of_visit: Option<(String, String)> = match row {
         Row::Enterprise(_) => None,
         Row::Visit(v) => tx
-            .prepare_cached("SELECT county_code, name FROM enterprises WHERE credit_code = ?1")?
-            .query_row([&v.enterprise_id], |r| Ok((r.get("county_code")?, r.get("name")?)))
+            .prepare_cached("SELECT county_code, name, latitude, longitude FROM enterprises WHERE credit_code = ?1")?
+            .query_row([&v.enterprise_id], |r| {
+                registered = Some((r.get("latitude")?, r.get("longitude")?));
+                Ok((r.get("county_code")?, r.get("name")?))
+            })
             .optional()?,
     };
     let label = match row {
@@ -830,5 +843,5 @@ fn scope_of(
             "the record lies outside your org unit",
         ));
     }
-    Ok(county)
+    Ok(Scoped { county, registered })
 }

@@ -20,6 +20,8 @@ pub(super) struct Write<'a> {
     pub row: &'a Row,
     /// The county it is in now, and the one the server held it in (`None`: new).
     pub county: &'a str,
+    /// A visit's enterprise's registered location (latitude, longitude), as scope read it.
+    pub registered: Option<(Option<f64>, Option<f64>)>,
     pub old_county: Option<&'a str>,
     pub genesis: Option<Change>,
     /// The pushed changes, by hash, as pushed.
@@ -30,7 +32,7 @@ pub(super) struct Write<'a> {
 /// enterprises whose computed status it feeds (a visit may have moved from one enterprise
 /// to another).
 pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> crate::sql::Result<Vec<String>> {
-    let Write { doc_id, kind, heads, saved, has_conflicts, row, county, old_county, genesis, raw } = w;
+    let Write { doc_id, kind, heads, saved, has_conflicts, row, county, registered, old_county, genesis, raw } = w;
     let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     // The reads first, then the writes, which PostgreSQL takes in one pipeline
     // (`execute_later`): any error of theirs fails the push's transaction.
@@ -49,7 +51,7 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
                 .optional()?;
             affected.extend(before.filter(|b| *b != affected[0]));
         }
-        flags = Some(crate::attachments::visit_flags(tx, doc_id, v, stored, caller.synced_at, now)?);
+        flags = Some(crate::attachments::visit_flags(tx, doc_id, v, registered, stored, caller.synced_at, now)?);
     }
     tx.prepare_cached(
         "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)

@@ -30,8 +30,9 @@ pub fn refresh(conn: &Connection, credit_code: &str) -> Result<(), StatusError> 
 /// [`refresh`], taking the visits in `fresh` (id → merged record) from memory instead of
 /// loading their documents again: a push of 250 visits of one enterprise loads none.
 pub fn refresh_with(conn: &Connection, credit_code: &str, fresh: &HashMap<String, Visit>) -> Result<(), StatusError> {
-    conn.prepare_cached("DELETE FROM enterprise_status WHERE credit_code = ?1")?.execute([credit_code])?;
-    conn.prepare_cached("DELETE FROM enterprise_monthly WHERE credit_code = ?1")?.execute([credit_code])?;
+    // Writes are sent ahead (`execute_later`): the caller's transaction fails with any error.
+    conn.prepare_cached("DELETE FROM enterprise_status WHERE credit_code = ?1")?.execute_later([credit_code])?;
+    conn.prepare_cached("DELETE FROM enterprise_monthly WHERE credit_code = ?1")?.execute_later([credit_code])?;
     let stored: Option<(Vec<u8>, String)> = conn
         .prepare_cached("SELECT bytes, heads FROM documents WHERE id = ?1 AND kind = 'enterprise'")?
         .query_row([credit_code], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -95,8 +96,9 @@ fn read_cached<T: Clone + serde::de::DeserializeOwned>(
     Ok(record)
 }
 
-/// Writes the status rows of one enterprise from its records (already deleted rows aside).
-/// Also used by the benchmark, which builds records without documents.
+/// Writes the status rows of one enterprise from its records (already deleted rows aside),
+/// inside the caller's transaction (the writes are sent ahead: any error fails it). Also used
+/// by the benchmark, which builds records without documents.
 pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> crate::sql::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO enterprise_status (credit_code, year, name, county_code, county_name, industry,
@@ -120,7 +122,7 @@ pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> crate:
         let s: Table1Status = table1_status(e, visits, year);
         let missing: Vec<&str> = missing_six_ones(visits, year).iter().map(|m| m.code()).collect();
         let count = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).count() as i64;
-        insert.execute(params![
+        insert.execute_later(params![
             e.credit_code,
             year,
             e.name,
@@ -166,7 +168,7 @@ fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) 
         let s = table1_status(e, &upto, year);
         let missing = missing_six_ones(&upto, year).len();
         let this_month = live.iter().filter(|v| month_of(v) == month).count() as i64;
-        insert.execute(params![
+        insert.execute_later(params![
             e.credit_code,
             year,
             month,
