@@ -283,6 +283,58 @@ pub struct Checked {
     saved: Vec<u8>,
     heads: Vec<ChangeHash>,
     has_conflicts: bool,
+    /// A visit's enterprise row as the writer read it for the whole push (`Some(None)`: no
+    /// such enterprise); `None`: read it when the visit is written.
+    enterprise: Option<Option<EnterpriseRow>>,
+}
+
+/// What a visit's scope and distance flag need of its enterprise's row.
+#[derive(Clone)]
+struct EnterpriseRow {
+    county: String,
+    name: String,
+    registered: (Option<f64>, Option<f64>),
+}
+
+/// The enterprise rows of the new visits in `prepared`, read [`IN_LIST`] a query once the
+/// push's enterprises are written (every enterprise group comes before the visits).
+fn enterprise_rows(tx: &Transaction<'_>, prepared: &mut HashMap<String, Checked>) -> crate::sql::Result<()> {
+    let mut codes: Vec<String> = prepared
+        .values()
+        .filter_map(|c| match &c.row {
+            Row::Visit(v) => Some(v.enterprise_id.clone()),
+            Row::Enterprise(_) => None,
+        })
+        .collect();
+    codes.sort();
+    codes.dedup();
+    let mut found: HashMap<String, EnterpriseRow> = HashMap::new();
+    for part in codes.chunks(IN_LIST) {
+        let (marks, values) = in_list(part);
+        let mut statement = tx.prepare_cached(&format!(
+            "SELECT credit_code, county_code, name, latitude, longitude FROM enterprises WHERE credit_code IN ({marks})"
+        ))?;
+        let rows = statement.query_map(values.as_slice(), |r| {
+            Ok((
+                r.get::<_, String>("credit_code")?,
+                EnterpriseRow {
+                    county: r.get("county_code")?,
+                    name: r.get("name")?,
+                    registered: (r.get("latitude")?, r.get("longitude")?),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (code, row) = row?;
+            found.insert(code, row);
+        }
+    }
+    for checked in prepared.values_mut() {
+        if let Row::Visit(v) = &checked.row {
+            checked.enterprise = Some(found.get(&v.enterprise_id).cloned());
+        }
+    }
+    Ok(())
 }
 
 /// Builds, outside the writer lock and so in parallel with other pushes, the records a push
@@ -417,7 +469,12 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     let had_refusals: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM refused_uploads WHERE device_id = ?1)")?
         .query_row([&caller.device_id], |r| r.get(0))?;
+    let mut enterprises_read = false;
     for (doc_id, kind, changes) in groups {
+        if kind == RecordKind::Visit && !enterprises_read {
+            enterprises_read = true;
+            enterprise_rows(&tx, &mut prepared)?;
+        }
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         // A record prepared before the lock is written as it is if it is still new.
         let ready = prepared.remove(&doc_id).filter(|_| !stored.contains(&doc_id));
@@ -458,14 +515,22 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
     Ok(Applied { acknowledged, new, refused })
 }
 
+/// Keys one `IN (…)` list holds.
+const IN_LIST: usize = 500;
+
+/// `?1, ?2, …` for `keys`, and the keys as parameters.
+fn in_list<K: crate::sql::ToValue>(keys: &[K]) -> (String, Vec<&dyn crate::sql::ToValue>) {
+    let marks: Vec<String> = (1..=keys.len()).map(|i| format!("?{i}")).collect();
+    (marks.join(", "), keys.iter().map(|k| k as &dyn crate::sql::ToValue).collect())
+}
+
 /// The values of `keys` that `select` (`SELECT column FROM table WHERE column IN`) finds,
-/// a few hundred keys a statement.
+/// [`IN_LIST`] keys a statement.
 fn held_of(tx: &Transaction<'_>, select: &str, keys: &[&str]) -> crate::sql::Result<HashSet<String>> {
     let mut found = HashSet::new();
-    for part in keys.chunks(500) {
-        let marks: Vec<String> = (1..=part.len()).map(|i| format!("?{i}")).collect();
-        let values: Vec<&dyn crate::sql::ToValue> = part.iter().map(|k| k as &dyn crate::sql::ToValue).collect();
-        let mut statement = tx.prepare_cached(&format!("{select} ({})", marks.join(", ")))?;
+    for part in keys.chunks(IN_LIST) {
+        let (marks, values) = in_list(part);
+        let mut statement = tx.prepare_cached(&format!("{select} ({marks})"))?;
         let rows = statement.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
         for key in rows {
             found.insert(key?);
@@ -577,7 +642,7 @@ fn checked_steps(
         .map_err(|(zh, en)| DocError::Refused(Refused::new(doc_id, kind, "field_authority", zh, en)))?;
     let has_conflicts = !one_writer && doc.has_conflicts();
     let row = typed_row(doc_id, kind, json)?;
-    Ok(Checked { row, saved, heads: doc.heads(), has_conflicts })
+    Ok(Checked { row, saved, heads: doc.heads(), has_conflicts, enterprise: None })
 }
 
 /// Step 4, field authority, against who wrote each change: the caller, or for a relay's push
@@ -620,8 +685,8 @@ fn write(
     raw: &[(String, Vec<u8>)],
     now: i64,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
-    let Checked { row, saved, heads, has_conflicts } = checked;
-    let Scoped { county, registered } = scope_of(tx, caller, doc_id, kind, &row, old_county)?;
+    let Checked { row, saved, heads, has_conflicts, enterprise } = checked;
+    let Scoped { county, registered } = scope_of(tx, caller, doc_id, kind, &row, old_county, enterprise)?;
     let affected = rows::store(
         tx,
         caller,
@@ -793,11 +858,16 @@ fn scope_of(
     kind: RecordKind,
     row: &Row,
     old_county: Option<&str>,
+    known: Option<Option<EnterpriseRow>>,
 ) -> Result<Scoped, DocError> {
     let mut registered = None;
-    let enterprise_of_visit: Option<(String, String)> = match row {
-        Row::Enterprise(_) => None,
-        Row::Visit(v) => tx
+    let enterprise_of_visit: Option<(String, String)> = match (row, known) {
+        (Row::Enterprise(_), _) => None,
+        (Row::Visit(_), Some(known)) => known.map(|e| {
+            registered = Some(e.registered);
+            (e.county, e.name)
+        }),
+        (Row::Visit(v), None) => tx
             .prepare_cached("SELECT county_code, name, latitude, longitude FROM enterprises WHERE credit_code = ?1")?
             .query_row([&v.enterprise_id], |r| {
                 registered = Some((r.get("latitude")?, r.get("longitude")?));
