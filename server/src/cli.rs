@@ -404,6 +404,13 @@ fn print_link_status(db: &Db) -> CliResult {
         (Some(zh), Some(en)) => println!("最近错误 / last error ({}): {zh} / {en}", when(s.last_error_at)),
         _ => println!("最近错误 / last error:         无 / none"),
     }
+    match s.token_expires_at {
+        Some(t) => println!(
+            "令牌有效期至 / token valid until: {} (到期前一个月自动续期 / renews itself a month before)",
+            when(Some(t))
+        ),
+        None => println!("令牌有效期至 / token valid until: 未知 / unknown"),
+    }
     if !s.logged_in {
         println!("未登录 / not logged in: run `ohassist upstream login` again");
     }

@@ -508,13 +508,15 @@ pub struct LinkStatus {
     pub last_error_at: Option<i64>,
     pub last_error_zh: Option<String>,
     pub last_error_en: Option<String>,
+    /// When the relay's token expires at the upstream (it renews itself a month before).
+    pub token_expires_at: Option<i64>,
 }
 
 pub fn status(conn: &Connection) -> crate::sql::Result<LinkStatus> {
     let Some(found) = conn
         .query_row(
             "SELECT url, username, device_id, token IS NOT NULL, last_up_at, last_down_at, up_cursor, waiting_down,
-                    pushed, pulled, last_error_at, last_error_zh, last_error_en
+                    pushed, pulled, last_error_at, last_error_zh, last_error_en, token_expires_at
              FROM upstream WHERE id = 1",
             [],
             |r| {
@@ -533,6 +535,7 @@ pub fn status(conn: &Connection) -> crate::sql::Result<LinkStatus> {
                         last_error_at: r.get(10)?,
                         last_error_zh: r.get(11)?,
                         last_error_en: r.get(12)?,
+                        token_expires_at: r.get("token_expires_at")?,
                         ..LinkStatus::default()
                     },
                     r.get::<_, i64>(6)?,

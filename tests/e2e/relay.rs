@@ -764,6 +764,9 @@ fn the_relays_token_renews_itself_before_it_expires_and_the_old_one_stops_workin
     let at_city = city_expiry(&device);
     assert_eq!(expires, Some(at_city));
     assert!(at_city > unix_now() + 89 * 24 * 3600, "another 90 days: {at_city}");
+    // Both consoles of the link show the new expiry: the command line and the admin page.
+    let shown = ohassist_server::relay::local_time(at_city);
+    assert!(status_line(da.path(), "令牌有效期至 / token valid until:").contains(&shown), "{shown}");
     let old = renew(&city, &t1, &t2);
     assert_eq!((old.status, old.code()), (401, "unauthorized".to_string()), "the old token stops working");
     phone.store.create_enterprise(enterprise(2, A)).unwrap();

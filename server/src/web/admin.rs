@@ -196,6 +196,7 @@ async fn upstream(State(state): State<AppState>, s: Session) -> Result<Html<Stri
             last_up_text => when(link.last_up_at),
             last_down_text => when(link.last_down_at),
             last_error_text => when(link.last_error_at),
+            token_expires_text => when(link.token_expires_at),
             relays => relays,
             silent_after_h => crate::relay::SILENT_AFTER_SECS / 3600,
         } },

@@ -45,14 +45,16 @@ async fn the_admin_page_shows_the_link_and_the_dashboard_warns_of_a_silent_relay
         &f,
         &format!(
             "INSERT INTO upstream (id, url, username, device_id, token, org_unit, last_up_at, last_error_at,
-                 last_error_zh, last_error_en)
+                 last_error_zh, last_error_en, token_expires_at)
              VALUES (1, 'https://province.example', 'shenyang', 'relay-x', 't', '{CITY}', {now}, {now},
-                 '无法连接上级服务器（connection refused），稍后自动重试', 'the upstream cannot be reached')"
+                 '无法连接上级服务器（connection refused），稍后自动重试', 'the upstream cannot be reached', 1798761600)"
         ),
     );
     let html = text(&b.get(&f, "/admin/upstream").await);
     assert!(html.contains("province.example"), "{html}");
     assert!(html.contains("无法连接上级服务器"), "the last error in words");
+    let expiry = &html[html.find("id=\"token-expires\"").expect("the token's expiry")..];
+    assert!(expiry.starts_with("id=\"token-expires\">2027-01-01T00:00:00Z"), "{}", &expiry[..60]);
     let waiting = &html[html.find("id=\"waiting-up\"").unwrap()..];
     assert!(waiting.starts_with("id=\"waiting-up\">0 "), "{}", &waiting[..60]);
 
