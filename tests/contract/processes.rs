@@ -38,17 +38,33 @@ fn phone_hashes(phone: &Phone) -> BTreeSet<String> {
     out
 }
 
+/// One PostgreSQL database and the data directory its server processes share.
+struct SharedDatabase {
+    url: String,
+    data: tempfile::TempDir,
+}
+
+impl SharedDatabase {
+    /// A server process on the database, on a free port or on `addr` (a restart).
+    fn server(&self, addr: Option<&str>) -> Server {
+        Server::start_with(self.data.path(), addr, &["--database", &self.url])
+    }
+}
+
+/// Two server processes on a fresh database, with inspectors `users` of the county.
+fn two_processes(users: &[&str]) -> (SharedDatabase, Server, Server) {
+    let pg = SharedDatabase { url: ohassist_tests::pg::cluster().fresh_database(), data: tempfile::tempdir().unwrap() };
+    // The first start creates the schema and the admin; the second finds both.
+    let (one, two) = (pg.server(None), pg.server(None));
+    for name in users {
+        add_user_on(pg.data.path(), Some(&pg.url), name, "inspector", COUNTY, PASSWORD);
+    }
+    (pg, one, two)
+}
+
 #[test]
 fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
-    let url = ohassist_tests::pg::cluster().fresh_database();
-    let data = tempfile::tempdir().unwrap();
-    let db = ["--database", url.as_str()];
-    // The first start creates the schema and the admin; the second finds both.
-    let one = Server::start_with(data.path(), None, &db);
-    let mut two = Server::start_with(data.path(), None, &db);
-    for name in ["zhang", "li", "wang", "zhao"] {
-        add_user_on(data.path(), Some(&url), name, "inspector", COUNTY, PASSWORD);
-    }
+    let (pg, one, mut two) = two_processes(&["zhang", "li", "wang", "zhao"]);
     let faults = Faults { cut_request: 0.25, cut_response: 0.25, max_offset: 3_000, seed: 11, ..Faults::default() };
     let proxies = [
         Proxy::start(&one.addr, Faults::default(), None),
@@ -89,7 +105,7 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
             for phone in &phones[2..] {
                 assert!(phone.try_sync().is_err(), "a sync through a dead process fails");
             }
-            two = Server::start_with(data.path(), Some(&two.addr.clone()), &db);
+            two = pg.server(Some(&two.addr.clone()));
         }
         for phone in &phones {
             sync_until_done(phone);
@@ -107,7 +123,7 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
         }
     }
 
-    let db = ohassist_tests::pg::connect(&url, false);
+    let db = ohassist_tests::pg::connect(&pg.url, false);
     let feed: Vec<String> = db
         .prepare("SELECT hash FROM changes ORDER BY seq")
         .unwrap()
@@ -137,12 +153,7 @@ fn two_processes_on_one_postgres_converge_through_cuts_and_a_sigkill() {
 /// them.
 #[test]
 fn failed_logins_count_across_processes_and_restarts() {
-    let url = ohassist_tests::pg::cluster().fresh_database();
-    let data = tempfile::tempdir().unwrap();
-    let db = ["--database", url.as_str()];
-    let one = Server::start_with(data.path(), None, &db);
-    let mut two = Server::start_with(data.path(), None, &db);
-    add_user_on(data.path(), Some(&url), "zhang", "inspector", COUNTY, PASSWORD);
+    let (pg, one, mut two) = two_processes(&["zhang"]);
     let login = |server: &Server, password: &str| {
         let body =
             serde_json::json!({"username": "Zhang", "password": password, "device_id": "d1", "device_name": "d1"});
@@ -162,9 +173,9 @@ fn failed_logins_count_across_processes_and_restarts() {
     }
     let addr = two.addr.clone();
     two.kill();
-    let two = Server::start_with(data.path(), Some(&addr), &db);
+    let two = pg.server(Some(&addr));
     assert_eq!(login(&two, PASSWORD).status, 429, "a restart forgets no failure");
-    let db = ohassist_tests::pg::connect(&url, false);
+    let db = ohassist_tests::pg::connect(&pg.url, false);
     let kept: i64 =
         db.query_row("SELECT count(*) FROM login_failures WHERE username = 'zhang'", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, 5, "the five failures, under the lower-cased name");

@@ -296,6 +296,28 @@ struct EnterpriseRow {
     registered: (Option<f64>, Option<f64>),
 }
 
+impl EnterpriseRow {
+    const SELECT: &'static str =
+        "SELECT credit_code, county_code, name, latitude, longitude FROM enterprises WHERE credit_code";
+
+    fn read(r: &crate::sql::Row<'_>) -> crate::sql::Result<(String, EnterpriseRow)> {
+        Ok((
+            r.get("credit_code")?,
+            EnterpriseRow {
+                county: r.get("county_code")?,
+                name: r.get("name")?,
+                registered: (r.get("latitude")?, r.get("longitude")?),
+            },
+        ))
+    }
+
+    /// The row of enterprise `code`, if the server holds it.
+    fn of(tx: &Transaction<'_>, code: &str) -> crate::sql::Result<Option<EnterpriseRow>> {
+        let row = tx.prepare_cached(&format!("{} = ?1", Self::SELECT))?.query_row([code], Self::read).optional()?;
+        Ok(row.map(|(_, e)| e))
+    }
+}
+
 /// The enterprise rows of the new visits in `prepared`, read [`IN_LIST`] a query once the
 /// push's enterprises are written (every enterprise group comes before the visits).
 fn enterprise_rows(tx: &Transaction<'_>, prepared: &mut HashMap<String, Checked>) -> crate::sql::Result<()> {
@@ -311,20 +333,8 @@ fn enterprise_rows(tx: &Transaction<'_>, prepared: &mut HashMap<String, Checked>
     let mut found: HashMap<String, EnterpriseRow> = HashMap::new();
     for part in codes.chunks(IN_LIST) {
         let (marks, values) = in_list(part);
-        let mut statement = tx.prepare_cached(&format!(
-            "SELECT credit_code, county_code, name, latitude, longitude FROM enterprises WHERE credit_code IN ({marks})"
-        ))?;
-        let rows = statement.query_map(values.as_slice(), |r| {
-            Ok((
-                r.get::<_, String>("credit_code")?,
-                EnterpriseRow {
-                    county: r.get("county_code")?,
-                    name: r.get("name")?,
-                    registered: (r.get("latitude")?, r.get("longitude")?),
-                },
-            ))
-        })?;
-        for row in rows {
+        let mut statement = tx.prepare_cached(&format!("{} IN ({marks})", EnterpriseRow::SELECT))?;
+        for row in statement.query_map(values.as_slice(), EnterpriseRow::read)? {
             let (code, row) = row?;
             found.insert(code, row);
         }
@@ -686,7 +696,13 @@ fn write(
     now: i64,
 ) -> Result<(Vec<String>, Option<Box<Visit>>), DocError> {
     let Checked { row, saved, heads, has_conflicts, enterprise } = checked;
-    let Scoped { county, registered } = scope_of(tx, caller, doc_id, kind, &row, old_county, enterprise)?;
+    // A visit's enterprise row: read for the whole push already, or now.
+    let enterprise = match (&row, enterprise) {
+        (Row::Visit(v), None) => EnterpriseRow::of(tx, &v.enterprise_id)?,
+        (_, known) => known.flatten(),
+    };
+    let county = scope_of(tx, caller, doc_id, kind, &row, old_county, enterprise.as_ref())?;
+    let registered = enterprise.map(|e| e.registered);
     let affected = rows::store(
         tx,
         caller,
@@ -842,14 +858,7 @@ fn typed_row(doc_id: &str, kind: RecordKind, json: serde_json::Value) -> Result<
 /// A visit's county is its enterprise's, whatever the visit says: an enterprise must be on
 /// the server (or come in the same push) before its visits, and a visit can reach no figure
 /// of a county its enterprise is not in. A refusal here names the record for the console.
-#[allow(clippy::result_large_err)]
-/// Where a record belongs, from its enterprise's row (read once for both).
-struct Scoped {
-    county: String,
-    /// A visit's enterprise's registered location, for the distance flag.
-    registered: Option<(Option<f64>, Option<f64>)>,
-}
-
+/// `enterprise`: a visit's enterprise's row (`None`: the server does not hold it).
 #[allow(clippy::result_large_err)]
 fn scope_of(
     tx: &Transaction<'_>,
@@ -858,22 +867,11 @@ fn scope_of(
     kind: RecordKind,
     row: &Row,
     old_county: Option<&str>,
-    known: Option<Option<EnterpriseRow>>,
-) -> Result<Scoped, DocError> {
-    let mut registered = None;
-    let enterprise_of_visit: Option<(String, String)> = match (row, known) {
-        (Row::Enterprise(_), _) => None,
-        (Row::Visit(_), Some(known)) => known.map(|e| {
-            registered = Some(e.registered);
-            (e.county, e.name)
-        }),
-        (Row::Visit(v), None) => tx
-            .prepare_cached("SELECT county_code, name, latitude, longitude FROM enterprises WHERE credit_code = ?1")?
-            .query_row([&v.enterprise_id], |r| {
-                registered = Some((r.get("latitude")?, r.get("longitude")?));
-                Ok((r.get("county_code")?, r.get("name")?))
-            })
-            .optional()?,
+    enterprise: Option<&EnterpriseRow>,
+) -> Result<String, DocError> {
+    let enterprise_of_visit: Option<(String, String)> = match row {
+        Row::Enterprise(_) => None,
+        Row::Visit(_) => enterprise.map(|e| (e.county.clone(), e.name.clone())),
     };
     let label = match row {
         Row::Enterprise(e) => e.name.clone(),
@@ -913,5 +911,5 @@ fn scope_of(
             "the record lies outside your org unit",
         ));
     }
-    Ok(Scoped { county, registered })
+    Ok(county)
 }

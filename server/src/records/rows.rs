@@ -34,51 +34,50 @@ pub(super) struct Write<'a> {
 pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i64) -> crate::sql::Result<Vec<String>> {
     let Write { doc_id, kind, heads, saved, has_conflicts, row, county, registered, old_county, genesis, raw } = w;
     let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+    let document = || -> crate::sql::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
+        )?
+        .execute_later(params![
+            doc_id,
+            kind.as_str(),
+            saved,
+            serde_json::to_string(&heads).unwrap_or_else(|_| "[]".into()),
+            county,
+            has_conflicts,
+            now
+        ])
+    };
     // The reads first, then the writes, which PostgreSQL takes in one pipeline
     // (`execute_later`): any error of theirs fails the push's transaction.
-    let mut affected: Vec<String> = match row {
-        Row::Enterprise(e) => vec![e.credit_code.clone()],
-        Row::Visit(v) => vec![v.enterprise_id.clone()],
-    };
-    let mut flags = None;
-    if let Row::Visit(v) = row {
-        // A record new to the server has no row yet (`old_county` is the stored document's).
-        let stored = old_county.is_some();
-        if stored {
-            let before: Option<String> = tx
-                .prepare_cached("SELECT enterprise_id FROM visits WHERE id = ?1")?
-                .query_row([doc_id], |r| r.get("enterprise_id"))
-                .optional()?;
-            affected.extend(before.filter(|b| *b != affected[0]));
-        }
-        flags = Some(crate::attachments::visit_flags(tx, doc_id, v, registered, stored, caller.synced_at, now)?);
-    }
-    tx.prepare_cached(
-        "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
-    )?
-    .execute_later(params![
-        doc_id,
-        kind.as_str(),
-        saved,
-        serde_json::to_string(&heads).unwrap_or_else(|_| "[]".into()),
-        county,
-        has_conflicts,
-        now
-    ])?;
-    match row {
+    let affected = match row {
         Row::Enterprise(e) => {
+            document()?;
             write_enterprise_row(tx, e, has_conflicts)?;
             if old_county.is_some_and(|c| c != county) {
                 move_visits(tx, doc_id, county, now)?;
             }
+            vec![e.credit_code.clone()]
         }
         Row::Visit(v) => {
-            let flags = flags.expect("read above for a visit");
-            write_visit_row(tx, doc_id, v, county, has_conflicts, &flags)?
+            let mut affected = vec![v.enterprise_id.clone()];
+            // A record new to the server has no row yet (`old_county` is the stored document's).
+            let stored = old_county.is_some();
+            if stored {
+                let before: Option<String> = tx
+                    .prepare_cached("SELECT enterprise_id FROM visits WHERE id = ?1")?
+                    .query_row([doc_id], |r| r.get("enterprise_id"))
+                    .optional()?;
+                affected.extend(before.filter(|b| *b != v.enterprise_id));
+            }
+            let flags = crate::attachments::visit_flags(tx, doc_id, v, registered, stored, caller.synced_at, now)?;
+            document()?;
+            write_visit_row(tx, doc_id, v, county, has_conflicts, &flags)?;
+            affected
         }
-    }
+    };
     let mut insert = tx.prepare_cached(
         "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (hash) DO NOTHING",

@@ -180,13 +180,7 @@ impl From<Value<'_>> for OwnedValue {
 
 impl FromValue for OwnedValue {
     fn from_value(v: ValueRef<'_>) -> Result<Self, &'static str> {
-        Ok(match v {
-            Value::Null => OwnedValue::Null,
-            Value::Integer(i) => OwnedValue::Integer(i),
-            Value::Real(f) => OwnedValue::Real(f),
-            Value::Text(t) => OwnedValue::Text(t.to_string()),
-            Value::Blob(b) => OwnedValue::Blob(b.to_vec()),
-        })
+        Ok(OwnedValue::from(v))
     }
 }
 

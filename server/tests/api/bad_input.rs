@@ -45,6 +45,9 @@ async fn malformed_login_bodies() {
     let long_password = json!({"username": "u", "password": "p".repeat(1025), "device_id": "d"}).to_string();
     let e = f.send(login(long_password)).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     assert_eq!(e.field.as_deref(), Some("password"));
+    // None of them reached the password check: no failed login is counted (the table of
+    // failures holds only names within the length bound).
+    assert_eq!(f.count("login_failures"), 0);
 }
 
 #[tokio::test]
