@@ -63,6 +63,7 @@ pub const SCHEMA: Schema = Schema {
 pub const PG_STEPS: &[&str] = &[
     include_str!("../migrations/postgres/001_init.sql"),
     include_str!("../migrations/postgres/002_login_failures.sql"),
+    include_str!("../migrations/postgres/003_feed_lock_per_statement.sql"),
 ];
 
 /// The database file inside the data directory.

@@ -1,6 +1,6 @@
 //! Values, transactions and errors read the same on both engines.
 
-use ohassist_server::sql::{params, OptionalExtension};
+use ohassist_server::sql::{params, Insert, OptionalExtension};
 
 use crate::{fresh, ENGINES};
 
@@ -167,5 +167,78 @@ fn writes_sent_ahead_land_in_order_and_a_failed_one_fails_the_transaction() {
         tx.execute_later("INSERT INTO units (code, name, updated_at) VALUES ('359998', 'c', 0)", []).unwrap();
         tx.commit().unwrap();
         assert_eq!(count(&conn), 601, "{engine:?}: the connection works on");
+    }
+}
+
+static DOCUMENT: Insert = Insert::new(
+    "documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)",
+    7,
+    1,
+    "ON CONFLICT (id) DO UPDATE SET heads = excluded.heads, updated_at = excluded.updated_at",
+);
+static CHANGE: Insert = Insert::new(
+    "changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)",
+    7,
+    0,
+    "ON CONFLICT (hash) DO NOTHING",
+);
+
+/// Rows kept for multi-row inserts (`insert_later`, PostgreSQL): more than one statement
+/// holds, two kinds interleaved, a row referencing one kept before it, a key repeated
+/// (updated, the last one wins), a change already held skipped; a read sees them all, the
+/// feed's positions follow the order they came in; one that fails fails the transaction,
+/// which keeps nothing, and the connection works on.
+#[test]
+fn rows_kept_for_multi_row_inserts_land_in_order_and_a_failed_one_fails_the_transaction() {
+    for engine in ENGINES {
+        let f = fresh(engine);
+        let mut conn = f.db.blocking_writer();
+        let count = |c: &ohassist_server::sql::Connection, table: &str| -> i64 {
+            c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+        };
+        {
+            let tx = conn.transaction().unwrap();
+            for n in 0..600 {
+                let id = format!("d{n:03}");
+                tx.insert_later(&DOCUMENT, params![id, "visit", vec![0u8], "[]", "350102", 0, n]).unwrap();
+                tx.insert_later(&CHANGE, params![format!("h{n:03}"), id, "visit", vec![1u8], "u", "dev", n]).unwrap();
+            }
+            tx.insert_later(&DOCUMENT, params!["d005", "visit", vec![0u8], "[\"again\"]", "350102", 0, 7]).unwrap();
+            tx.insert_later(&CHANGE, params!["h005", "d005", "visit", vec![9u8], "u", "dev", 9]).unwrap();
+            tx.insert_later(&DOCUMENT, params!["d005", "visit", vec![0u8], "[\"last\"]", "350102", 0, 8]).unwrap();
+            assert_eq!(count(&tx, "documents"), 600, "{engine:?}");
+            assert_eq!(count(&tx, "changes"), 600, "{engine:?}");
+            tx.commit().unwrap();
+        }
+        let heads: String = conn.query_row("SELECT heads FROM documents WHERE id = 'd005'", [], |r| r.get(0)).unwrap();
+        assert_eq!(heads, "[\"last\"]", "{engine:?}: the last row of a key wins");
+        let bytes: Vec<u8> = conn.query_row("SELECT bytes FROM changes WHERE hash = 'h005'", [], |r| r.get(0)).unwrap();
+        assert_eq!(bytes, vec![1u8], "{engine:?}: a change held is left as it is");
+        let feed: Vec<String> = conn
+            .prepare("SELECT hash FROM changes ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<String> = (0..600).map(|n| format!("h{n:03}")).collect();
+        assert_eq!(feed, expected, "{engine:?}: positions in the order the rows came");
+
+        let failed = (|| {
+            let tx = conn.transaction()?;
+            tx.insert_later(&DOCUMENT, params!["e1", "visit", vec![0u8], "[]", "350102", 0, 0])?;
+            // A change of a document nobody stored: the foreign key refuses it, at the commit
+            // at the latest.
+            tx.insert_later(&CHANGE, params!["x1", "nowhere", "visit", vec![1u8], "u", "dev", 0])?;
+            tx.commit()
+        })();
+        assert!(failed.is_err(), "{engine:?}: the row that fails fails the transaction");
+        assert_eq!(count(&conn, "documents"), 600, "{engine:?}: nothing of the failed transaction is kept");
+        let short = conn.insert_later(&CHANGE, params!["x2", "d001"]);
+        assert!(short.is_err(), "{engine:?}: a row of too few values is refused");
+        let tx = conn.transaction().unwrap();
+        tx.insert_later(&CHANGE, params!["h600", "d001", "visit", vec![1u8], "u", "dev", 0]).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(count(&conn, "changes"), 601, "{engine:?}: the connection works on");
     }
 }

@@ -1,6 +1,7 @@
-//! Applying a push, document by document, in one transaction (a savepoint each). Every
-//! pushed byte is hostile until checked; the steps, in order, each of which may refuse the
-//! document alone ([`Refused`]) while the rest of the push is applied:
+//! Applying a push, document by document, in one transaction. Every pushed byte is hostile
+//! until checked; the steps, in order, each of which may refuse the document alone
+//! ([`Refused`]) while the rest of the push is applied (steps 1–6 write nothing, so a
+//! refused document leaves nothing behind):
 //!
 //! 1. [`decode_changes`], before any lock: each change decoded within
 //!    [`ohassist_core::limits`], a genesis only if it is the canonical one; the records the
@@ -434,7 +435,7 @@ pub struct Applied {
 }
 
 /// Applies a push in one transaction, document by document: each document has all its
-/// changes applied or, refused, none (a savepoint per document); the refused documents are
+/// changes applied or, refused, none (it is refused before its first write); the refused documents are
 /// kept in `refused_uploads` for the console. A database error applies nothing.
 pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now: i64) -> Result<Applied, RecordsError> {
     let Decoded { incoming, mut prepared, mut refused, origins } = decoded;
@@ -488,12 +489,12 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         // A record prepared before the lock is written as it is if it is still new.
         let ready = prepared.remove(&doc_id).filter(|_| !stored.contains(&doc_id));
-        // A savepoint per document: a refused one leaves nothing behind.
-        tx.execute_later("SAVEPOINT document", [])?;
+        // A refused document leaves nothing behind without a savepoint: every step that may
+        // refuse it (merge, checks, scope) runs before its first write, and the writes
+        // (`rows::store`) fail only with a database error, which ends the whole push.
         match apply_to_document(&tx, caller, &origins, &doc_id, kind, changes, ready, now, &limits) {
             Ok((codes, visit)) => {
                 record_origins(&tx, &origins, &hashes)?;
-                tx.execute_later("RELEASE document", [])?;
                 if had_refusals {
                     accepted_now(&tx, &doc_id, &caller.device_id)?;
                 }
@@ -505,7 +506,6 @@ pub fn apply_push(conn: &mut Connection, caller: &Caller, decoded: Decoded, now:
                 }
             }
             Err(DocError::Refused(r)) => {
-                tx.execute_batch("ROLLBACK TO document; RELEASE document")?;
                 super::transfer::keep_origins(&tx, &caller.device_id, &origins, &doc_id, &hashes)?;
                 refused.push(r);
             }
@@ -554,20 +554,18 @@ pub(super) fn record_origins(tx: &Transaction<'_>, origins: &Origins, hashes: &[
     if origins.is_empty() {
         return Ok(());
     }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO change_origins (hash, user_id, username, display_name, role, device_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (hash) DO NOTHING",
-    )?;
+    static INSERT_ORIGIN: crate::sql::Insert = crate::sql::Insert::new(
+        "change_origins (hash, user_id, username, display_name, role, device_id)",
+        6,
+        0,
+        "ON CONFLICT (hash) DO NOTHING",
+    );
     for hash in hashes {
         if let Some(o) = origins.get(hash) {
-            insert.execute_later(crate::sql::params![
-                hash,
-                o.user_id,
-                o.username,
-                o.display_name,
-                o.role.as_str(),
-                o.device_id
-            ])?;
+            tx.insert_later(
+                &INSERT_ORIGIN,
+                crate::sql::params![hash, o.user_id, o.username, o.display_name, o.role.as_str(), o.device_id],
+            )?;
         }
     }
     Ok(())

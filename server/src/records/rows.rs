@@ -3,7 +3,7 @@
 //! then the changes as pushed). A moved enterprise takes its visits along. Everything runs
 //! in the push's transaction.
 
-use crate::sql::{params, OptionalExtension, Transaction};
+use crate::sql::{params, Insert, OptionalExtension, Transaction};
 use automerge::{Change, ChangeHash};
 use ohassist_core::model::{ChecklistItem, Enterprise, RecordKind, TrainingAudience, Visit};
 
@@ -35,27 +35,25 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
     let Write { doc_id, kind, heads, saved, has_conflicts, row, county, registered, old_county, genesis, raw } = w;
     let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     let document = || -> crate::sql::Result<()> {
-        tx.prepare_cached(
-            "INSERT INTO documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (id) DO UPDATE SET bytes = ?3, heads = ?4, county_code = ?5, has_conflicts = ?6, updated_at = ?7",
-        )?
-        .execute_later(params![
-            doc_id,
-            kind.as_str(),
-            saved,
-            serde_json::to_string(&heads).unwrap_or_else(|_| "[]".into()),
-            county,
-            has_conflicts,
-            now
-        ])
+        tx.insert_later(
+            &INSERT_DOCUMENT,
+            params![
+                doc_id,
+                kind.as_str(),
+                saved,
+                serde_json::to_string(&heads).unwrap_or_else(|_| "[]".into()),
+                county,
+                has_conflicts,
+                now
+            ],
+        )
     };
-    // The reads first, then the writes, which PostgreSQL takes in one pipeline
-    // (`execute_later`): any error of theirs fails the push's transaction.
+    // The reads first, then the writes, which PostgreSQL takes in multi-row statements
+    // (`insert_later`): any error of theirs fails the push's transaction.
     let affected = match row {
         Row::Enterprise(e) => {
             document()?;
-            write_enterprise_row(tx, e, has_conflicts)?;
+            write_enterprise_row(tx, e, has_conflicts, old_county.is_some())?;
             if old_county.is_some_and(|c| c != county) {
                 move_visits(tx, doc_id, county, now)?;
             }
@@ -78,23 +76,14 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
             affected
         }
     };
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (hash) DO NOTHING",
-    )?;
     // The genesis goes into the feed too, first, so that a device pulling changes of a
     // record it never saw receives everything the record's changes depend on.
     if let Some(mut g) = genesis {
         let hash = g.hash().to_string();
-        insert.execute_later(params![
-            hash,
-            doc_id,
-            kind.as_str(),
-            g.bytes().as_ref(),
-            caller.user_id,
-            caller.device_id,
-            now
-        ])?;
+        tx.insert_later(
+            &INSERT_CHANGE,
+            params![hash, doc_id, kind.as_str(), g.bytes().as_ref(), caller.user_id, caller.device_id, now],
+        )?;
     }
     // A record that moved is fed whole before its changes: a device of the new county gets
     // the document the changes depend on first (the whole document is read at pull time, so
@@ -103,10 +92,29 @@ pub(super) fn store(tx: &Transaction<'_>, caller: &Caller, w: Write<'_>, now: i6
         feed_moved(tx, doc_id, kind, old, saved, now)?;
     }
     for (hash, bytes) in raw {
-        insert.execute_later(params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now])?;
+        tx.insert_later(
+            &INSERT_CHANGE,
+            params![hash, doc_id, kind.as_str(), bytes, caller.user_id, caller.device_id, now],
+        )?;
     }
     Ok(affected)
 }
+
+static INSERT_DOCUMENT: Insert = Insert::new(
+    "documents (id, kind, bytes, heads, county_code, has_conflicts, updated_at)",
+    7,
+    1,
+    "ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
+         county_code = excluded.county_code, has_conflicts = excluded.has_conflicts, updated_at = excluded.updated_at",
+);
+
+/// A change into the feed; one held already is left as it is.
+static INSERT_CHANGE: Insert = Insert::new(
+    "changes (hash, doc_id, kind, bytes, user_id, device_id, received_at)",
+    7,
+    0,
+    "ON CONFLICT (hash) DO NOTHING",
+);
 
 /// An enterprise moved to another county: its visits follow it (their scope is the
 /// enterprise's county), and each is fed whole so that the receiving county's phones get
@@ -160,25 +168,17 @@ pub(super) enum Row {
     Visit(Box<Visit>),
 }
 
-fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: bool) -> crate::sql::Result<()> {
+/// The enterprise's row; `stored`: the server held the record before this push.
+fn write_enterprise_row(
+    tx: &Transaction<'_>,
+    e: &Enterprise,
+    has_conflicts: bool,
+    stored: bool,
+) -> crate::sql::Result<()> {
     let years = serde_json::to_string(&e.years()).unwrap_or_else(|_| "[]".into());
-    tx.prepare_cached(
-        "INSERT INTO enterprises (credit_code, name, county_code, county_name, industry, size, years,
-            city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts,
-            latitude, longitude)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (credit_code) DO UPDATE SET
-             name = excluded.name, county_code = excluded.county_code,
-             county_name = excluded.county_name, industry = excluded.industry,
-             size = excluded.size, years = excluded.years,
-             city_level_target = excluded.city_level_target,
-             special_governance = excluded.special_governance,
-             has_occupational_disease = excluded.has_occupational_disease,
-             in_surveillance_scope = excluded.in_surveillance_scope,
-             deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
-             latitude = excluded.latitude, longitude = excluded.longitude",
-    )?
-    .execute(params![
+    tx.insert_later(
+        &INSERT_ENTERPRISE,
+        params![
             e.credit_code,
             e.name,
             e.county.code,
@@ -194,9 +194,33 @@ fn write_enterprise_row(tx: &Transaction<'_>, e: &Enterprise, has_conflicts: boo
             has_conflicts,
             e.location.map(|p| p.latitude),
             e.location.map(|p| p.longitude)
-    ])?;
-    crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)
+        ],
+    )?;
+    // A record new to the server has no visits on it yet (a visit's enterprise must be
+    // there before it): nothing to recompute.
+    if stored {
+        crate::attachments::refresh_enterprise_distances(tx, &e.credit_code, e.location)?;
+    }
+    Ok(())
 }
+
+static INSERT_ENTERPRISE: Insert = Insert::new(
+    "enterprises (credit_code, name, county_code, county_name, industry, size, years,
+        city_level_target, special_governance, has_occupational_disease, in_surveillance_scope, deleted, has_conflicts,
+        latitude, longitude)",
+    15,
+    1,
+    "ON CONFLICT (credit_code) DO UPDATE SET
+             name = excluded.name, county_code = excluded.county_code,
+             county_name = excluded.county_name, industry = excluded.industry,
+             size = excluded.size, years = excluded.years,
+             city_level_target = excluded.city_level_target,
+             special_governance = excluded.special_governance,
+             has_occupational_disease = excluded.has_occupational_disease,
+             in_surveillance_scope = excluded.in_surveillance_scope,
+             deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
+             latitude = excluded.latitude, longitude = excluded.longitude",
+);
 
 /// The visit's row, in its enterprise's `county`, with the flags of its capture.
 fn write_visit_row(
@@ -214,25 +238,9 @@ fn write_visit_row(
             .values()
             .any(|s| !s.deleted && s.organised_by_authority && s.attendees > 0 && s.audience == Some(audience))
     };
-    tx.prepare_cached(
-        "INSERT INTO visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
-            has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
-            latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s, capture_days_off)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
-         ON CONFLICT (id) DO UPDATE SET
-             enterprise_id = excluded.enterprise_id, county_code = excluded.county_code,
-             visit_date = excluded.visit_date, review_state = excluded.review_state,
-             inspectors = excluded.inspectors, deleted = excluded.deleted,
-             has_conflicts = excluded.has_conflicts, declaration = excluded.declaration,
-             detection = excluded.detection, health_examination = excluded.health_examination,
-             principal_trained = excluded.principal_trained,
-             managers_trained = excluded.managers_trained,
-             workers_trained = excluded.workers_trained, latitude = excluded.latitude,
-             longitude = excluded.longitude, captured_at = excluded.captured_at,
-             far_from_enterprise_m = excluded.far_from_enterprise_m,
-             clock_skew_s = excluded.clock_skew_s, sync_gap_s = excluded.sync_gap_s, capture_days_off = excluded.capture_days_off",
-    )?
-    .execute_later(params![
+    tx.insert_later(
+        &INSERT_VISIT,
+        params![
             id,
             v.enterprise_id,
             county,
@@ -254,6 +262,26 @@ fn write_visit_row(
             flags.clock_skew_s,
             flags.sync_gap_s,
             flags.capture_days_off
-    ])?;
-    Ok(())
+        ],
+    )
 }
+
+static INSERT_VISIT: Insert = Insert::new(
+    "visits (id, enterprise_id, county_code, visit_date, review_state, inspectors, deleted,
+        has_conflicts, declaration, detection, health_examination, principal_trained, managers_trained, workers_trained,
+        latitude, longitude, captured_at, far_from_enterprise_m, clock_skew_s, sync_gap_s, capture_days_off)",
+    21,
+    1,
+    "ON CONFLICT (id) DO UPDATE SET
+         enterprise_id = excluded.enterprise_id, county_code = excluded.county_code,
+         visit_date = excluded.visit_date, review_state = excluded.review_state,
+         inspectors = excluded.inspectors, deleted = excluded.deleted,
+         has_conflicts = excluded.has_conflicts, declaration = excluded.declaration,
+         detection = excluded.detection, health_examination = excluded.health_examination,
+         principal_trained = excluded.principal_trained,
+         managers_trained = excluded.managers_trained,
+         workers_trained = excluded.workers_trained, latitude = excluded.latitude,
+         longitude = excluded.longitude, captured_at = excluded.captured_at,
+         far_from_enterprise_m = excluded.far_from_enterprise_m,
+         clock_skew_s = excluded.clock_skew_s, sync_gap_s = excluded.sync_gap_s, capture_days_off = excluded.capture_days_off",
+);

@@ -9,7 +9,7 @@ use ohassist_core::model::{Enterprise, RecordKind, Visit};
 use ohassist_core::status::{missing_six_ones, table1_status, Table1Status};
 use std::collections::HashMap;
 
-use crate::sql::{params, Connection, OptionalExtension};
+use crate::sql::{params, Connection, Insert, OptionalExtension};
 
 /// What refreshing status rows can fail with: the database, or a stored record that does
 /// not read.
@@ -100,66 +100,73 @@ fn read_cached<T: Clone + serde::de::DeserializeOwned>(
 /// inside the caller's transaction (the writes are sent ahead: any error fails it). Also used
 /// by the benchmark, which builds records without documents.
 pub fn write_rows(conn: &Connection, e: &Enterprise, visits: &[Visit]) -> crate::sql::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO enterprise_status (credit_code, year, name, county_code, county_name, industry,
-            declared, detection_done, health_examination_done, principal_trained, managers_trained, workers_trained,
-            special_governance, special_governance_completed, city_level_target, missing, visit_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT (credit_code, year) DO UPDATE SET
-             name = excluded.name, county_code = excluded.county_code,
-             county_name = excluded.county_name, industry = excluded.industry,
-             declared = excluded.declared, detection_done = excluded.detection_done,
-             health_examination_done = excluded.health_examination_done,
-             principal_trained = excluded.principal_trained,
-             managers_trained = excluded.managers_trained,
-             workers_trained = excluded.workers_trained,
-             special_governance = excluded.special_governance,
-             special_governance_completed = excluded.special_governance_completed,
-             city_level_target = excluded.city_level_target, missing = excluded.missing,
-             visit_count = excluded.visit_count",
-    )?;
     for year in e.years() {
         let s: Table1Status = table1_status(e, visits, year);
         let missing: Vec<&str> = missing_six_ones(visits, year).iter().map(|m| m.code()).collect();
         let count = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).count() as i64;
-        insert.execute_later(params![
-            e.credit_code,
-            year,
-            e.name,
-            e.county.code,
-            e.county.name,
-            e.industry.map(|i| i.code()),
-            s.declared,
-            s.detection_done,
-            s.health_examination_done,
-            s.principal_trained,
-            s.managers_trained,
-            s.workers_trained,
-            s.special_governance,
-            s.special_governance_completed,
-            s.city_level_target,
-            serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into()),
-            count
-        ])?;
+        conn.insert_later(
+            &INSERT_STATUS,
+            params![
+                e.credit_code,
+                year,
+                e.name,
+                e.county.code,
+                e.county.name,
+                e.industry.map(|i| i.code()),
+                s.declared,
+                s.detection_done,
+                s.health_examination_done,
+                s.principal_trained,
+                s.managers_trained,
+                s.workers_trained,
+                s.special_governance,
+                s.special_governance_completed,
+                s.city_level_target,
+                serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into()),
+                count
+            ],
+        )?;
         write_months(conn, e, visits, year)?;
     }
     Ok(())
 }
 
+static INSERT_STATUS: Insert = Insert::new(
+    "enterprise_status (credit_code, year, name, county_code, county_name, industry,
+        declared, detection_done, health_examination_done, principal_trained, managers_trained, workers_trained,
+        special_governance, special_governance_completed, city_level_target, missing, visit_count)",
+    17,
+    2,
+    "ON CONFLICT (credit_code, year) DO UPDATE SET
+         name = excluded.name, county_code = excluded.county_code,
+         county_name = excluded.county_name, industry = excluded.industry,
+         declared = excluded.declared, detection_done = excluded.detection_done,
+         health_examination_done = excluded.health_examination_done,
+         principal_trained = excluded.principal_trained,
+         managers_trained = excluded.managers_trained,
+         workers_trained = excluded.workers_trained,
+         special_governance = excluded.special_governance,
+         special_governance_completed = excluded.special_governance_completed,
+         city_level_target = excluded.city_level_target, missing = excluded.missing,
+         visit_count = excluded.visit_count",
+);
+
+static INSERT_MONTH: Insert = Insert::new(
+    "enterprise_monthly (credit_code, year, month, county_code, visits, items_completed,
+        declared, detection_done, health_examination_done, trained)",
+    10,
+    3,
+    "ON CONFLICT (credit_code, year, month) DO UPDATE SET
+         county_code = excluded.county_code, visits = excluded.visits,
+         items_completed = excluded.items_completed, declared = excluded.declared,
+         detection_done = excluded.detection_done,
+         health_examination_done = excluded.health_examination_done,
+         trained = excluded.trained",
+);
+
 /// The 月调度 rows of one enterprise for `year`: each month's visits, the six-ones items
 /// first covered that month, and the status counting the visits up to the month's end.
 fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) -> crate::sql::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO enterprise_monthly (credit_code, year, month, county_code, visits, items_completed,
-            declared, detection_done, health_examination_done, trained)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (credit_code, year, month) DO UPDATE SET
-             county_code = excluded.county_code, visits = excluded.visits,
-             items_completed = excluded.items_completed, declared = excluded.declared,
-             detection_done = excluded.detection_done,
-             health_examination_done = excluded.health_examination_done,
-             trained = excluded.trained",
-    )?;
     let live: Vec<&Visit> = visits.iter().filter(|v| !v.deleted && v.year() == Some(year)).collect();
     let month_of = |v: &Visit| v.visit_date.get(5..7).and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
     let mut missing_before = missing_six_ones(&[], year).len();
@@ -168,18 +175,21 @@ fn write_months(conn: &Connection, e: &Enterprise, visits: &[Visit], year: i32) 
         let s = table1_status(e, &upto, year);
         let missing = missing_six_ones(&upto, year).len();
         let this_month = live.iter().filter(|v| month_of(v) == month).count() as i64;
-        insert.execute_later(params![
-            e.credit_code,
-            year,
-            month,
-            e.county.code,
-            this_month,
-            (missing_before - missing) as i64,
-            s.declared,
-            s.detection_done,
-            s.health_examination_done,
-            s.trained()
-        ])?;
+        conn.insert_later(
+            &INSERT_MONTH,
+            params![
+                e.credit_code,
+                year,
+                month,
+                e.county.code,
+                this_month,
+                (missing_before - missing) as i64,
+                s.declared,
+                s.detection_done,
+                s.health_examination_done,
+                s.trained()
+            ],
+        )?;
         missing_before = missing;
     }
     Ok(())

@@ -143,6 +143,47 @@ macro_rules! sql_params {
 }
 pub use crate::sql_params as params;
 
+/// A row insert that may travel with others of its kind ([`Connection::insert_later`]):
+/// `INSERT INTO {into} VALUES (?1, …) {tail}`, `columns` parameters a row, of which the first
+/// `key` identify the row for an `ON CONFLICT … DO UPDATE` tail (0 for `DO NOTHING` or none).
+pub struct Insert {
+    into: &'static str,
+    columns: usize,
+    key: usize,
+    tail: &'static str,
+    one_row: std::sync::OnceLock<String>,
+}
+
+impl Insert {
+    pub const fn new(into: &'static str, columns: usize, key: usize, tail: &'static str) -> Insert {
+        Insert { into, columns, key, tail, one_row: std::sync::OnceLock::new() }
+    }
+
+    /// The statement inserting `rows` rows, in the shared dialect (`?N` parameters).
+    pub fn sql(&self, rows: usize) -> String {
+        let mut sql = format!("INSERT INTO {} VALUES ", self.into);
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..self.columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("?{}", row * self.columns + column + 1));
+            }
+            sql.push(')');
+        }
+        if !self.tail.is_empty() {
+            sql.push(' ');
+            sql.push_str(self.tail);
+        }
+        sql
+    }
+
+    fn one_row(&self) -> &str {
+        self.one_row.get_or_init(|| self.sql(1))
+    }
+}
+
 /// How a transaction starts. `Immediate` takes the write lock at once (SQLite's `BEGIN
 /// IMMEDIATE`); on PostgreSQL every transaction of a writer connection takes the feed's lock
 /// at `BEGIN` (see [`pg`]), whichever is asked.
@@ -209,6 +250,33 @@ impl Connection {
     /// [`Statement::execute_later`] of `sql`.
     pub fn execute_later<P: Params>(&self, sql: &str, params: P) -> Result<()> {
         self.prepare_cached(sql)?.execute_later(params)
+    }
+
+    /// Inserts a row of `insert`, where any error ends the transaction (as
+    /// [`Statement::execute_later`]). SQLite runs it now. PostgreSQL keeps it with the other
+    /// rows of its kind and sends them as multi-row statements before the next other statement
+    /// on the connection: one statement carries up to 256 rows, each of which executed alone
+    /// costs PostgreSQL several times its share. A kind's rows go in the order they came, the
+    /// kinds in the order they were first used since the last other statement: a row may
+    /// reference a row of its own kind kept before it, or of a kind first used before its
+    /// own (a document, then its feed entries), not the other way round. A row whose key a
+    /// kept row of its kind already has sends those first (a statement may not update one
+    /// row twice).
+    pub fn insert_later<P: Params>(&self, insert: &'static Insert, params: P) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(_) => self.prepare_cached(insert.one_row())?.execute(params).map(drop),
+            Inner::Postgres(c) => params.with(|v| {
+                if v.len() != insert.columns {
+                    return Err(Error::Other(format!(
+                        "{} values for an insert of {} columns into {}",
+                        v.len(),
+                        insert.columns,
+                        insert.into
+                    )));
+                }
+                c.insert_later(insert, v)
+            }),
+        }
     }
 
     /// Statements separated by `;`, without parameters.

@@ -9,9 +9,9 @@
 //! write at once. A pull reads the feed past a cursor, so a change that took position 7 and
 //! committed after position 8 was read would be skipped for good. Every transaction of a
 //! writer connection therefore takes one transaction-scoped advisory lock at `BEGIN`
-//! ([`FEED_LOCK`]), and the `changes` table's insert trigger takes it too and only then
-//! draws the position (migration `postgres/001_init.sql`): positions are handed out in the
-//! order the transactions commit, across processes (ADR 0008).
+//! ([`FEED_LOCK`]), and the `changes` table's statement trigger takes it too before the
+//! column's default draws the position (migrations `postgres/001_init.sql`, `003`):
+//! positions are handed out in the order the transactions commit, across processes (ADR 0008).
 //!
 //! **Writes sent ahead.** A round trip to PostgreSQL costs ~100 µs on this machine, and a
 //! push writes half a dozen rows per record. [`Client::execute_later`] sends a statement and
@@ -22,7 +22,7 @@
 //! transaction (the push's writes), never where it reads an error (a unique violation).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,13 +33,26 @@ use futures_util::StreamExt;
 use tokio_postgres::{NoTls, Statement};
 
 use super::value::{OwnedValue, PgParam};
-use super::{Error, Result, ToValue};
+use super::{Error, Insert, Result, ToValue};
 
 /// Statements sent ahead and not yet answered, oldest first.
 type Pending = Pin<Box<dyn Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send>>;
 
 /// Most statements sent ahead before their answers are read (a bound on what waits in memory).
 const MAX_PENDING: usize = 256;
+
+/// Most rows one multi-row insert carries ([`Client::insert_later`]); a statement is
+/// prepared once per power of two up to it.
+const MAX_ROWS: usize = 256;
+
+/// Rows kept for one multi-row insert ([`Client::insert_later`]).
+struct Kept {
+    insert: &'static Insert,
+    /// `insert.columns` values a row, rows in order.
+    values: Vec<OwnedValue>,
+    /// The keys of the rows kept (their first `insert.key` values).
+    keys: HashSet<String>,
+}
 
 /// The advisory lock that orders the change feed (any constant; "ohfd").
 pub const FEED_LOCK: i64 = 0x6f68_6664;
@@ -110,6 +123,8 @@ pub struct Client {
     cache: RefCell<HashMap<String, Statement>>,
     /// Statements sent by [`Client::execute_later`] whose answers are still to be read.
     pending: RefCell<Vec<Pending>>,
+    /// Rows of [`Client::insert_later`] not sent yet, kinds in the order first used.
+    kept: RefCell<Vec<Kept>>,
 }
 
 impl Client {
@@ -125,6 +140,7 @@ impl Client {
             writer,
             cache: RefCell::new(HashMap::new()),
             pending: RefCell::default(),
+            kept: RefCell::default(),
         };
         // Integers and text behave as on SQLite: UTC, UTF-8, no surprises from the server's
         // settings.
@@ -145,7 +161,73 @@ impl Client {
     /// Sends `statement` now and reads its answer later, at the next call on this connection
     /// (or [`Client::flush`]), which answers with the first error of those sent ahead.
     pub fn execute_later(&self, statement: &Statement, values: &[&dyn ToValue]) -> Result<()> {
+        self.send_kept(true)?;
+        self.send(statement, values.iter().map(|v| OwnedValue::from(v.to_value())).collect())
+    }
+
+    /// Keeps a row of `insert` to be sent with the others of its kind, before the next other
+    /// statement (see `Connection::insert_later`). The caller checked the number of values.
+    pub fn insert_later(&self, insert: &'static Insert, values: &[&dyn ToValue]) -> Result<()> {
         let owned: Vec<OwnedValue> = values.iter().map(|v| OwnedValue::from(v.to_value())).collect();
+        let key = (insert.key > 0).then(|| format!("{:?}", &owned[..insert.key]));
+        let at = self.kept.borrow().iter().position(|k| std::ptr::eq(k.insert, insert));
+        // A row whose key is kept already: what is kept goes first, then this row alone.
+        let repeated = match (at, &key) {
+            (Some(i), Some(key)) => self.kept.borrow()[i].keys.contains(key),
+            _ => false,
+        };
+        if repeated {
+            self.send_kept(false)?;
+        }
+        let full = {
+            let mut kept = self.kept.borrow_mut();
+            let i = match kept.iter().position(|k| std::ptr::eq(k.insert, insert)) {
+                Some(i) => i,
+                None => {
+                    kept.push(Kept { insert, values: Vec::new(), keys: HashSet::new() });
+                    kept.len() - 1
+                }
+            };
+            let k = &mut kept[i];
+            k.values.extend(owned);
+            k.keys.extend(key);
+            k.values.len() / insert.columns >= MAX_ROWS
+        };
+        if full {
+            self.send_kept(false)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every kept row, kinds in the order first used, as multi-row statements of
+    /// [`MAX_ROWS`], then halves down to one. `end_run`: another statement follows, and the
+    /// kinds' order starts anew after it; otherwise (a kind full, a key repeated) the run of
+    /// inserts goes on in the same order of kinds, so that a row kept after this one still
+    /// goes after the rows of the kinds first used before its own.
+    fn send_kept(&self, end_run: bool) -> Result<()> {
+        let mut kept = std::mem::take(&mut *self.kept.borrow_mut());
+        let sent = (|| {
+            for k in kept.iter_mut() {
+                k.keys.clear();
+                let mut values = std::mem::take(&mut k.values).into_iter();
+                let mut rows = values.len() / k.insert.columns;
+                while rows > 0 {
+                    let n = MAX_ROWS.min(1 << rows.ilog2());
+                    let statement = self.prepare_translated(&k.insert.sql(n))?;
+                    self.send(&statement, values.by_ref().take(n * k.insert.columns).collect())?;
+                    rows -= n;
+                }
+            }
+            Ok(())
+        })();
+        if sent.is_ok() && !end_run {
+            *self.kept.borrow_mut() = kept;
+        }
+        sent
+    }
+
+    /// Sends `statement` with `owned`; its answer is read later (see [`Client::execute_later`]).
+    fn send(&self, statement: &Statement, owned: Vec<OwnedValue>) -> Result<()> {
         let (client, statement) = (self.client.clone(), statement.clone());
         let mut sent: Pending =
             Box::pin(async move { client.execute_raw(&statement, owned.iter().map(|v| PgParam(v))).await.map(drop) });
@@ -157,13 +239,21 @@ impl Client {
             Poll::Pending => self.pending.borrow_mut().push(sent),
         }
         if self.pending.borrow().len() >= MAX_PENDING {
-            self.flush()?;
+            self.read_pending()?;
         }
         Ok(())
     }
 
-    /// Reads the answers of every statement sent ahead; the first error is the answer.
+    /// Sends the rows kept and reads the answers of every statement sent ahead; the first
+    /// error is the answer.
     pub fn flush(&self) -> Result<()> {
+        let sent = self.send_kept(true);
+        let read = self.read_pending();
+        sent.and(read)
+    }
+
+    /// Reads the answers of every statement sent ahead; the first error is the answer.
+    fn read_pending(&self) -> Result<()> {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         if pending.is_empty() {
             return Ok(());
@@ -188,6 +278,16 @@ impl Client {
             return Ok(s.clone());
         }
         self.flush()?;
+        self.prepare_translated(sql)
+    }
+
+    /// [`Client::prepare`] without sending the rows kept: the answers sent ahead are read
+    /// first (the connection reads its answers in order, and theirs would hold up this one).
+    fn prepare_translated(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.cache.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        self.read_pending()?;
         let statement = wait(self.client.prepare(&translate(sql)))?;
         let mut cache = self.cache.borrow_mut();
         if cache.len() > 512 {
