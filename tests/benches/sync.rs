@@ -969,25 +969,41 @@ fn engines_figure(rows: &mut Vec<(String, String, String)>) {
         let seed = t.elapsed();
         assert_eq!(seeded.held_records, 0);
 
-        let phones: Vec<Phone> = (0..20)
-            .map(|i| {
-                let p = Phone::new(&servers[i % processes].url());
-                p.login(&format!("p{i}"), PASSWORD);
-                p
+        // The ingest three times (each round 20 new phones of their own enterprises), the
+        // median kept: one round is under two seconds, and the machine's other work moves it.
+        let pids: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
+        let mut rounds: Vec<(Duration, (f64, f64))> = (0..3)
+            .map(|round| {
+                let phones: Vec<Phone> = (0..20)
+                    .map(|i| {
+                        let p = Phone::new(&servers[i % processes].url());
+                        p.login(&format!("p{i}"), PASSWORD);
+                        p
+                    })
+                    .collect();
+                let bodies = ingest_bodies(&phones, other, 40_000 + 100 * round);
+                let cpu_before = (cpu_seconds(|pid, _| pids.contains(&pid)), cpu_seconds(|_, comm| comm == "postgres"));
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for (i, (token, body)) in bodies.iter().enumerate() {
+                        let url = format!("{}/api/v1/sync/push", servers[i % processes].url());
+                        s.spawn(move || {
+                            let answer = post(&url, Some(token), SYNC_HEADERS, body.clone());
+                            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+                        });
+                    }
+                });
+                let took = t.elapsed();
+                let cpu = (
+                    cpu_seconds(|pid, _| pids.contains(&pid)) - cpu_before.0,
+                    cpu_seconds(|_, comm| comm == "postgres") - cpu_before.1,
+                );
+                (took, cpu)
             })
             .collect();
-        let bodies = ingest_bodies(&phones, other, 40_000);
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for (i, (token, body)) in bodies.iter().enumerate() {
-                let url = format!("{}/api/v1/sync/push", servers[i % processes].url());
-                s.spawn(move || {
-                    let answer = post(&url, Some(token), SYNC_HEADERS, body.clone());
-                    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
-                });
-            }
-        });
-        let ingest = t.elapsed();
+        rounds.sort_by_key(|r| r.0);
+        let all: Vec<String> = rounds.iter().map(|r| ms(r.0)).collect();
+        let (ingest, cpu) = rounds[1];
         let ingest_rate = (20 * 251) as f64 / ingest.as_secs_f64();
 
         // The newcomer's first sync: every record of the county's year. The ingest's county is
@@ -1004,11 +1020,18 @@ fn engines_figure(rows: &mut Vec<(String, String, String)>) {
         }
         rows.push((
             format!("(l) {label}: 20 phones ingest (251 documents each)"),
-            format!("{ingest_rate:.0} documents/s ({} for 5,020 documents)", ms(ingest)),
-            if postgres && processes == 2 {
-                format!("≥ SQLite ({sqlite_ingest:.0}/s): {:.2} ×", ingest_rate / sqlite_ingest)
-            } else {
-                String::new()
+            format!("{ingest_rate:.0} documents/s (median of 3 rounds of 5,020 documents: {})", all.join(", ")),
+            {
+                let cpu = if postgres {
+                    format!("CPU: server {:.2} s, PostgreSQL {:.2} s", cpu.0, cpu.1)
+                } else {
+                    format!("CPU: server {:.2} s", cpu.0)
+                };
+                if postgres && processes == 2 {
+                    format!("≥ SQLite ({sqlite_ingest:.0}/s): {:.2} ×; {cpu}", ingest_rate / sqlite_ingest)
+                } else {
+                    cpu
+                }
             },
         ));
         rows.push((
@@ -1022,6 +1045,27 @@ fn engines_figure(rows: &mut Vec<(String, String, String)>) {
             format!("server peak {}", memory.join(", ")),
         ));
     }
+}
+
+/// CPU time (user and system, seconds) of the processes `pick` chooses by pid and name,
+/// from `/proc` (threads included: a process's counters sum them).
+fn cpu_seconds(pick: impl Fn(u32, &str) -> bool) -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid … utime stime: the name may hold spaces, so split after it.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if !pick(pid, &stat[open + 1..close]) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (field(11) + field(12)) / ticks;
+    }
+    total
 }
 
 /// (m) A county's year (2,000 enterprises, 10,000 visits, as one phone pushed them, and a
